@@ -1,0 +1,13 @@
+"""Fused ops, one family per module: public function -> autograd Function -> torch.library op.
+
+Each module also holds the op's pure-PyTorch reference (the `torch` backend) beside it.
+"""
+from fastgpt.ops.attention import FusedCausalSelfAttention, KVCache, flash_attention
+from fastgpt.ops.cross_entropy import fused_linear_cross_entropy
+from fastgpt.ops.layernorm import FusedAddLayerNorm, fused_add_layernorm
+from fastgpt.ops.mlp import FusedMLP, fused_linear_gelu
+
+__all__ = [
+    "FusedAddLayerNorm", "FusedCausalSelfAttention", "FusedMLP", "KVCache", "flash_attention",
+    "fused_add_layernorm", "fused_linear_cross_entropy", "fused_linear_gelu",
+]
