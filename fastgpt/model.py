@@ -12,6 +12,8 @@ Which kernels run is decided by the backend switch (fastgpt.backend), not here.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import os
 from pathlib import Path
@@ -178,14 +180,16 @@ class GPT(nn.Module):
         path: a folder holding model.safetensors or pytorch_model.bin (HF layout, Conv1D
         weights, transposed here) or ckpt.pt (nanoGPT), or one such file.
         """
-        state = load_state_dict_file(path)
+        state, meta = load_state_dict_file(path)
         state = convert_state_dict(state)
         n_layer = 1 + max(int(k.split(".")[2]) for k in state if k.startswith("transformer.h."))
         vocab_size, n_embd = state["transformer.wte.weight"].shape
         n_positions = state["transformer.wpe.weight"].shape[0]
-        head_dim = 64   # every GPT-2 size uses 64-wide heads
+        # the head count is not in the weights: nanoGPT's model_args or HF's config.json say it;
+        # without either, 64-wide heads as every GPT-2 size
+        n_head = meta.get("n_head") or n_embd // 64
         config = GPTConfig(block_size=n_positions, vocab_size=vocab_size, n_layer=n_layer,
-                           n_head=n_embd // head_dim, n_embd=n_embd, dropout=dropout,
+                           n_head=n_head, n_embd=n_embd, dropout=dropout,
                            bias="transformer.ln_f.bias" in state)
         model = cls(config)
         model.load_state_dict(state)
@@ -197,8 +201,9 @@ class GPT(nn.Module):
 _HF_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
-def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state dict from a local file or folder (safetensors, .bin, or nanoGPT ckpt.pt)."""
+def load_state_dict_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read (state dict, model arguments) from a local file or folder: HF (model.safetensors or
+    pytorch_model.bin, with config.json beside it) or a nanoGPT ckpt.pt (with model_args)."""
     path = Path(path)
     if path.is_dir():
         for name in ("model.safetensors", "pytorch_model.bin", "ckpt.pt"):
@@ -209,11 +214,17 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             raise FileNotFoundError(f"no model.safetensors, pytorch_model.bin or ckpt.pt in {path}")
     if not path.exists():
         raise FileNotFoundError(f"no such weights file: {path}")
+    meta = {}
+    if (path.parent / "config.json").exists():
+        meta = json.loads((path.parent / "config.json").read_text())
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
-        return load_file(str(path))
+        return load_file(str(path)), meta
     obj = torch.load(path, map_location="cpu", weights_only=True)
-    return obj["model"] if isinstance(obj, dict) and "model" in obj else obj
+    if isinstance(obj, dict) and "model" in obj:
+        args = obj.get("model_args") or {}
+        return obj["model"], dict(args) if isinstance(args, dict) else dataclasses.asdict(args)
+    return obj, meta
 
 
 def convert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
