@@ -103,6 +103,14 @@ def resolve(device: torch.device | str | None = None) -> str:
     return name
 
 
+@torch.compiler.assume_constant_result
+def _resolve_device_type(device_type: str) -> str:
+    # torch.compile cannot trace the ContextVar and environment reads in resolve(); this
+    # wrapper runs them at trace time and bakes the answer into the graph as a constant (so a
+    # compiled model keeps the backend it was traced with; recompile after switching).
+    return resolve(torch.device(device_type))
+
+
 class Op:
     """One fused operation with an implementation per backend.
 
@@ -134,7 +142,7 @@ class Op:
         raise BackendError(f"op {self.name!r} has no implementation for backend {backend!r}")
 
     def __call__(self, *args, device: torch.device, **kwargs):
-        return self.implementation(resolve(device))(*args, **kwargs)
+        return self.implementation(_resolve_device_type(device.type))(*args, **kwargs)
 
     def __repr__(self) -> str:
         return f"Op({self.name!r}, backends={sorted(self.impls)})"

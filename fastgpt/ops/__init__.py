@@ -5,9 +5,10 @@ Each module also holds the op's pure-PyTorch reference (the `torch` backend) bes
 from fastgpt.ops.attention import FusedCausalSelfAttention, KVCache, flash_attention
 from fastgpt.ops.cross_entropy import fused_linear_cross_entropy
 from fastgpt.ops.layernorm import FusedAddLayerNorm, fused_add_layernorm
-from fastgpt.ops.mlp import FusedMLP, fused_linear_gelu
+from fastgpt.ops.mlp import FusedMLP, MLPOptions, fused_linear_gelu, fused_mlp
 
 __all__ = [
-    "FusedAddLayerNorm", "FusedCausalSelfAttention", "FusedMLP", "KVCache", "flash_attention",
-    "fused_add_layernorm", "fused_linear_cross_entropy", "fused_linear_gelu",
+    "FusedAddLayerNorm", "FusedCausalSelfAttention", "FusedMLP", "KVCache", "MLPOptions",
+    "flash_attention", "fused_add_layernorm", "fused_linear_cross_entropy", "fused_linear_gelu",
+    "fused_mlp",
 ]

@@ -1,9 +1,21 @@
 """Causal flash attention and the drop-in `FusedCausalSelfAttention` module.
 
-Public function -> autograd Function -> torch.library ops; the Triton kernels are in
-kernels/attention.py. The reference below is the `torch` backend and the test oracle.
+Layers (as flash_attn_interface.py): the public `flash_attention` (documented, validates its
+inputs) -> the `attention` Op of the backend switch -> for the triton backend the autograd
+Function `_FlashAttentionFunction` (save/backward wiring only) -> the torch.library custom ops
+"fastgpt::attention_fwd" / "fastgpt::attention_bwd" (with fake implementations, so
+torch.compile(fullgraph=True) traces through them) -> the launchers in kernels/attention.py.
+The reference below (F.scaled_dot_product_attention) is the `torch` backend and the test oracle.
+
+What the triton forward saves for the backward: q, k, v, the output O and the row log-sum-exp
+(B, H, T) fp32, and with dropout a one-element seed tensor: the mask is regenerated, never stored.
+Outputs and gradients come back as (B, H, T, D) views of (B, T, H, D) memory, as SDPA's flash
+backend returns them, so the module's `y.transpose(1, 2).reshape(B, T, C)` costs no copy.
 """
 from __future__ import annotations
+
+import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +25,11 @@ from fastgpt.backend import Op
 
 attention = Op("attention")
 
+# What the Triton kernels take (kernels/attention.py keeps the same lists; it is imported lazily).
+KERNEL_HEAD_DIMS = (16, 32, 64, 128)
+KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+_FLOAT_DTYPES = KERNEL_DTYPES + (torch.float64,)
+
 
 @attention.register("torch")
 def attention_reference(q, k, v, causal, softmax_scale, dropout_p):
@@ -20,10 +37,144 @@ def attention_reference(q, k, v, causal, softmax_scale, dropout_p):
                                           dropout_p=dropout_p)
 
 
+# ---- validation ----
+
+def _check_inputs(q, k, v, dropout_p: float) -> None:
+    """Errors every backend shares: types, shapes, dtypes, devices, dropout range."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"flash_attention: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"flash_attention: {name} must be 4-D (B, H, T, D), got shape {tuple(t.shape)}")
+    if not (q.shape == k.shape == v.shape):
+        raise ValueError("flash_attention: q, k and v must have the same shape (B, H, T, D), got "
+                         f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+    if q.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"flash_attention: q, k, v must be float16, bfloat16 or float32, got {q.dtype}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"flash_attention: q, k and v must share one dtype, got q {q.dtype}, "
+                        f"k {k.dtype}, v {v.dtype}")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"flash_attention: q, k and v are on different devices: q on {q.device}, "
+                         f"k on {k.device}, v on {v.device}")
+    if q.shape[2] < 1:
+        raise ValueError(f"flash_attention: the sequence is empty (T = 0), shape {tuple(q.shape)}")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"flash_attention: dropout_p must be in [0, 1), got {dropout_p}")
+
+
+def _check_kernel_inputs(q: torch.Tensor) -> None:
+    """What the Triton kernels add: 16/32-bit dtypes and head dims 16, 32, 64, 128."""
+    if q.dtype not in KERNEL_DTYPES:
+        raise TypeError(f"flash_attention (triton backend): dtype {q.dtype} is not supported; "
+                        "use float16, bfloat16 or float32 (or the torch backend)")
+    if q.shape[-1] not in KERNEL_HEAD_DIMS:
+        raise ValueError(f"flash_attention (triton backend): head dim {q.shape[-1]} is not supported; "
+                         f"it must be one of {KERNEL_HEAD_DIMS} (or use the torch backend)")
+
+
+# ---- public function ----
+
 def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True,
                     softmax_scale: float | None = None, dropout_p: float = 0.0) -> torch.Tensor:
-    """Attention of q, k, v of shape (B, H, T, D), as F.scaled_dot_product_attention."""
-    return attention(q, k, v, causal, softmax_scale, dropout_p, device=q.device)
+    """Scaled dot-product attention, softmax(q k^T * softmax_scale [+ causal mask]) v, fused.
+
+    The result equals F.scaled_dot_product_attention(q, k, v, is_causal=causal,
+    scale=softmax_scale, dropout_p=dropout_p) (up to rounding, and for dropout_p > 0 up to which
+    elements are dropped). On the triton backend it never forms the T x T score matrix: the
+    forward keeps the row log-sum-exp, and the backward recomputes the scores tile by tile.
+
+    Args:
+        q, k, v: (B, H, T, D) tensors of one dtype (float16, bfloat16, float32) on one device.
+            Any strides: the transposed views a fused qkv projection yields are read in place.
+            The triton backend takes head dims D in 16, 32, 64, 128 and any T >= 1.
+        causal: query i attends to keys 0..i only (GPT's mask) when True.
+        softmax_scale: multiplies q k^T before the softmax; default 1 / sqrt(D).
+        dropout_p: probability of zeroing each attention weight (then scaled by 1 / (1 - p)),
+            as nn.Dropout on the softmax output. The mask comes from a seed drawn from torch's
+            default CPU generator, so torch.manual_seed makes runs reproducible; the backward
+            regenerates the same mask. Pass 0.0 in eval mode: this function has no `training`.
+    Returns:
+        (B, H, T, D) tensor of q's dtype (memory laid out (B, T, H, D), as SDPA's flash backend
+        does), differentiable in q, k and v.
+    Raises:
+        TypeError: a non-tensor, mixed dtypes, a non-floating dtype, or float64 on the triton
+            backend (float64 runs on the torch backend only).
+        ValueError: not 4-D, q/k/v shapes differ, tensors on different devices, T = 0,
+            dropout_p outside [0, 1), or (triton backend) an unsupported head dim.
+        fastgpt.BackendError: the triton backend got CPU tensors outside TRITON_INTERPRET=1.
+    The backend (torch / triton; cuda runs triton) is chosen by fastgpt.backend.
+    """
+    _check_inputs(q, k, v, dropout_p)
+    if softmax_scale is None:
+        softmax_scale = 1.0 / math.sqrt(q.shape[-1])
+    return attention(q, k, v, bool(causal), float(softmax_scale), float(dropout_p), device=q.device)
+
+
+# ---- triton backend: torch.library custom ops over kernels/attention.py ----
+
+def draw_dropout_seed() -> torch.Tensor:
+    """A one-element int64 CPU tensor from torch's default generator (reproducible under
+    torch.manual_seed; a CPU tensor, so reading it in the op does not synchronise the GPU)."""
+    return torch.randint(0, 2**31 - 1, (1,), dtype=torch.int64)
+
+
+def _seed_value(seed: Optional[torch.Tensor]) -> int:
+    return int(seed.item()) if seed is not None else 0
+
+
+def _empty_bthd_like(q: torch.Tensor) -> torch.Tensor:
+    B, H, T, D = q.shape
+    return q.new_empty(B, T, H, D).transpose(1, 2)
+
+
+@torch.library.custom_op("fastgpt::attention_fwd", mutates_args=())
+def _attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, softmax_scale: float,
+                   dropout_p: float, seed: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    from fastgpt.kernels import attention as kernels
+    return kernels.attention_fwd(q, k, v, causal, softmax_scale, dropout_p, _seed_value(seed))
+
+
+@_attention_fwd.register_fake
+def _(q, k, v, causal, softmax_scale, dropout_p, seed):
+    B, H, T, _ = q.shape
+    return _empty_bthd_like(q), q.new_empty(B, H, T, dtype=torch.float32)
+
+
+@torch.library.custom_op("fastgpt::attention_bwd", mutates_args=())
+def _attention_bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+                   lse: torch.Tensor, causal: bool, softmax_scale: float, dropout_p: float,
+                   seed: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from fastgpt.kernels import attention as kernels
+    return kernels.attention_bwd(dout, q, k, v, out, lse, causal, softmax_scale, dropout_p, _seed_value(seed))
+
+
+@_attention_bwd.register_fake
+def _(dout, q, k, v, out, lse, causal, softmax_scale, dropout_p, seed):
+    return _empty_bthd_like(q), _empty_bthd_like(q), _empty_bthd_like(q)
+
+
+class _FlashAttentionFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, causal, softmax_scale, dropout_p):
+        seed = draw_dropout_seed() if dropout_p > 0.0 else None
+        out, lse = torch.ops.fastgpt.attention_fwd(q, k, v, causal, softmax_scale, dropout_p, seed)
+        ctx.save_for_backward(q, k, v, out, lse, seed)
+        ctx.causal, ctx.softmax_scale, ctx.dropout_p = causal, softmax_scale, dropout_p
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        q, k, v, out, lse, seed = ctx.saved_tensors
+        dq, dk, dv = torch.ops.fastgpt.attention_bwd(dout, q, k, v, out, lse, ctx.causal,
+                                                     ctx.softmax_scale, ctx.dropout_p, seed)
+        return dq, dk, dv, None, None, None
+
+
+@attention.register("triton")
+def attention_triton(q, k, v, causal, softmax_scale, dropout_p):
+    _check_kernel_inputs(q)
+    return _FlashAttentionFunction.apply(q, k, v, causal, softmax_scale, dropout_p)
 
 
 class KVCache:

@@ -1,15 +1,27 @@
 """Fused residual-add + LayerNorm: y = LayerNorm(x + residual) * weight + bias, and s = x + residual.
 
-Public function -> autograd Function -> torch.library ops; the Triton kernels are in
-kernels/layernorm.py. The reference below is the `torch` backend and the test oracle.
+Layers, top to bottom:
+  fused_add_layernorm        public function: documented, validates its inputs, dispatches on the
+                             backend switch (fastgpt.backend)
+  AddLayerNormFunction       autograd Function: flattens to (N, C), saves for backward, wires the
+                             gradients of both outputs (y and s) into one backward call
+  fastgpt::add_layernorm_fwd / fastgpt::add_layernorm_bwd
+                             torch.library custom ops with fake (meta) implementations, so
+                             torch.compile(fullgraph=True) traces through them
+  launchers                  kernels/layernorm.py (Triton), or the same two functions from the CUDA
+                             extension (fastgpt._cuda); `impl` names which pair the ops call
+The pure-PyTorch reference below is the `torch` backend and the test oracle.
 """
 from __future__ import annotations
 
+from typing import Callable, Optional
+
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from fastgpt.backend import Op
+from fastgpt.ops.autocast import autocast_inputs
 
 add_layernorm = Op("add_layernorm")
 
@@ -20,14 +32,200 @@ def add_layernorm_reference(x, residual, weight, bias, eps):
     return F.layer_norm(s, (s.shape[-1],), weight, bias, eps), s
 
 
-def fused_add_layernorm(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor,
-                        bias: torch.Tensor | None = None, eps: float = 1e-5):
-    """Return (y, s): s = x + residual (x when residual is None), y = LayerNorm(s) * weight + bias."""
-    return add_layernorm(x, residual, weight, bias, eps, device=x.device)
+# ---- launcher pairs: (add_layernorm_fwd, add_layernorm_bwd) with one contract (kernels/layernorm.py)
+
+
+def _triton_launchers():
+    from fastgpt.kernels import layernorm   # deferred: `import fastgpt` works without triton
+
+    return layernorm.add_layernorm_fwd, layernorm.add_layernorm_bwd
+
+
+def _cuda_launchers():
+    from fastgpt import _cuda
+
+    ext = _cuda.load()
+    if ext is None or not hasattr(ext, "add_layernorm_fwd"):
+        return _triton_launchers()          # an extension without this op runs it as triton
+    return ext.add_layernorm_fwd, ext.add_layernorm_bwd
+
+
+LAUNCHERS: dict[str, Callable[[], tuple[Callable, Callable]]] = {
+    "triton": _triton_launchers, "cuda": _cuda_launchers}
+
+
+def _none_as_empty(t: Tensor | None, like: Tensor) -> Tensor:
+    # custom ops return Tensors only: an absent output (s without residual, dbias without
+    # bias) crosses the op boundary as a 0-element tensor
+    return like.new_empty(0) if t is None else t
+
+
+# ---- torch.library custom ops
+
+
+@torch.library.custom_op("fastgpt::add_layernorm_fwd", mutates_args=())
+def _add_layernorm_fwd_op(x: Tensor, residual: Optional[Tensor], weight: Tensor,
+                          bias: Optional[Tensor], eps: float, impl: str
+                          ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    fwd, _ = LAUNCHERS[impl]()
+    y, s, mean, rstd = fwd(x, residual, weight, bias, eps)
+    return y, _none_as_empty(s, x), mean, rstd
+
+
+@_add_layernorm_fwd_op.register_fake
+def _(x, residual, weight, bias, eps, impl):
+    stats = x.new_empty(x.shape[0], dtype=torch.float32)
+    s = x.new_empty(0) if residual is None else torch.empty_like(x)
+    return torch.empty_like(x), s, stats, torch.empty_like(stats)
+
+
+@torch.library.custom_op("fastgpt::add_layernorm_bwd", mutates_args=())
+def _add_layernorm_bwd_op(dy: Tensor, ds: Optional[Tensor], s: Tensor, weight: Tensor,
+                          mean: Tensor, rstd: Tensor, has_bias: bool, impl: str
+                          ) -> tuple[Tensor, Tensor, Tensor]:
+    _, bwd = LAUNCHERS[impl]()
+    dx, dweight, dbias = bwd(dy, ds, s, weight, mean, rstd, has_bias)
+    return dx, dweight, _none_as_empty(dbias, weight)
+
+
+@_add_layernorm_bwd_op.register_fake
+def _(dy, ds, s, weight, mean, rstd, has_bias, impl):
+    dbias = torch.empty_like(weight) if has_bias else weight.new_empty(0)
+    return torch.empty_like(s), torch.empty_like(weight), dbias
+
+
+# ---- autograd Function
+
+
+class AddLayerNormFunction(torch.autograd.Function):
+    """(x, residual, weight, bias, eps, impl) -> (y, s), or y alone when residual is None.
+
+    `impl` names the launcher pair (a key of LAUNCHERS). The backward receives the gradients of
+    both outputs and makes one kernel call: dx = ds + dLayerNorm(dy), returned to x and residual.
+    """
+
+    @staticmethod
+    def forward(ctx, x, residual, weight, bias, eps, impl):
+        C = x.shape[-1]
+        x2 = x.reshape(-1, C).contiguous()
+        r2 = None if residual is None else residual.reshape(-1, C).contiguous()
+        weight = weight.contiguous()
+        y, s, mean, rstd = torch.ops.fastgpt.add_layernorm_fwd(
+            x2, r2, weight, None if bias is None else bias.contiguous(), eps, impl)
+        ctx.save_for_backward(x2 if r2 is None else s, weight, mean, rstd)
+        ctx.shape, ctx.impl = x.shape, impl
+        ctx.has_residual, ctx.has_bias = r2 is not None, bias is not None
+        ctx.set_materialize_grads(False)    # an unused output's gradient stays None: not read
+        if r2 is None:
+            return y.view(x.shape)
+        return y.view(x.shape), s.view(x.shape)
+
+    @staticmethod
+    def backward(ctx, dy, ds=None):
+        s, weight, mean, rstd = ctx.saved_tensors
+        C = s.shape[-1]
+        dy = torch.zeros_like(s) if dy is None else dy.reshape(-1, C).contiguous()
+        ds = None if ds is None else ds.reshape(-1, C).contiguous()
+        dx, dweight, dbias = torch.ops.fastgpt.add_layernorm_bwd(
+            dy, ds, s, weight, mean, rstd, ctx.has_bias, ctx.impl)
+        dx = dx.view(ctx.shape)
+        return (dx, dx if ctx.has_residual else None, dweight,
+                dbias if ctx.has_bias else None, None, None)
+
+
+def _implementation(impl: str):
+    """The backend implementation that runs AddLayerNormFunction on the launcher pair `impl`."""
+    def run(x, residual, weight, bias, eps):
+        out = AddLayerNormFunction.apply(x, residual, weight, bias, eps, impl)
+        return (out, x) if residual is None else out
+    return run
+
+
+add_layernorm.register("triton")(_implementation("triton"))
+add_layernorm.register("cuda")(_implementation("cuda"))
+
+
+# ---- public function and module
+
+
+def _check_inputs(x, residual, weight, bias, eps) -> None:
+    named = {"x": x, "residual": residual, "weight": weight, "bias": bias}
+    for name, t in named.items():
+        if t is None and name in ("residual", "bias"):
+            continue
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor (float32, float16, bfloat16), "
+                            f"got {t.dtype}")
+        if t.device != x.device:
+            raise ValueError(f"{name} is on {t.device} but x is on {x.device}; put them on one device")
+    if x.dim() == 0:
+        raise ValueError("x must have at least one dimension, the hidden size, got a scalar")
+    C = x.shape[-1]
+    if residual is not None:
+        if residual.shape != x.shape:
+            raise ValueError(f"residual has shape {tuple(residual.shape)} but x has "
+                             f"{tuple(x.shape)}; they must match")
+        if residual.dtype != x.dtype:
+            raise TypeError(f"x is {x.dtype} but residual is {residual.dtype}; they must match "
+                            "(cast one, e.g. residual.to(x.dtype))")
+    if weight.shape != (C,):
+        raise ValueError(f"weight has shape {tuple(weight.shape)}; x's hidden size {C} needs ({C},)")
+    if bias is not None:
+        if bias.shape != (C,):
+            raise ValueError(f"bias has shape {tuple(bias.shape)}; x's hidden size {C} needs ({C},)")
+        if bias.dtype != weight.dtype:
+            raise TypeError(f"weight is {weight.dtype} but bias is {bias.dtype}; they must match")
+    if not eps >= 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+
+
+def fused_add_layernorm(x: Tensor, residual: Tensor | None, weight: Tensor,
+                        bias: Tensor | None = None, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
+    """Residual add fused with the LayerNorm that follows it.
+
+    Computes, over the last dimension C,
+        s = x + residual                       (s = x when residual is None)
+        y = (s - mean(s)) / sqrt(var(s) + eps) * weight + bias
+    and returns (y, s). In a pre-LN transformer s is the updated residual stream and y the
+    input of the next sublayer, so one pass replaces an add and a LayerNorm.
+
+    Args:
+        x: (..., C) float32, float16 or bfloat16; any leading shape (flattened to rows).
+        residual: same shape and dtype as x, or None for a plain LayerNorm.
+        weight: (C,) scale; may be of another float dtype than x (e.g. fp32 parameters with
+            bf16 activations); its gradient comes back in its own dtype.
+        bias: (C,) shift of weight's dtype, or None.
+        eps: added to the variance, >= 0.
+
+    Returns:
+        (y, s), both shaped and typed as x. Without residual, s is x itself (as cast by autocast).
+
+    Gradients flow to x, residual, weight and bias; those of y and s are combined in one
+    backward pass, and x and residual receive the same gradient (that of s). Statistics and
+    the weight/bias reductions are float32 whatever the input dtype, and the reductions are
+    deterministic (no atomics): two runs give bit-identical gradients. Which implementation
+    runs (torch, triton, cuda) is decided by fastgpt.backend; the triton and cuda ones copy
+    non-contiguous inputs to contiguous rows first. Under torch.autocast every floating input
+    is first cast to the autocast dtype (fastgpt.ops.autocast), so an fp32 residual stream
+    meets bf16 sublayer outputs without a dtype error and the kernel runs in one dtype.
+
+    Raises:
+        TypeError: a non-float tensor, or x and residual (weight and bias) of different dtypes.
+        ValueError: residual not shaped as x, weight/bias not (C,), tensors on different
+            devices, a scalar x, eps < 0.
+    """
+    if isinstance(x, Tensor):       # (anything else gets its clear error from _check_inputs)
+        x, residual, weight, bias = autocast_inputs(x, residual, weight, bias)
+    _check_inputs(x, residual, weight, bias, eps)
+    return add_layernorm(x, residual, weight, bias, float(eps), device=x.device)
 
 
 class FusedAddLayerNorm(nn.Module):
-    """LayerNorm over the last dimension that first adds a residual; state dict as nn.LayerNorm."""
+    """LayerNorm over the last dimension that first adds a residual: forward(x, residual=None)
+    returns (LayerNorm(x + residual), x + residual). Parameters and state dict as nn.LayerNorm
+    (weight, and bias unless bias=False), so nn.LayerNorm checkpoints load unchanged."""
 
     def __init__(self, ndim: int, bias: bool = True, eps: float = 1e-5):
         super().__init__()
@@ -35,5 +233,8 @@ class FusedAddLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(ndim))
         self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
 
-    def forward(self, x, residual=None):
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return fused_add_layernorm(x, residual, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}, bias={self.bias is not None}"

@@ -1,0 +1,109 @@
+"""One optimizer step of GPT-2 124M, every way of running it, side by side in one run.
+
+fastgpt.gpt_preset("gpt2") (block 512, n_embd 768, 12 layers, vocab 50304), batch 32, bf16
+autocast, AdamW(fused=True) via model.configure_optimizer, random tokens (torch.randint: the
+step's cost does not depend on the data). One step = forward + loss, backward, optimizer step,
+zero_grad. Configurations:
+    reference-eager     fastgpt.use_backend("torch"): the PyTorch reference of every op
+    reference-compile   the same, torch.compile(model, fullgraph=True)
+    triton              fastgpt's Triton kernels
+    triton-compile      the same, torch.compile(model, fullgraph=True)
+    cuda                the compiled CUDA extension (skipped where it is not built)
+fullgraph=True makes a graph break an error rather than a slower, unfair compiled baseline.
+
+extra_info of each benchmark: median_ms (do_bench median, ms/step), tokens_per_s, mfu
+(nanoGPT's estimate_mfu against PEAK_FLOPS, the H100 SXM bf16 dense peak) and peak_mem_gib
+(torch.cuda.max_memory_allocated over the whole measurement: weights, AdamW state, activations).
+With FASTGPT_BENCH_OUT set, each configuration also writes <dir>/train_step/<config>.json and
+one markdown row to <dir>/train_step.md.
+
+    pytest benchmarks/bench_train_step.py --benchmark-only --benchmark-json=out.json
+    python benchmarks/plot_train_step.py out.json -o train_step.png
+"""
+import gc
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import fastgpt
+from fastgpt.backend import cuda_extension_available
+from timing import environment, measure
+
+BATCH = 32
+PEAK_FLOPS = 989e12                       # H100 SXM, bf16 dense
+CONFIGS = {                               # name -> (backend, compiled)
+    "reference-eager": ("torch", False),
+    "reference-compile": ("torch", True),
+    "triton": ("triton", False),
+    "triton-compile": ("triton", True),
+    "cuda": ("cuda", False),
+}
+HAS_CUDA = torch.cuda.is_available()
+
+
+def build(backend: str, compiled: bool):
+    """Model, optimizer and one step's callable for a configuration."""
+    torch.manual_seed(0)
+    config = fastgpt.gpt_preset("gpt2")
+    model = fastgpt.GPT(config).cuda()
+    optimizer = model.configure_optimizer(weight_decay=0.1, learning_rate=6e-4, betas=(0.9, 0.95),
+                                          device_type="cuda")
+    forward = torch.compile(model, fullgraph=True) if compiled else model
+    g = torch.Generator(device="cuda").manual_seed(0)
+    idx = torch.randint(0, 50257, (BATCH, config.block_size), device="cuda", generator=g)
+    targets = torch.randint(0, 50257, (BATCH, config.block_size), device="cuda", generator=g)
+
+    def step():
+        with fastgpt.use_backend(backend), torch.autocast("cuda", dtype=torch.bfloat16):
+            _, loss = forward(idx, targets)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return model, step
+
+
+def write_row(name: str, extra: dict) -> None:
+    out = os.environ.get("FASTGPT_BENCH_OUT")
+    if not out:
+        return
+    keys = ("device", "median_ms", "tokens_per_s", "mfu", "peak_mem_gib", "batch", "block_size")
+    row = {"config": name, **{k: extra[k] for k in keys if k in extra}}
+    folder = Path(out) / "train_step"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(row, indent=1) + "\n")
+    table = Path(out) / "train_step.md"
+    if not table.exists():
+        table.write_text("| config | device | ms/step | tokens/s | MFU | peak GiB |\n|---|---|---|---|---|---|\n")
+    with table.open("a") as f:
+        f.write(f"| {name} | {row.get('device', '?')} | {row['median_ms']:.2f} | "
+                f"{row['tokens_per_s']:,.0f} | {row['mfu']:.1%} | {row['peak_mem_gib']:.2f} |\n")
+
+
+@pytest.fixture(autouse=True)
+def _release():
+    yield
+    torch._dynamo.reset()
+    gc.collect()
+    if HAS_CUDA:
+        torch.cuda.empty_cache()
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_train_step(benchmark, name):
+    backend, compiled = CONFIGS[name]
+    if backend == "cuda" and not cuda_extension_available():
+        pytest.skip("the CUDA extension fastgpt._C is not built")
+    model, step = build(backend, compiled)
+    cfg = model.config
+    tokens = BATCH * cfg.block_size
+    ms = measure(benchmark, step, rounds=10, config=name, backend=backend, compiled=compiled,
+                 batch=BATCH, block_size=cfg.block_size, tokens_per_step=tokens)
+    extra = benchmark.extra_info
+    extra["tokens_per_s"] = tokens / (ms * 1e-3)
+    extra["mfu"] = model.estimate_mfu(tokens, ms * 1e-3, PEAK_FLOPS)
+    extra["peak_flops"] = PEAK_FLOPS
+    extra.setdefault("device", environment()["device"])
+    write_row(name, extra)

@@ -1,0 +1,68 @@
+"""Bar chart of the GPT-2 train-step benchmark: tokens/s and peak memory per configuration.
+
+Reads the pytest-benchmark JSON of benchmarks/bench_train_step.py (the extra_info each
+configuration recorded) and writes a PNG, the device named in the title. Needs matplotlib.
+
+    python benchmarks/plot_train_step.py out.json -o benchmarks/results/train_step.png
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def rows(data: dict) -> list[dict]:
+    """extra_info of every train-step benchmark, in the order they ran."""
+    found = [b["extra_info"] for b in data.get("benchmarks", [])
+             if "test_train_step" in b.get("name", "") and "tokens_per_s" in b.get("extra_info", {})]
+    if not found:
+        raise SystemExit("no test_train_step results with tokens_per_s in this JSON: run "
+                         "pytest benchmarks/bench_train_step.py --benchmark-only --benchmark-json=F")
+    return found
+
+
+def plot(data: dict, out: Path) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("plot_train_step.py needs matplotlib: pip install matplotlib") from None
+    results = rows(data)
+    names = [r["config"] for r in results]
+    device = results[0].get("device") or data.get("fastgpt", {}).get("device", "unknown device")
+    fig, (ax_tok, ax_mem) = plt.subplots(1, 2, figsize=(11, 4.2))
+    panels = ((ax_tok, [r["tokens_per_s"] / 1e3 for r in results], "tokens/s (thousands)", "{:.0f}k"),
+              (ax_mem, [r["peak_mem_gib"] for r in results], "peak memory (GiB)", "{:.1f}"))
+    colors = ["#8c8c8c" if n.startswith("reference") else "#1f77b4" for n in names]
+    for ax, values, label, fmt in panels:
+        bars = ax.bar(names, values, color=colors)
+        ax.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=8)
+        ax.set_ylabel(label)
+        ax.tick_params(axis="x", rotation=25, labelsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    for r, bar in zip(results, ax_tok.patches):
+        ax_tok.annotate(f"MFU {r['mfu']:.0%}", (bar.get_x() + bar.get_width() / 2, 0),
+                        xytext=(0, 4), textcoords="offset points", ha="center", fontsize=7,
+                        color="white")
+    first = results[0]
+    fig.suptitle(f"GPT-2 124M train step (batch {first.get('batch', '?')} x block "
+                 f"{first.get('block_size', '?')}, bf16 autocast, fused AdamW) on {device}")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=150)
+    print(f"wrote {out}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("json_file", type=Path, help="pytest-benchmark JSON of bench_train_step.py")
+    parser.add_argument("-o", "--out", type=Path, default=Path("train_step.png"), help="PNG to write")
+    args = parser.parse_args(argv)
+    if not args.json_file.exists():
+        sys.exit(f"no such file: {args.json_file}")
+    plot(json.loads(args.json_file.read_text()), args.out)
+
+
+if __name__ == "__main__":
+    main()

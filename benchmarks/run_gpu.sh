@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One call on the lent GPU: install fastgpt (building the CUDA extension), record the
+# environment, run the test suite on the GPU, then the benchmarks, and print a short table.
+# Logs and the pytest-benchmark JSON go to $OUT (the device tool brings them back).
+#
+#   bash benchmarks/run_gpu.sh [stages...]     stages: install tests ctest bench convergence
+#   BENCH_FILTER='-k attention' bash benchmarks/run_gpu.sh bench
+set -uo pipefail
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 FASTGPT_BUILD_CUDA=${FASTGPT_BUILD_CUDA:-1}
+stages=${*:-install tests ctest bench}
+run() { echo "== $1"; shift; "$@"; echo "== exit $?"; }
+
+for stage in $stages; do
+  case $stage in
+  install)
+    { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
+      python3 -c 'import torch, triton; print("torch", torch.__version__, "cuda", torch.version.cuda, "triton", triton.__version__)'
+      nvcc --version | tail -2; } 2>&1 | tee "$OUT/env.txt"
+    run install python3 -m pip install --no-deps --no-build-isolation -e . > "$OUT/install.log" 2>&1
+    tail -5 "$OUT/install.log" ;;
+  tests)
+    run tests python3 -m pytest tests/ -q -x --timeout=900 -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -25 ;;
+  ctest)
+    run ctest bash -c 'cmake -S . -B build/cmake -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null &&
+                       cmake --build build/cmake > /dev/null && ctest --test-dir build/cmake --output-on-failure' \
+      2>&1 | tee "$OUT/ctest.log" | tail -8 ;;
+  bench)
+    # shellcheck disable=SC2086
+    run bench python3 -m pytest benchmarks/ --benchmark-only -q -p no:cacheprovider ${BENCH_FILTER:-} \
+      --benchmark-json="$OUT/bench.json" --benchmark-columns=median,rounds 2>&1 > "$OUT/bench.log"
+    tail -3 "$OUT/bench.log"
+    python3 benchmarks/report.py "$OUT/bench.json" | tee "$OUT/bench.md" ;;
+  convergence)
+    run convergence python3 benchmarks/convergence.py --out "$OUT/convergence.json" 2>&1 | tee "$OUT/convergence.log" | tail -15 ;;
+  *) echo "unknown stage $stage"; exit 2 ;;
+  esac
+done

@@ -1,0 +1,505 @@
+"""Causal flash attention (FlashAttention-2), forward and backward, in Triton.
+
+What is fused, and why. Attention softmax(Q K^T * scale + causal mask) V is, unfused, three
+kernels and a T x T score matrix per head written to memory and read back (twice more in the
+backward). Here one forward kernel keeps a BLOCK_M x D tile of Q in registers and streams K and V
+through shared memory in BLOCK_N-row tiles, keeping the running row maximum and row sum of an
+online softmax, so the scores never leave the chip. It writes O and the per-row log-sum-exp
+(LSE, in log2 units), which is all the backward needs to rebuild any tile of P exactly.
+
+  forward    _attention_fwd_kernel: grid (B*H, query blocks), heaviest causal blocks first.
+             Softmax in exp2 with the scale folded into log2(e); the key loop is split into the
+             off-diagonal blocks (no mask at all) and the diagonal / ragged-end blocks (masked).
+  backward   _attention_bwd_preprocess_kernel: Delta = rowsum(dO * O) (fp32, B*H x T).
+             _attention_bwd_dkdv_kernel: one program per BLOCK_N keys holds K, V, dK, dV and
+             walks the query blocks that see them (recomputing P^T from Q and LSE).
+             _attention_bwd_dq_kernel: one program per BLOCK_M queries holds Q, dO, dQ and
+             walks the key blocks they see. Two kernels, so no atomics and any T.
+  dropout    (DROPOUT constexpr) P is masked inside the kernels with Philox random numbers
+             drawn from (seed, b*h*T*T + row*T + col); the backward regenerates the same mask
+             from the same seed instead of storing it. _attention_dropout_mask_kernel writes
+             that mask out, for tests only.
+
+Limits. q, k, v of one shape (B, H, T, D), one dtype (float16, bfloat16, float32), D in
+HEAD_DIMS; any T >= 1 (ragged ends are masked); any strides (passed to the kernels, so the
+transposed views of a fused qkv projection need no copy; a stride of 1 is specialised by
+Triton). float32 runs its dots in IEEE fp32 (slow, exact); the fast path is 16-bit. Offsets
+inside one head are int32 (T * row stride < 2**31); head and batch offsets are int64.
+Under TRITON_INTERPRET=1 each kernel gets one small tile so CPU tests are quick; on the GPU
+each is autotuned over H100 configurations, keyed on the power of two above T (so a growing
+T does not retune at every length), D, and the flags.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from fastgpt.backend import interpreter_mode
+
+HEAD_DIMS = (16, 32, 64, 128)
+DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+LOG2E = 1.4426950408889634
+_INTERPRET = interpreter_mode()
+
+
+def _config(block_m: int, block_n: int, warps: int, stages: int) -> triton.Config:
+    return triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n}, num_warps=warps, num_stages=stages)
+
+
+def _configs(gpu: list[tuple[int, int, int, int]], interpreter: tuple[int, int]) -> list[triton.Config]:
+    if _INTERPRET:
+        return [_config(*interpreter, 4, 1)]
+    return [_config(*c) for c in gpu]
+
+
+# (BLOCK_M, BLOCK_N, num_warps, num_stages). Forward: the tutorial's Hopper space (wide query
+# tiles, 8 warps only for 128 x 128 score tiles where 4 warps spill).
+FWD_CONFIGS = _configs(
+    [(bm, bn, w, s) for bm in (64, 128) for bn in (32, 64, 128) for w in (4, 8) for s in (2, 3, 4)
+     if bn <= bm and (w == 4 or bm * bn >= 128 * 128)],
+    interpreter=(64, 32))
+# dK/dV: BLOCK_N keys stay resident, BLOCK_M queries stream (the tutorial's 128 / 32, w4, s5).
+DKDV_CONFIGS = _configs(
+    [(16, 64, 4, 3), (32, 64, 4, 3), (32, 64, 4, 4), (32, 128, 4, 3), (32, 128, 4, 4),
+     (32, 128, 4, 5), (64, 128, 4, 3), (64, 128, 8, 3), (64, 128, 8, 4), (64, 64, 4, 3),
+     (16, 128, 4, 4), (128, 128, 8, 3)],
+    interpreter=(32, 64))
+# dQ: BLOCK_M queries stay resident, BLOCK_N keys stream (the tutorial's 128 / 32, w4, s5).
+DQ_CONFIGS = _configs(
+    [(64, 16, 4, 3), (64, 32, 4, 3), (64, 32, 4, 4), (128, 32, 4, 3), (128, 32, 4, 4),
+     (128, 32, 4, 5), (128, 64, 4, 3), (128, 64, 8, 3), (128, 64, 8, 4), (64, 64, 4, 3),
+     (128, 16, 4, 4), (128, 128, 8, 3)],
+    interpreter=(64, 32))
+_TUNE_KEY = ["T_BUCKET", "HEAD_DIM", "CAUSAL", "DROPOUT"]
+
+
+# ---------------------------------------------------------------------------------------------
+# kernels
+# ---------------------------------------------------------------------------------------------
+
+@triton.jit
+def _dropout_keep(seed, rng_base, rows, cols, T, dropout_p):
+    """Keep-mask of (rows x cols) of one head: identical wherever the same element is drawn."""
+    offsets = rng_base + rows.to(tl.int64) * T + cols
+    return tl.rand(seed, offsets) >= dropout_p
+
+
+@triton.jit
+def _load_tile(Base, rows, stride_t, stride_d, T, HEAD_DIM: tl.constexpr, TRANSPOSE: tl.constexpr,
+               MASK: tl.constexpr):
+    """Rows `rows` of one head as a (rows, D) tile, or (D, rows) if TRANSPOSE; with MASK, rows >= T read 0."""
+    offs_d = tl.arange(0, HEAD_DIM)
+    if TRANSPOSE:
+        ptrs = Base + rows[None, :] * stride_t + offs_d[:, None] * stride_d
+        inside = rows[None, :] < T
+    else:
+        ptrs = Base + rows[:, None] * stride_t + offs_d[None, :] * stride_d
+        inside = rows[:, None] < T
+    if MASK:
+        tile = tl.load(ptrs, mask=inside, other=0.0)
+    else:
+        tile = tl.load(ptrs)
+    return tile
+
+
+@triton.jit
+def _store_tile(Base, rows, stride_t, stride_d, T, tile, HEAD_DIM: tl.constexpr):
+    offs_d = tl.arange(0, HEAD_DIM)
+    tl.store(Base + rows[:, None] * stride_t + offs_d[None, :] * stride_d, tile.to(Base.dtype.element_ty),
+             mask=rows[:, None] < T)
+
+
+@triton.jit
+def _load_row_stats(LSE, Delta, rows, T, MASK: tl.constexpr):
+    """Per-query LSE and Delta (fp32); with MASK, rows >= T read 0."""
+    if MASK:
+        lse = tl.load(LSE + rows, mask=rows < T, other=0.0)
+        delta = tl.load(Delta + rows, mask=rows < T, other=0.0)
+    else:
+        lse = tl.load(LSE + rows)
+        delta = tl.load(Delta + rows)
+    return lse, delta
+
+
+@triton.jit
+def _head(bh, H, Q, K, V, DO, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh,
+          stride_dob, stride_doh):
+    """Four pointers moved to head bh = b * H + h (int64 offsets); pass strides 0 for unused ones."""
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    return (Q + b * stride_qb + h * stride_qh, K + b * stride_kb + h * stride_kh,
+            V + b * stride_vb + h * stride_vh, DO + b * stride_dob + h * stride_doh)
+
+
+@triton.jit
+def _query_block(CAUSAL: tl.constexpr):
+    """This program's query block; causal: the last blocks see the most keys, start them first."""
+    pid_m = tl.program_id(1)
+    if CAUSAL:
+        pid_m = tl.num_programs(1) - 1 - pid_m
+    return pid_m
+
+
+@triton.jit
+def _key_split(start_m, T, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr):
+    """Keys of a query block: [0, full_hi) need no mask, [full_hi, end) are the diagonal / ragged end."""
+    if CAUSAL:      # keys below the block's first query are seen by every row of it
+        full_hi = (start_m // BLOCK_N) * BLOCK_N
+        end = tl.minimum(start_m + BLOCK_M, T)
+    else:
+        full_hi = (T // BLOCK_N) * BLOCK_N
+        end = T
+    return full_hi, end
+
+
+@triton.jit
+def _attention_fwd_inner(acc, l_i, m_i, q, K, V, stride_kt, stride_kd, stride_vt, stride_vd,
+                         rows, lo, hi, T, qk_scale, dropout_p, seed, rng_base,
+                         HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr,
+                         DROPOUT: tl.constexpr, MASK: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """Online softmax of the query tile against keys [lo, hi); MASK: ragged end / diagonal."""
+    for start_n in range(lo, hi, BLOCK_N):
+        start_n = tl.multiple_of(start_n, BLOCK_N)
+        cols = start_n + tl.arange(0, BLOCK_N)
+        k = _load_tile(K, cols, stride_kt, stride_kd, T, HEAD_DIM, False, MASK)
+        qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
+        if MASK:
+            valid = cols[None, :] < T
+            if CAUSAL:
+                valid = valid & (rows[:, None] >= cols[None, :])
+            qk = tl.where(valid, qk * qk_scale, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(qk, 1))
+            qk = qk - m_new[:, None]
+        else:
+            m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+            qk = qk * qk_scale - m_new[:, None]
+        p = tl.math.exp2(qk)
+        alpha = tl.math.exp2(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)        # the normaliser counts dropped entries too
+        acc = acc * alpha[:, None]
+        if DROPOUT:
+            p = tl.where(_dropout_keep(seed, rng_base, rows[:, None], cols[None, :], T, dropout_p), p, 0.0)
+        v = _load_tile(V, cols, stride_vt, stride_vd, T, HEAD_DIM, False, MASK)
+        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PRECISION)
+        m_i = m_new
+    return acc, l_i, m_i
+
+
+@triton.autotune(configs=FWD_CONFIGS, key=_TUNE_KEY)
+@triton.jit(do_not_specialize=["seed"])
+def _attention_fwd_kernel(Q, K, V, Out, LSE,
+                          stride_qb, stride_qh, stride_qt, stride_qd,
+                          stride_kb, stride_kh, stride_kt, stride_kd,
+                          stride_vb, stride_vh, stride_vt, stride_vd,
+                          stride_ob, stride_oh, stride_ot, stride_od,
+                          H, T, T_BUCKET, qk_scale, dropout_p, seed,
+                          HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                          CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    bh = tl.program_id(0)
+    Q, K, V, Out = _head(bh, H, Q, K, V, Out, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh,
+                         stride_ob, stride_oh)
+    LSE += bh.to(tl.int64) * T
+    rng_base = bh.to(tl.int64) * T * T
+
+    start_m = _query_block(CAUSAL) * BLOCK_M
+    rows = start_m + tl.arange(0, BLOCK_M)
+    q = _load_tile(Q, rows, stride_qt, stride_qd, T, HEAD_DIM, False, True)
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    full_hi, end = _key_split(start_m, T, BLOCK_M, BLOCK_N, CAUSAL)
+    acc, l_i, m_i = _attention_fwd_inner(acc, l_i, m_i, q, K, V, stride_kt, stride_kd, stride_vt, stride_vd,
+                                         rows, 0, full_hi, T, qk_scale, dropout_p, seed, rng_base,
+                                         HEAD_DIM, BLOCK_N, CAUSAL, DROPOUT, False, DOT_PRECISION)
+    acc, l_i, m_i = _attention_fwd_inner(acc, l_i, m_i, q, K, V, stride_kt, stride_kd, stride_vt, stride_vd,
+                                         rows, full_hi, end, T, qk_scale, dropout_p, seed, rng_base,
+                                         HEAD_DIM, BLOCK_N, CAUSAL, DROPOUT, True, DOT_PRECISION)
+    scale = 1.0 / l_i
+    if DROPOUT:
+        scale = scale / (1.0 - dropout_p)
+    tl.store(LSE + rows, m_i + tl.math.log2(l_i), mask=rows < T)
+    _store_tile(Out, rows, stride_ot, stride_od, T, acc * scale[:, None], HEAD_DIM)
+
+
+@triton.jit
+def _attention_bwd_preprocess_kernel(Out, DO, Delta,
+                                     stride_ob, stride_oh, stride_ot, stride_od,
+                                     stride_dob, stride_doh, stride_dot, stride_dod,
+                                     H, T, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr):
+    """Delta = rowsum(dO * O) in fp32: the softmax backward's correction term, per query."""
+    bh = tl.program_id(0)
+    Out, DO, _, _ = _head(bh, H, Out, DO, Out, DO, stride_ob, stride_oh, stride_dob, stride_doh, 0, 0, 0, 0)
+    rows = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+    o = _load_tile(Out, rows, stride_ot, stride_od, T, HEAD_DIM, False, True).to(tl.float32)
+    do = _load_tile(DO, rows, stride_dot, stride_dod, T, HEAD_DIM, False, True).to(tl.float32)
+    tl.store(Delta + bh.to(tl.int64) * T + rows, tl.sum(o * do, 1), mask=rows < T)
+
+
+@triton.jit
+def _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qt, stride_qd, stride_dot, stride_dod,
+                              cols, lo, hi, T, qk_scale, dropout_p, seed, rng_base,
+                              HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, CAUSAL: tl.constexpr,
+                              DROPOUT: tl.constexpr, MASK: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """dK, dV of the resident key tile from the query blocks [lo, hi), in the transposed frame."""
+    for start_m in range(lo, hi, BLOCK_M):
+        start_m = tl.multiple_of(start_m, BLOCK_M)
+        rows = start_m + tl.arange(0, BLOCK_M)
+        qT = _load_tile(Q, rows, stride_qt, stride_qd, T, HEAD_DIM, True, MASK)
+        lse, delta = _load_row_stats(LSE, Delta, rows, T, MASK)
+        pT = tl.math.exp2(tl.dot(k, qT, input_precision=DOT_PRECISION) * qk_scale - lse[None, :])
+        if MASK:
+            valid = rows[None, :] < T
+            if CAUSAL:
+                valid = valid & (rows[None, :] >= cols[:, None])
+            pT = tl.where(valid, pT, 0.0)
+        do = _load_tile(DO, rows, stride_dot, stride_dod, T, HEAD_DIM, False, MASK)
+        dpT = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)
+        if DROPOUT:
+            keep = _dropout_keep(seed, rng_base, rows[None, :], cols[:, None], T, dropout_p)
+            inv_keep = 1.0 / (1.0 - dropout_p)
+            dv += tl.dot(tl.where(keep, pT * inv_keep, 0.0).to(do.dtype), do, input_precision=DOT_PRECISION)
+            dpT = tl.where(keep, dpT * inv_keep, 0.0)
+        else:
+            dv += tl.dot(pT.to(do.dtype), do, input_precision=DOT_PRECISION)
+        dsT = pT * (dpT - delta[None, :])
+        dk += tl.dot(dsT.to(qT.dtype), tl.trans(qT), input_precision=DOT_PRECISION)
+    return dk, dv
+
+
+@triton.autotune(configs=DKDV_CONFIGS, key=_TUNE_KEY)
+@triton.jit(do_not_specialize=["seed"])
+def _attention_bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, Delta,
+                               stride_qb, stride_qh, stride_qt, stride_qd,
+                               stride_kb, stride_kh, stride_kt, stride_kd,
+                               stride_vb, stride_vh, stride_vt, stride_vd,
+                               stride_dob, stride_doh, stride_dot, stride_dod,
+                               stride_dkb, stride_dkh, stride_dkt, stride_dkd,
+                               stride_dvb, stride_dvh, stride_dvt, stride_dvd,
+                               H, T, T_BUCKET, qk_scale, sm_scale, dropout_p, seed,
+                               HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                               CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    bh = tl.program_id(0)
+    start_n = tl.program_id(1) * BLOCK_N       # causal: block 0 is the heaviest, and runs first
+    Q, K, V, DO = _head(bh, H, Q, K, V, DO, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh,
+                        stride_dob, stride_doh)
+    DK, DV, _, _ = _head(bh, H, DK, DV, DK, DV, stride_dkb, stride_dkh, stride_dvb, stride_dvh, 0, 0, 0, 0)
+    LSE += bh.to(tl.int64) * T
+    Delta += bh.to(tl.int64) * T
+    rng_base = bh.to(tl.int64) * T * T
+
+    cols = start_n + tl.arange(0, BLOCK_N)
+    k = _load_tile(K, cols, stride_kt, stride_kd, T, HEAD_DIM, False, True)
+    v = _load_tile(V, cols, stride_vt, stride_vd, T, HEAD_DIM, False, True)
+    dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    # query blocks: [lo, full_lo) diagonal (masked), [full_lo, full_hi) unmasked, [full_hi, T) ragged end
+    full_hi = (T // BLOCK_M) * BLOCK_M
+    if CAUSAL:
+        lo = (start_n // BLOCK_M) * BLOCK_M
+        full_lo = tl.minimum(tl.cdiv(start_n + BLOCK_N, BLOCK_M) * BLOCK_M, full_hi)
+    else:
+        lo = 0
+        full_lo = 0
+    dk, dv = _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qt, stride_qd, stride_dot,
+                                       stride_dod, cols, lo, full_lo, T, qk_scale, dropout_p, seed, rng_base,
+                                       HEAD_DIM, BLOCK_M, CAUSAL, DROPOUT, True, DOT_PRECISION)
+    dk, dv = _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qt, stride_qd, stride_dot,
+                                       stride_dod, cols, full_lo, full_hi, T, qk_scale, dropout_p, seed,
+                                       rng_base, HEAD_DIM, BLOCK_M, CAUSAL, DROPOUT, False, DOT_PRECISION)
+    dk, dv = _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qt, stride_qd, stride_dot,
+                                       stride_dod, cols, full_hi, T, T, qk_scale, dropout_p, seed, rng_base,
+                                       HEAD_DIM, BLOCK_M, CAUSAL, DROPOUT, True, DOT_PRECISION)
+    _store_tile(DK, cols, stride_dkt, stride_dkd, T, dk * sm_scale, HEAD_DIM)
+    _store_tile(DV, cols, stride_dvt, stride_dvd, T, dv, HEAD_DIM)
+
+
+@triton.jit
+def _attention_bwd_dq_inner(dq, q, do, lse, delta, K, V, stride_kt, stride_kd, stride_vt, stride_vd,
+                            rows, lo, hi, T, qk_scale, dropout_p, seed, rng_base,
+                            HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr,
+                            DROPOUT: tl.constexpr, MASK: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """dQ of the resident query tile from the key blocks [lo, hi)."""
+    for start_n in range(lo, hi, BLOCK_N):
+        start_n = tl.multiple_of(start_n, BLOCK_N)
+        cols = start_n + tl.arange(0, BLOCK_N)
+        kT = _load_tile(K, cols, stride_kt, stride_kd, T, HEAD_DIM, True, MASK)
+        vT = _load_tile(V, cols, stride_vt, stride_vd, T, HEAD_DIM, True, MASK)
+        p = tl.math.exp2(tl.dot(q, kT, input_precision=DOT_PRECISION) * qk_scale - lse[:, None])
+        if MASK:
+            valid = cols[None, :] < T
+            if CAUSAL:
+                valid = valid & (rows[:, None] >= cols[None, :])
+            p = tl.where(valid, p, 0.0)
+        dp = tl.dot(do, vT, input_precision=DOT_PRECISION)
+        if DROPOUT:
+            keep = _dropout_keep(seed, rng_base, rows[:, None], cols[None, :], T, dropout_p)
+            dp = tl.where(keep, dp * (1.0 / (1.0 - dropout_p)), 0.0)
+        ds = p * (dp - delta[:, None])
+        dq += tl.dot(ds.to(kT.dtype), tl.trans(kT), input_precision=DOT_PRECISION)
+    return dq
+
+
+@triton.autotune(configs=DQ_CONFIGS, key=_TUNE_KEY)
+@triton.jit(do_not_specialize=["seed"])
+def _attention_bwd_dq_kernel(Q, K, V, DO, DQ, LSE, Delta,
+                             stride_qb, stride_qh, stride_qt, stride_qd,
+                             stride_kb, stride_kh, stride_kt, stride_kd,
+                             stride_vb, stride_vh, stride_vt, stride_vd,
+                             stride_dob, stride_doh, stride_dot, stride_dod,
+                             stride_dqb, stride_dqh, stride_dqt, stride_dqd,
+                             H, T, T_BUCKET, qk_scale, sm_scale, dropout_p, seed,
+                             HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                             CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    bh = tl.program_id(0)
+    Q, K, V, DO = _head(bh, H, Q, K, V, DO, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh,
+                        stride_dob, stride_doh)
+    DQ, _, _, _ = _head(bh, H, DQ, DQ, DQ, DQ, stride_dqb, stride_dqh, 0, 0, 0, 0, 0, 0)
+    LSE += bh.to(tl.int64) * T
+    Delta += bh.to(tl.int64) * T
+    rng_base = bh.to(tl.int64) * T * T
+
+    start_m = _query_block(CAUSAL) * BLOCK_M
+    rows = start_m + tl.arange(0, BLOCK_M)
+    q = _load_tile(Q, rows, stride_qt, stride_qd, T, HEAD_DIM, False, True)
+    do = _load_tile(DO, rows, stride_dot, stride_dod, T, HEAD_DIM, False, True)
+    lse, delta = _load_row_stats(LSE, Delta, rows, T, True)
+    dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    full_hi, end = _key_split(start_m, T, BLOCK_M, BLOCK_N, CAUSAL)
+    dq = _attention_bwd_dq_inner(dq, q, do, lse, delta, K, V, stride_kt, stride_kd, stride_vt, stride_vd,
+                                 rows, 0, full_hi, T, qk_scale, dropout_p, seed, rng_base,
+                                 HEAD_DIM, BLOCK_N, CAUSAL, DROPOUT, False, DOT_PRECISION)
+    dq = _attention_bwd_dq_inner(dq, q, do, lse, delta, K, V, stride_kt, stride_kd, stride_vt, stride_vd,
+                                 rows, full_hi, end, T, qk_scale, dropout_p, seed, rng_base,
+                                 HEAD_DIM, BLOCK_N, CAUSAL, DROPOUT, True, DOT_PRECISION)
+    _store_tile(DQ, rows, stride_dqt, stride_dqd, T, dq * sm_scale, HEAD_DIM)
+
+
+@triton.jit(do_not_specialize=["seed"])
+def _attention_dropout_mask_kernel(Keep, T, dropout_p, seed, BLOCK: tl.constexpr):
+    """Keep[bh, i, j] as the attention kernels draw it (uint8; for tests)."""
+    bh = tl.program_id(0)
+    rows = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    cols = tl.program_id(2) * BLOCK + tl.arange(0, BLOCK)
+    keep = _dropout_keep(seed, bh.to(tl.int64) * T * T, rows[:, None], cols[None, :], T, dropout_p)
+    inside = (rows[:, None] < T) & (cols[None, :] < T)
+    tl.store(Keep + bh.to(tl.int64) * T * T + rows[:, None] * T + cols[None, :], keep.to(tl.uint8), mask=inside)
+
+
+# ---------------------------------------------------------------------------------------------
+# launchers: plain tensor-in / tensor-out
+# ---------------------------------------------------------------------------------------------
+
+def empty_bthd(batch: int, heads: int, T: int, head_dim: int, like: torch.Tensor) -> torch.Tensor:
+    """A (B, H, T, D) tensor laid out as (B, T, H, D), as SDPA's flash backend returns it:
+    then `y.transpose(1, 2).reshape(B, T, H * D)` in the attention module is a free view."""
+    return like.new_empty(batch, T, heads, head_dim).transpose(1, 2)
+
+
+def _strides(t: torch.Tensor) -> tuple[int, ...]:
+    return tuple(t.stride())
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    return "ieee" if dtype == torch.float32 else "tf32"     # tf32 is ignored by 16-bit dots
+
+
+def _launch(kernel, grid, config: dict | None, *args, **meta):
+    """Run an autotuned kernel, or with one explicit config (BLOCK_M, BLOCK_N, num_warps, num_stages)."""
+    if config is None:
+        kernel[grid](*args, **meta)
+    else:
+        kernel.fn[grid](*args, **meta, **config)
+
+
+def _common_meta(q: torch.Tensor, causal: bool, dropout_p: float) -> dict:
+    return dict(HEAD_DIM=q.shape[-1], CAUSAL=bool(causal), DROPOUT=dropout_p > 0.0,
+                DOT_PRECISION=_dot_precision(q.dtype))
+
+
+def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, softmax_scale: float,
+                  dropout_p: float = 0.0, seed: int = 0, out: torch.Tensor | None = None,
+                  config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """O = softmax(q k^T * softmax_scale [+ causal mask]) v, with dropout on P; returns (O, LSE).
+
+    q, k, v: (B, H, T, D), any strides. O: (B, H, T, D) of q's dtype, in (B, T, H, D) memory
+    unless `out` is given. LSE: (B, H, T) float32, log2 of each row's softmax normaliser of the
+    log2e-scaled scores (what the backward reads).
+    """
+    B, H, T, D = q.shape
+    if out is None:
+        out = empty_bthd(B, H, T, D, q)
+    lse = torch.empty(B, H, T, device=q.device, dtype=torch.float32)
+    grid = lambda meta: (B * H, triton.cdiv(T, meta["BLOCK_M"]))  # noqa: E731
+    _launch(_attention_fwd_kernel, grid, config, q, k, v, out, lse,
+            *_strides(q), *_strides(k), *_strides(v), *_strides(out),
+            H, T, triton.next_power_of_2(T), softmax_scale * LOG2E, dropout_p, seed,
+            **_common_meta(q, causal, dropout_p))
+    return out, lse
+
+
+def attention_bwd_preprocess(out: torch.Tensor, dout: torch.Tensor) -> torch.Tensor:
+    """Delta = rowsum(dout * out) as (B, H, T) float32."""
+    B, H, T, D = out.shape
+    delta = torch.empty(B, H, T, device=out.device, dtype=torch.float32)
+    block = 64 if _INTERPRET else 128
+    _attention_bwd_preprocess_kernel[(B * H, triton.cdiv(T, block))](
+        out, dout, delta, *_strides(out), *_strides(dout), H, T, HEAD_DIM=D, BLOCK_M=block)
+    return delta
+
+
+def _bwd_scalars(q, softmax_scale, dropout_p, seed):
+    H, T = q.shape[1], q.shape[2]
+    return (H, T, triton.next_power_of_2(T), softmax_scale * LOG2E, softmax_scale, dropout_p, seed)
+
+
+def attention_bwd_dkdv(dout, q, k, v, lse, delta, causal: bool, softmax_scale: float, dropout_p: float = 0.0,
+                       seed: int = 0, dk: torch.Tensor | None = None, dv: torch.Tensor | None = None,
+                       config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """dK and dV (B, H, T, D): one program per key block walks the queries that see it."""
+    B, H, T, D = q.shape
+    dk = empty_bthd(B, H, T, D, q) if dk is None else dk
+    dv = empty_bthd(B, H, T, D, q) if dv is None else dv
+    _launch(_attention_bwd_dkdv_kernel, lambda m: (B * H, triton.cdiv(T, m["BLOCK_N"])), config,
+            q, k, v, dout, dk, dv, lse, delta,
+            *_strides(q), *_strides(k), *_strides(v), *_strides(dout), *_strides(dk), *_strides(dv),
+            *_bwd_scalars(q, softmax_scale, dropout_p, seed), **_common_meta(q, causal, dropout_p))
+    return dk, dv
+
+
+def attention_bwd_dq(dout, q, k, v, lse, delta, causal: bool, softmax_scale: float, dropout_p: float = 0.0,
+                     seed: int = 0, dq: torch.Tensor | None = None, config: dict | None = None) -> torch.Tensor:
+    """dQ (B, H, T, D): one program per query block walks the keys it sees."""
+    B, H, T, D = q.shape
+    dq = empty_bthd(B, H, T, D, q) if dq is None else dq
+    _launch(_attention_bwd_dq_kernel, lambda m: (B * H, triton.cdiv(T, m["BLOCK_M"])), config,
+            q, k, v, dout, dq, lse, delta,
+            *_strides(q), *_strides(k), *_strides(v), *_strides(dout), *_strides(dq),
+            *_bwd_scalars(q, softmax_scale, dropout_p, seed), **_common_meta(q, causal, dropout_p))
+    return dq
+
+
+def attention_bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+                  lse: torch.Tensor, causal: bool, softmax_scale: float, dropout_p: float = 0.0,
+                  seed: int = 0, grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+                  dkdv_config: dict | None = None, dq_config: dict | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dq, dk, dv) of attention_fwd's O for the upstream gradient dout; all (B, H, T, D), any
+    strides; written into `grads` = (dq, dk, dv) when given."""
+    dq, dk, dv = grads if grads is not None else (None, None, None)
+    delta = attention_bwd_preprocess(out, dout)
+    dk, dv = attention_bwd_dkdv(dout, q, k, v, lse, delta, causal, softmax_scale, dropout_p, seed,
+                                dk=dk, dv=dv, config=dkdv_config)
+    dq = attention_bwd_dq(dout, q, k, v, lse, delta, causal, softmax_scale, dropout_p, seed,
+                          dq=dq, config=dq_config)
+    return dq, dk, dv
+
+
+def dropout_keep_mask(seed: int, batch: int, heads: int, T: int, dropout_p: float,
+                      device: torch.device | str) -> torch.Tensor:
+    """The (B, H, T, T) bool keep-mask the kernels apply for this seed (a T x T tensor: tests only)."""
+    keep = torch.empty(batch, heads, T, T, device=device, dtype=torch.uint8)
+    block = 64
+    grid = (batch * heads, triton.cdiv(T, block), triton.cdiv(T, block))
+    _attention_dropout_mask_kernel[grid](keep, T, dropout_p, seed, BLOCK=block)
+    return keep.bool()

@@ -1,0 +1,158 @@
+"""Fused LM head + cross-entropy: the loss of logits = x @ W^T and its gradients, chunk by chunk.
+
+What is fused, and why. The LM head of GPT-2 turns N = B*T tokens of width C into N x V logits
+(V = 50304): at N = 16384 that is 3.3 GB in fp32, plus a bf16 copy and the same again for its
+gradient, the largest activation of the whole model. Because the loss is the last layer, its
+gradient can be computed in the forward pass (as Liger-Kernel's fused_linear_cross_entropy and
+mgmalek/efficient_cross_entropy do): for each chunk of tokens
+
+    logits  = x_chunk @ W^T                              (cuBLAS, in the compute dtype)
+    loss_i  = logsumexp(logits_i) - logits_i[target_i]   (Triton, fp32, online over the vocab)
+    dlogits = (softmax(logits) - onehot(target)) / n_valid, written over the logits in place
+    grad_x_chunk  = dlogits @ W;   grad_W += dlogits^T @ x_chunk   (cuBLAS; grad_W in fp32)
+
+so only one chunk of logits exists at a time. The autograd backward then only scales the stored
+gradients by the incoming grad_output (fastgpt/ops/cross_entropy.py).
+
+The Triton kernel is one program per row: a first pass over the vocab in blocks of BLOCK_V keeps
+a running max and a running sum of exponentials (online logsumexp, fp32), a second pass writes
+the gradient. A row whose target is ignore_index gets loss 0 and a zero gradient row. n_valid
+(the number of non-ignored targets) is read from device memory, so nothing waits on the host.
+
+Limits: mean reduction only (what GPT training uses); no bias, label smoothing or z-loss;
+targets must lie in [0, V) or equal ignore_index (checked by the caller). The chunk size trades
+memory for speed: small chunks make the grad_W accumulation (a read and write of V x C fp32 per
+chunk) and the skinny GEMMs dominate; see `chunk_rows`.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+# Widest vocab block one program holds in registers: 32768 fp32 over 32 warps is 32 per thread
+# (Liger's limit; wider blocks spill).
+MAX_BLOCK_V = 32768
+
+
+@triton.jit
+def _cross_entropy_fwd_bwd_kernel(
+    Logits, stride_row,          # (rows, n_cols) logits; overwritten by their gradient if COMPUTE_GRAD
+    Targets,                     # (rows,) integer class ids
+    Loss,                        # (rows,) fp32 loss per row (0 where ignored)
+    NValid,                      # pointer to the number of non-ignored targets of the whole batch
+    n_cols, ignore_index,
+    BLOCK_V: tl.constexpr, COMPUTE_GRAD: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    Logits += row * stride_row
+    target = tl.load(Targets + row).to(tl.int64)
+    cols = tl.arange(0, BLOCK_V)
+
+    if target == ignore_index:
+        tl.store(Loss + row, 0.0)
+        if COMPUTE_GRAD:
+            for start in range(0, n_cols, BLOCK_V):
+                tl.store(Logits + start + cols, tl.zeros([BLOCK_V], dtype=Logits.dtype.element_ty),
+                         mask=start + cols < n_cols)
+        return
+
+    # pass 1: online logsumexp in fp32
+    m = float("-inf")
+    d = 0.0
+    for start in range(0, n_cols, BLOCK_V):
+        z = tl.load(Logits + start + cols, mask=start + cols < n_cols, other=float("-inf")).to(tl.float32)
+        m_new = tl.maximum(m, tl.max(z, axis=0))
+        d = d * tl.exp(m - m_new) + tl.sum(tl.exp(z - m_new), axis=0)
+        m = m_new
+    lse = m + tl.log(d)
+    # a target outside [0, n_cols) reads nothing and gives a NaN loss (the caller also checks)
+    in_range = (target >= 0) & (target < n_cols)
+    z_target = tl.load(Logits + target, mask=in_range, other=float("nan")).to(tl.float32)
+    tl.store(Loss + row, lse - z_target)
+
+    if COMPUTE_GRAD:
+        # pass 2: d loss_mean / d logits = (softmax - onehot) / n_valid, in place
+        inv_n_valid = 1.0 / tl.load(NValid).to(tl.float32)
+        for start in range(0, n_cols, BLOCK_V):
+            mask = start + cols < n_cols
+            z = tl.load(Logits + start + cols, mask=mask, other=0.0).to(tl.float32)
+            p = tl.exp(z - lse)
+            g = tl.where(start + cols == target, p - 1.0, p) * inv_n_valid
+            tl.store(Logits + start + cols, g.to(Logits.dtype.element_ty), mask=mask)
+
+
+def cross_entropy_fwd_bwd_(logits: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor,
+                           n_valid: torch.Tensor, ignore_index: int, compute_grad: bool,
+                           block_v: int | None = None) -> None:
+    """Per-row loss of logits (rows, V) into loss (rows,) fp32; with compute_grad the logits are
+    overwritten by the gradient of the mean loss over n_valid (a 1-element device tensor)."""
+    rows, n_cols = logits.shape
+    if rows == 0:
+        return
+    assert logits.stride(1) == 1 and targets.is_contiguous() and loss.is_contiguous()
+    block_v = block_v or min(MAX_BLOCK_V, triton.next_power_of_2(n_cols))
+    num_warps = 32 if block_v >= 32768 else 16 if block_v >= 8192 else 8 if block_v >= 2048 else 4
+    _cross_entropy_fwd_bwd_kernel[(rows,)](
+        logits, logits.stride(0), targets, loss, n_valid, n_cols, ignore_index,
+        BLOCK_V=block_v, COMPUTE_GRAD=compute_grad, num_warps=num_warps)
+
+
+def chunk_rows(n_rows: int, n_embd: int, vocab: int, memory_factor: int) -> int:
+    """Rows per chunk so that a chunk's logits hold about memory_factor times as many elements
+    as x (Liger's heuristic with its budget constant): a power of two, at most n_rows."""
+    chunks = triton.cdiv(vocab, memory_factor * n_embd)
+    return max(1, min(n_rows, triton.next_power_of_2(triton.cdiv(n_rows, chunks))))
+
+
+def _accumulate_grad_weight(grad_weight: torch.Tensor, dlogits: torch.Tensor, x_chunk: torch.Tensor):
+    """grad_weight (V, C, fp32) += dlogits^T @ x_chunk, without a V x C temporary on CUDA."""
+    if grad_weight.is_cuda and dlogits.dtype in (torch.float16, torch.bfloat16):
+        torch.addmm(grad_weight, dlogits.t(), x_chunk, out_dtype=torch.float32, out=grad_weight)
+    elif dlogits.dtype == torch.float32:
+        grad_weight.addmm_(dlogits.t(), x_chunk)
+    else:   # CPU has no mixed-dtype addmm
+        grad_weight += torch.mm(dlogits.t(), x_chunk).float()
+
+
+def linear_cross_entropy_fwd_bwd(x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                                 ignore_index: int, compute_dtype: torch.dtype,
+                                 need_grad_x: bool, need_grad_weight: bool, rows_per_chunk: int):
+    """Mean cross-entropy of x (N, C) @ weight (V, C)^T against targets (N,), and its gradients.
+
+    The GEMMs run in compute_dtype (inputs are cast to it); the loss is accumulated in fp32.
+    Returns (loss: 0-d fp32, grad_x: like x or empty, grad_weight: like weight or empty), the
+    gradients being those of the loss itself (grad_output = 1).
+    """
+    n_rows, _ = x.shape
+    vocab = weight.shape[0]
+    device = x.device
+    xc = x.to(compute_dtype)
+    wc = weight.to(compute_dtype)
+    targets = targets.contiguous()
+    n_valid = (targets != ignore_index).sum()
+    loss_rows = torch.empty(n_rows, dtype=torch.float32, device=device)
+    compute_grad = need_grad_x or need_grad_weight
+    grad_x = torch.empty_like(x) if need_grad_x else x.new_empty(0)
+    grad_w = (torch.zeros(weight.shape, dtype=torch.float32, device=device) if need_grad_weight
+              else weight.new_empty(0))
+    rows_per_chunk = max(1, min(rows_per_chunk, n_rows))
+    logits_buffer = torch.empty(rows_per_chunk, vocab, dtype=compute_dtype, device=device)
+    for start in range(0, n_rows, rows_per_chunk):
+        end = min(start + rows_per_chunk, n_rows)
+        x_chunk = xc[start:end]
+        logits = logits_buffer[:end - start]
+        torch.mm(x_chunk, wc.t(), out=logits)
+        cross_entropy_fwd_bwd_(logits, targets[start:end], loss_rows[start:end], n_valid,
+                               ignore_index, compute_grad)
+        if need_grad_x:
+            if grad_x.dtype == compute_dtype:
+                torch.mm(logits, wc, out=grad_x[start:end])
+            else:
+                grad_x[start:end] = torch.mm(logits, wc)
+        if need_grad_weight:
+            _accumulate_grad_weight(grad_w, logits, x_chunk)
+    loss = loss_rows.sum() / n_valid       # 0 / 0 = NaN when every target is ignored, as torch
+    if need_grad_weight and grad_w.dtype != weight.dtype:
+        grad_w = grad_w.to(weight.dtype)
+    return loss, grad_x, grad_w

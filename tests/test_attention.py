@@ -1,0 +1,300 @@
+"""Flash attention (kernels/attention.py via fastgpt.flash_attention) against a float64 reference.
+
+On CPU the Triton kernels run in the interpreter (tests/conftest.py sets TRITON_INTERPRET=1):
+float32 and float16, small B and H. With a GPU the same tests add bfloat16 (tl.dot on bf16 is
+wrong in the interpreter, so never on CPU) and long sequences. Tolerances are relative errors
+||out - ref|| / ||ref|| from fastgpt.testing.REL_TOL, by the dtype the kernel reads; the
+reference is F.scaled_dot_product_attention in float64 on the same (rounded) inputs, or, for
+dropout, the explicit softmax with the kernel's own keep-mask.
+"""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastgpt
+from fastgpt.backend import BackendError
+from fastgpt.ops.attention import FusedCausalSelfAttention, draw_dropout_seed, flash_attention
+from fastgpt.testing import REL_TOL, assert_rel_close, poison_
+from nanogpt_reference import CausalSelfAttention
+
+HAS_CUDA = torch.cuda.is_available()
+DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if HAS_CUDA else [])
+SEQ_LENS = [1, 17, 64, 100, 257] + ([1024, 4096] if HAS_CUDA else [])
+# Grads go through two more roundings of P and dS to the input dtype than the output does.
+GRAD_TOL_FACTOR = 2.0
+
+
+def _kernels():
+    from fastgpt.kernels import attention as kernels   # imports triton: only in tests that run it
+    return kernels
+
+
+@pytest.fixture(autouse=True)
+def _triton_backend():
+    with fastgpt.use_backend("triton"):
+        yield
+
+
+def _qkv(B, H, T, D, dtype, device, layout="contiguous"):
+    """q, k, v leaves of shape (B, H, T, D) in one of the memory layouts users hand us."""
+    if layout == "contiguous":
+        tensors = [torch.randn(B, H, T, D, device=device) for _ in range(3)]
+    elif layout == "fused_qkv":       # FusedCausalSelfAttention: c_attn(x).view(B, T, 3, H, D).permute
+        tensors = list(torch.randn(B, T, 3, H, D, device=device).to(dtype).permute(2, 0, 3, 1, 4))
+    elif layout == "head_dim_strided":  # last-dim stride T, not 1
+        tensors = [torch.randn(B, H, D, T, device=device).to(dtype).transpose(-1, -2) for _ in range(3)]
+    else:
+        raise ValueError(layout)
+    return [t.to(dtype).requires_grad_() for t in tensors]
+
+
+def _reference(q, k, v, causal, scale, dout, keep=None, dropout_p=0.0):
+    """Float64 attention output and (dq, dk, dv); with `keep`, P * keep / (1 - p) as the kernels do."""
+    q, k, v = (t.detach().double().requires_grad_() for t in (q, k, v))
+    if keep is None:
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+    else:
+        T = q.shape[2]
+        scores = (q @ k.transpose(-2, -1)) * scale
+        if causal:
+            scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=q.device).tril(), float("-inf"))
+        out = (scores.softmax(-1) * keep / (1.0 - dropout_p)) @ v
+    out.backward(dout.double())
+    return out, q.grad, k.grad, v.grad
+
+
+def _check(out, grads, ref, dtype, T):
+    ref_out, *ref_grads = ref
+    tol = REL_TOL[dtype]
+    assert_rel_close(out, ref_out, tol, "output")
+    for name, grad, ref_grad in zip(("dq", "dk", "dv"), grads, ref_grads):
+        if T == 1 and name in ("dq", "dk"):
+            # one key: the softmax is constant 1, so dq = dk = 0 exactly (a relative error is meaningless)
+            assert grad.abs().max().item() < 1e-3, f"{name} should be 0 for T = 1"
+        else:
+            assert_rel_close(grad, ref_grad, GRAD_TOL_FACTOR * tol, name)
+
+
+def _run_and_check(B, H, T, D, dtype, device, causal=True, layout="contiguous", softmax_scale=None):
+    q, k, v = _qkv(B, H, T, D, dtype, device, layout)
+    out = flash_attention(q, k, v, causal=causal, softmax_scale=softmax_scale)
+    assert out.shape == q.shape and out.dtype == dtype
+    dout = torch.randn_like(out)
+    out.backward(dout)
+    scale = softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(D)
+    _check(out, (q.grad, k.grad, v.grad), _reference(q, k, v, causal, scale, dout), dtype, T)
+
+
+# ---- matches SDPA ----
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("D", [32, 64])
+@pytest.mark.parametrize("T", SEQ_LENS)
+def test_causal_matches_reference(T, D, dtype, device):
+    _run_and_check(1 if T > 1024 else 2, 2, T, D, dtype, device, causal=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("T", [1, 17, 100, 257])
+def test_non_causal_matches_reference(T, dtype, device):
+    _run_and_check(2, 2, T, 32, dtype, device, causal=False)
+
+
+@pytest.mark.parametrize("D", [16, 128])
+def test_small_and_large_head_dims(D, device):
+    _run_and_check(1, 2, 100, D, torch.float16, device, causal=True)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("layout", ["fused_qkv", "head_dim_strided"])
+def test_strided_inputs(layout, causal, device):
+    dtype = torch.bfloat16 if HAS_CUDA else torch.float16
+    _run_and_check(2, 3, 70, 32, dtype, device, causal=causal, layout=layout)
+
+
+def test_softmax_scale(device):
+    _run_and_check(2, 2, 50, 32, torch.float32, device, causal=True, softmax_scale=0.3)
+
+
+def test_output_layout_makes_module_reshape_free(device):
+    """(B, H, T, D) with (B, T, H, D) memory, as SDPA's flash backend: transpose(1, 2) is contiguous."""
+    q, k, v = _qkv(2, 3, 20, 16, torch.float32, device)
+    out = flash_attention(q, k, v)
+    assert out.transpose(1, 2).is_contiguous()
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="T = 16384 needs a GPU (the interpreter would take hours)")
+def test_long_sequence_forward_backward(device):
+    """T = 16384 in bf16, checked against SDPA in fp32 (a float64 T x T reference would not fit)."""
+    q, k, v = _qkv(1, 2, 16384, 64, torch.bfloat16, device)
+    out = flash_attention(q, k, v)
+    dout = torch.randn_like(out)
+    out.backward(dout)
+    q32, k32, v32 = (t.detach().float().requires_grad_() for t in (q, k, v))
+    ref = F.scaled_dot_product_attention(q32, k32, v32, is_causal=True)
+    ref.backward(dout.float())
+    tol = REL_TOL[torch.bfloat16]
+    assert_rel_close(out, ref, tol, "output")
+    for name, grad, ref_grad in zip(("dq", "dk", "dv"), (q.grad, k.grad, v.grad), (q32.grad, k32.grad, v32.grad)):
+        assert_rel_close(grad, ref_grad, GRAD_TOL_FACTOR * tol, name)
+
+
+# ---- every element written: launchers into NaN-poisoned buffers ----
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("T", [1, 100])
+def test_poisoned_outputs_are_overwritten(T, causal, device):
+    kernels = _kernels()
+    q, k, v = (t.detach() for t in _qkv(2, 2, T, 32, torch.float32, device))
+    out = poison_(torch.empty_like(q))
+    out_ret, lse = kernels.attention_fwd(q, k, v, causal, 0.2, out=out)
+    assert out_ret is out
+    dout = torch.randn_like(q)
+    grads = tuple(poison_(torch.empty_like(q)) for _ in range(3))
+    kernels.attention_bwd(dout, q, k, v, out, lse, causal, 0.2, grads=grads)
+    ref = _reference(q, k, v, causal, 0.2, dout)
+    assert torch.isfinite(lse).all()
+    _check(out, grads, ref, torch.float32, T)
+
+
+@pytest.mark.parametrize("tiles", [dict(BLOCK_M=16, BLOCK_N=64), dict(BLOCK_M=32, BLOCK_N=16)])
+def test_other_tile_shapes(tiles, device):
+    """Tiles wider or narrower than the default, so ragged ends meet each loop split."""
+    kernels = _kernels()
+    q, k, v = (t.detach() for t in _qkv(1, 2, 77, 32, torch.float32, device))
+    config = dict(tiles, num_warps=4, num_stages=2)
+    for causal in (True, False):
+        out, lse = kernels.attention_fwd(q, k, v, causal, 0.2, config=config)
+        dout = torch.randn_like(q)
+        grads = kernels.attention_bwd(dout, q, k, v, out, lse, causal, 0.2, dkdv_config=config, dq_config=config)
+        _check(out, grads, _reference(q, k, v, causal, 0.2, dout), torch.float32, 77)
+
+
+# ---- dropout ----
+
+def test_dropout_keep_rate_near_one_minus_p(device):
+    kernels = _kernels()
+    p = 0.3
+    keep = kernels.dropout_keep_mask(1234, 2, 2, 257, p, device)
+    rate = keep.float().mean().item()
+    assert abs(rate - (1 - p)) < 0.01, f"keep rate {rate:.4f}, expected {1 - p}"
+    assert not torch.equal(keep[0, 0], keep[0, 1]), "heads must draw different masks"
+    assert not torch.equal(keep, kernels.dropout_keep_mask(1235, 2, 2, 257, p, device)), "seed must matter"
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("T", [17, 100])
+def test_dropout_forward_and_backward_use_one_mask(T, causal, device):
+    """Output and all three gradients equal the explicit softmax with the kernel's own mask."""
+    p, D = 0.25, 32
+    q, k, v = _qkv(2, 2, T, D, torch.float32, device)
+    torch.manual_seed(7)
+    out = flash_attention(q, k, v, causal=causal, dropout_p=p)
+    dout = torch.randn_like(out)
+    out.backward(dout)
+    torch.manual_seed(7)
+    seed = int(draw_dropout_seed().item())       # the seed the forward drew
+    keep = _kernels().dropout_keep_mask(seed, 2, 2, T, p, device).double()
+    ref = _reference(q, k, v, causal, 1 / math.sqrt(D), dout, keep=keep, dropout_p=p)
+    _check(out, (q.grad, k.grad, v.grad), ref, torch.float32, T)
+
+
+def test_dropout_reproducible_under_manual_seed(device):
+    q, k, v = (t.detach() for t in _qkv(1, 2, 40, 32, torch.float32, device))
+    torch.manual_seed(3)
+    a = flash_attention(q, k, v, dropout_p=0.5)
+    torch.manual_seed(3)
+    b = flash_attention(q, k, v, dropout_p=0.5)
+    c = flash_attention(q, k, v, dropout_p=0.5)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert not torch.equal(a, flash_attention(q, k, v))
+
+
+# ---- the module ----
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_module_matches_nanogpt_attention(bias, device):
+    """Loaded with a nanoGPT CausalSelfAttention's weights: same output and gradients."""
+    cfg = fastgpt.GPTConfig(block_size=64, vocab_size=65, n_layer=1, n_head=2, n_embd=64, bias=bias, dropout=0.0)
+    ref = CausalSelfAttention(cfg).to(device)
+    ours = FusedCausalSelfAttention(cfg).to(device)
+    ours.load_state_dict(ref.state_dict())           # same parameter names: loads unchanged
+    x = torch.randn(2, 37, 64, device=device)
+    x_ours, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y_ours, y_ref = ours(x_ours), ref(x_ref)
+    dy = torch.randn_like(y_ref)
+    y_ours.backward(dy)
+    y_ref.backward(dy)
+    assert_rel_close(y_ours, y_ref, 1e-5, "module output")
+    assert_rel_close(x_ours.grad, x_ref.grad, 1e-5, "grad of x")
+    ref_params = dict(ref.named_parameters())
+    for name, param in ours.named_parameters():
+        assert_rel_close(param.grad, ref_params[name].grad, 1e-5, f"grad of {name}")
+
+
+def test_module_from_keywords_and_dropout_in_training_only(device):
+    attn = FusedCausalSelfAttention(n_embd=32, n_head=2, bias=False, dropout=0.5).to(device)
+    x = torch.randn(1, 9, 32, device=device)
+    attn.eval()
+    assert torch.equal(attn(x), attn(x))
+    attn.train()
+    torch.manual_seed(0)
+    a = attn(x)
+    assert not torch.equal(a, attn(x))
+
+
+# ---- torch.library ops ----
+
+def test_custom_ops_pass_opcheck(device):
+    q, k, v = (t.detach() for t in _qkv(1, 2, 20, 16, torch.float32, device))
+    seed = torch.tensor([11])
+    for causal, p, s in ((True, 0.0, None), (False, 0.3, seed)):
+        torch.library.opcheck(torch.ops.fastgpt.attention_fwd.default, (q, k, v, causal, 0.25, p, s))
+        out, lse = torch.ops.fastgpt.attention_fwd(q, k, v, causal, 0.25, p, s)
+        torch.library.opcheck(torch.ops.fastgpt.attention_bwd.default,
+                              (torch.randn_like(out), q, k, v, out, lse, causal, 0.25, p, s))
+
+
+# ---- bad input: a clear error, never a crash in the kernel ----
+
+def _bad_inputs(device):
+    def t(*shape, dtype=torch.float32, dev=device):
+        return torch.randn(*shape, device=dev).to(dtype)
+    ok = t(1, 2, 8, 32)
+    return {
+        "not a tensor": ((ok.tolist(), ok, ok), {}, TypeError, "must be a torch.Tensor"),
+        "3-D": ((t(2, 8, 32), t(2, 8, 32), t(2, 8, 32)), {}, ValueError, "must be 4-D"),
+        "shape mismatch": ((ok, t(1, 2, 9, 32), ok), {}, ValueError, "same shape"),
+        "integer dtype": ((ok.long(), ok.long(), ok.long()), {}, TypeError, "float16, bfloat16 or float32"),
+        "mixed dtypes": ((ok, ok.half(), ok), {}, TypeError, "share one dtype"),
+        "float64 on triton": ((ok.double(), ok.double(), ok.double()), {}, TypeError, "not supported"),
+        "head dim 48": ((t(1, 2, 8, 48),) * 3, {}, ValueError, "head dim 48"),
+        "different devices": ((ok, ok.to("meta"), ok), {}, ValueError, "different devices"),
+        "empty sequence": ((t(1, 2, 0, 32),) * 3, {}, ValueError, "T = 0"),
+        "dropout 1": ((ok, ok, ok), {"dropout_p": 1.0}, ValueError, "dropout_p"),
+        "dropout < 0": ((ok, ok, ok), {"dropout_p": -0.1}, ValueError, "dropout_p"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_inputs("cpu")))
+def test_bad_input_raises_clear_error(case, device):
+    args, kwargs, error, message = _bad_inputs(device)[case]
+    with pytest.raises(error, match=message):
+        flash_attention(*args, **kwargs)
+
+
+def test_cpu_tensor_on_triton_outside_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    q = torch.randn(1, 2, 8, 32)
+    with pytest.raises(BackendError, match="TRITON_INTERPRET"):
+        flash_attention(q, q, q)
+
+
+def test_torch_backend_is_sdpa(device):
+    q, k, v = (t.detach() for t in _qkv(2, 2, 33, 48, torch.float64, device))
+    with fastgpt.use_backend("torch"):
+        out = flash_attention(q, k, v, causal=False, softmax_scale=0.5)
+    assert_rel_close(out, F.scaled_dot_product_attention(q, k, v, scale=0.5), 1e-12, "torch backend")

@@ -1,0 +1,210 @@
+"""Fused LM head + cross-entropy against a float64 PyTorch reference: loss and the gradients of x
+and W, odd vocabularies and token counts, ignored targets, several chunks, grad_output scaling,
+autocast, no-grad, the torch.library op, and clear errors for bad input.
+
+Tolerances are relative errors ||out - ref|| / ||ref|| (fastgpt.testing.REL_TOL by the dtype the
+GEMMs run in; the loss itself is accumulated in fp32)."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastgpt
+from fastgpt.ops.cross_entropy import (_check_target_range, _linear_cross_entropy_fwd,
+                                       fused_linear_cross_entropy, linear_cross_entropy_reference)
+from fastgpt.testing import REL_TOL, assert_rel_close, poison_
+
+HAS_CUDA = torch.cuda.is_available()
+requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+# the GPU where there is one, else the CPU with Triton's interpreter (tests/conftest.py)
+DEVICE = "cuda" if HAS_CUDA else "cpu"
+
+
+def make_inputs(N, C, V, dtype, device=DEVICE, ignore_every=0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(N, C, generator=g).to(device, dtype).requires_grad_()
+    # scale so logits spread over a few units: a peaked, non-uniform softmax
+    w = (torch.randn(V, C, generator=g) * (2.0 / math.sqrt(C))).to(device, dtype).requires_grad_()
+    targets = torch.randint(0, V, (N,), generator=g)
+    if ignore_every:
+        targets[::ignore_every] = -1
+    return x, w, targets.to(device)
+
+
+def reference_float64(x, w, targets, ignore_index=-1, grad_scale=1.0):
+    x64 = x.detach().double().requires_grad_()
+    w64 = w.detach().double().requires_grad_()
+    loss = linear_cross_entropy_reference(x64, w64, targets, ignore_index)
+    (loss * grad_scale).backward()
+    return loss, x64.grad, w64.grad
+
+
+def run_triton(x, w, targets, ignore_index=-1, grad_scale=1.0, **kwargs):
+    with fastgpt.use_backend("triton"):
+        loss = fused_linear_cross_entropy(x, w, targets, ignore_index, **kwargs)
+    (loss * grad_scale).backward()
+    return loss
+
+
+def check_against_reference(x, w, targets, tol, ignore_index=-1, grad_scale=1.0, **kwargs):
+    loss = run_triton(x, w, targets, ignore_index, grad_scale, **kwargs)
+    ref_loss, ref_gx, ref_gw = reference_float64(x, w, targets, ignore_index, grad_scale)
+    assert loss.dtype == torch.float32 and loss.shape == ()
+    assert_rel_close(loss, ref_loss, tol, "loss")
+    assert x.grad.dtype == x.dtype
+    assert_rel_close(x.grad, ref_gx, tol, "grad of x")
+    if w.requires_grad:
+        assert w.grad.dtype == w.dtype
+        assert_rel_close(w.grad, ref_gw, tol, "grad of W")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("V", [65, 1000, 1031])
+@pytest.mark.parametrize("N", [1, 33, 257])
+def test_matches_float64_reference(N, V, dtype):
+    x, w, targets = make_inputs(N, 24, V, dtype, ignore_every=4 if N > 1 else 0)
+    check_against_reference(x, w, targets, REL_TOL[dtype])
+
+
+def test_several_chunks_with_a_partial_last_one_and_gpt2_vocab():
+    # 50257 is GPT-2's unpadded vocabulary: two vocab blocks of 32768, the second partial
+    x, w, targets = make_inputs(37, 16, 50257, torch.float32, ignore_every=3)
+    check_against_reference(x, w, targets, REL_TOL[torch.float32], chunk_rows=8)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 16, 1000])
+def test_chunk_size_does_not_change_the_result(chunk_rows):
+    x, w, targets = make_inputs(50, 16, 130, torch.float32, ignore_every=5)
+    check_against_reference(x, w, targets, REL_TOL[torch.float32], chunk_rows=chunk_rows)
+
+
+def test_grad_output_scales_both_gradients_and_leading_dims_are_kept():
+    x, w, targets = make_inputs(2 * 9, 16, 77, torch.float32, ignore_every=4)
+    x3 = x.detach().view(2, 9, 16).requires_grad_()
+    loss = run_triton(x3, w, targets.view(2, 9), grad_scale=-3.5)
+    ref_loss, ref_gx, ref_gw = reference_float64(x, w, targets, grad_scale=-3.5)
+    assert_rel_close(loss, ref_loss, 1e-5, "loss")
+    assert x3.grad.shape == (2, 9, 16)
+    assert_rel_close(x3.grad.view(18, 16), ref_gx, 1e-5, "grad of x")
+    assert_rel_close(w.grad, ref_gw, 1e-5, "grad of W")
+
+
+def test_other_ignore_index_and_all_ignored():
+    x, w, targets = make_inputs(20, 16, 50, torch.float32)
+    targets[::2] = -100
+    check_against_reference(x, w, targets, 1e-5, ignore_index=-100)
+    # every target ignored: the mean is 0/0 = NaN, as F.cross_entropy, and nothing flows back
+    x, w, targets = make_inputs(5, 16, 50, torch.float32)
+    loss = run_triton(x, w, torch.full_like(targets, -1))
+    assert torch.isnan(loss)
+    assert torch.count_nonzero(x.grad) == 0 and torch.count_nonzero(w.grad) == 0
+
+
+def test_autocast_casts_like_f_linear():
+    x, w, targets = make_inputs(40, 32, 300, torch.float32, ignore_every=6)
+    with torch.autocast(DEVICE, dtype=torch.bfloat16):
+        loss = run_triton(x, w, targets)
+        ref = linear_cross_entropy_reference(x.detach(), w.detach(), targets, -1)
+    assert x.grad.dtype == torch.float32 and w.grad.dtype == torch.float32
+    assert_rel_close(loss, ref, REL_TOL[torch.bfloat16], "loss under autocast")
+    _, ref_gx, ref_gw = reference_float64(x, w, targets)
+    assert_rel_close(x.grad, ref_gx, REL_TOL[torch.bfloat16], "grad of x under autocast")
+    assert_rel_close(w.grad, ref_gw, REL_TOL[torch.bfloat16], "grad of W under autocast")
+
+
+def test_frozen_head_and_no_grad():
+    x, w, targets = make_inputs(30, 16, 100, torch.float32)
+    w.requires_grad_(False)
+    check_against_reference(x, w, targets, 1e-5)
+    assert w.grad is None
+    with torch.no_grad(), fastgpt.use_backend("triton"):
+        loss = fused_linear_cross_entropy(x, w, targets)
+    assert not loss.requires_grad
+    assert_rel_close(loss, reference_float64(x, w, targets)[0], 1e-5, "loss without grad")
+
+
+def test_kernel_writes_every_loss_and_every_gradient_element():
+    from fastgpt.kernels.cross_entropy import cross_entropy_fwd_bwd_
+
+    rows, V = 19, 1000
+    logits = torch.randn(rows, V, device=DEVICE) * 3
+    targets = torch.randint(0, V, (rows,), device=DEVICE)
+    targets[[0, 7, 18]] = -1
+    n_valid = (targets != -1).sum()
+    loss = poison_(torch.empty(rows, device=DEVICE))
+    dlogits = logits.clone()
+    # a block narrower than the vocab: 8 blocks, the last one partial
+    cross_entropy_fwd_bwd_(dlogits, targets, loss, n_valid, -1, True, block_v=128)
+    ref_logits = logits.double().requires_grad_()
+    ref_loss = F.cross_entropy(ref_logits, targets, ignore_index=-1, reduction="none")
+    (ref_loss.sum() / n_valid).backward()
+    assert_rel_close(loss, ref_loss, 1e-6, "per-row loss")
+    assert_rel_close(dlogits, ref_logits.grad, 1e-6, "gradient of the logits")
+    assert torch.count_nonzero(dlogits[[0, 7, 18]]) == 0
+
+
+def test_custom_op_passes_opcheck():
+    x, w, targets = make_inputs(12, 8, 40, torch.float32, ignore_every=3)
+    torch.library.opcheck(_linear_cross_entropy_fwd,
+                          (x.detach(), w.detach(), targets, -1, torch.float32, True, True, 5))
+
+
+@pytest.mark.parametrize("make_bad, error, match", [
+    (lambda x, w, t: (x, w[0], t), ValueError, "weight must be"),
+    (lambda x, w, t: (x[:, :-1], w, t), ValueError, "x must be"),
+    (lambda x, w, t: (x, w, t[:-1]), ValueError, "targets must have shape"),
+    (lambda x, w, t: (x, w, t.float()), TypeError, "integer class ids"),
+    (lambda x, w, t: (x.double(), w.double(), t), TypeError, "float16, bfloat16 or float32"),
+    (lambda x, w, t: (x.long(), w, t), TypeError, "x must be float16"),
+    (lambda x, w, t: (x.half(), w, t), TypeError, "same dtype"),
+    (lambda x, w, t: (x, w.to("meta"), t), ValueError, "one device"),
+    (lambda x, w, t: (x.tolist(), w, t), TypeError, "x must be a torch.Tensor"),
+])
+def test_bad_inputs_are_clear_errors(make_bad, error, match):
+    x, w, targets = make_inputs(6, 8, 40, torch.float32)
+    targets[0] = 39
+    with fastgpt.use_backend("triton"), pytest.raises(error, match=match):
+        fused_linear_cross_entropy(*make_bad(x.detach(), w.detach(), targets))
+
+
+def test_out_of_range_targets_are_a_clear_error():
+    # checked on CPU tensors: on CUDA the same check is a device-side assert (no host sync),
+    # which would end the test session's CUDA context
+    x, w, targets = make_inputs(6, 8, 40, torch.float32, device="cpu")
+    for bad in (targets.clamp(min=0) + 40, targets - 100):
+        with pytest.raises(ValueError, match=r"targets must lie in \[0, 40\) or equal ignore_index=-1"):
+            _check_target_range(bad, 40, -1)
+    _check_target_range(torch.tensor([0, 39, -1]), 40, -1)       # the edges are fine
+    if not HAS_CUDA:   # and through the public function, which runs the check in its op
+        with fastgpt.use_backend("triton"), pytest.raises(ValueError, match="targets must lie in"):
+            fused_linear_cross_entropy(x, w, targets + 40)
+
+
+def test_bad_ignore_index_and_chunk_rows():
+    x, w, targets = make_inputs(6, 8, 40, torch.float32)
+    with pytest.raises(TypeError, match="ignore_index"):
+        fused_linear_cross_entropy(x, w, targets, ignore_index=-1.0)
+    with pytest.raises(ValueError, match="chunk_rows"):
+        fused_linear_cross_entropy(x, w, targets, chunk_rows=0)
+
+
+# ---- on the GPU: bf16 (the interpreter's bf16 is not the GPU's), the GPT-2 shape ----
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("N, V", [(1, 65), (257, 50257), (1000, 50304)])
+def test_gpu_matches_float64_reference(N, V, dtype):
+    x, w, targets = make_inputs(N, 128, V, dtype, device="cuda", ignore_every=4 if N > 1 else 0)
+    check_against_reference(x, w, targets.cuda(), REL_TOL[dtype], chunk_rows=256)
+
+
+@requires_cuda
+def test_gpu_autocast_gpt2_head():
+    x, w, targets = make_inputs(4096, 768, 50304, torch.float32, device="cuda", ignore_every=9)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = run_triton(x, w, targets)
+    ref_loss, ref_gx, ref_gw = reference_float64(x, w, targets)
+    assert_rel_close(loss, ref_loss, REL_TOL[torch.bfloat16], "loss")
+    assert_rel_close(x.grad, ref_gx, REL_TOL[torch.bfloat16], "grad of x")
+    assert_rel_close(w.grad, ref_gw, REL_TOL[torch.bfloat16], "grad of W")
