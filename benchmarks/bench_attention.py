@@ -5,8 +5,9 @@ H100 case of issue 3: bf16, head dim 64, 12 heads, B*T = 65536 tokens (B = 65536
 T = 512 .. 8192; forward, and forward + backward (gradients of q, k, v). TFLOP/s use
 FlashAttention's count: forward 4*B*H*T*T*D / 2 (causal halves it), forward+backward 3.5x that
 (the backward is 2.5x the forward). "fastgpt_qkv" reads q, k, v as the strided views of one
-(B, T, 3, H, D) projection, as FusedCausalSelfAttention does (SDPA's flash backend gets the
-same views).
+(B, T, 3, H, D) projection (SDPA's flash backend gets the same views); "fastgpt_packed" takes
+that (B, T, 3, H, D) tensor whole through flash_attention_qkvpacked, as FusedCausalSelfAttention
+does (its backward writes one d(qkv), no stack of dq, dk, dv): compare it with "sdpa_*_qkv".
 
     pytest benchmarks/bench_attention.py --benchmark-only --benchmark-json=out.json
 
@@ -40,9 +41,13 @@ def attention_flops(B: int, T: int, mode: str, causal: bool = True) -> float:
 
 
 def inputs(T: int, layout: str = "contiguous"):
-    """q, k, v (B, H, T, D) leaves needing grad, and an upstream gradient."""
+    """The forward's arguments (q, k, v (B, H, T, D), or for "packed" one (B, T, 3, H, D) qkv),
+    the leaves needing grad, and an upstream gradient of the output's shape."""
     torch.manual_seed(0)
     B = TOKENS // T
+    if layout == "packed":
+        qkv = torch.randn(B, T, 3, HEADS, HEAD_DIM, device="cuda", dtype=DTYPE, requires_grad=True)
+        return (qkv,), (qkv,), torch.randn(B, T, HEADS, HEAD_DIM, device="cuda", dtype=DTYPE)
     if layout == "qkv_view":
         qkv = torch.randn(B, T, 3, HEADS, HEAD_DIM, device="cuda", dtype=DTYPE, requires_grad=True)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)
@@ -71,6 +76,13 @@ def ours(q, k, v):
         return fastgpt.flash_attention(q, k, v, causal=True)
 
 
+def ours_packed(qkv):
+    import fastgpt
+    from fastgpt.ops.attention import flash_attention_qkvpacked
+    with fastgpt.use_backend("triton"):
+        return flash_attention_qkvpacked(qkv, causal=True)
+
+
 def step(forward, qkv, leaves, dout, mode):
     if mode == "fwd":
         return lambda: forward(*qkv)
@@ -78,7 +90,8 @@ def step(forward, qkv, leaves, dout, mode):
 
 
 IMPLS = {"fastgpt": (ours, "contiguous"), "fastgpt_qkv": (ours, "qkv_view"),
-         "sdpa_flash_qkv": (sdpa("flash"), "qkv_view"),
+         "fastgpt_packed": (ours_packed, "packed"), "sdpa_flash_qkv": (sdpa("flash"), "qkv_view"),
+         "sdpa_cudnn_qkv": (sdpa("cudnn"), "qkv_view"),
          **{f"sdpa_{b}": (sdpa(b), "contiguous") for b in SDPA_BACKENDS}}
 
 
@@ -93,8 +106,12 @@ def test_attention(benchmark, T, impl, mode):
     except RuntimeError as e:       # e.g. a backend not built into this torch, or not for this GPU
         pytest.skip(f"{impl} cannot run here: {e}")
     B = TOKENS // T
+    # Capturing the backward through q, k, v views of one qkv tensor fails on torch 2.11 (the
+    # stream capture is invalidated), and a failed capture leaves the CUDA RNG unusable for the
+    # rest of the process: those rows are timed eagerly, every other row as a CUDA graph replay.
     measure(benchmark, step(forward, qkv, leaves, dout, mode), flops=attention_flops(B, T, mode),
-            impl=impl, mode=mode, T=T, B=B, H=HEADS, D=HEAD_DIM, dtype=str(DTYPE))
+            graph=layout != "qkv_view", impl=impl, mode=mode, T=T, B=B, H=HEADS, D=HEAD_DIM,
+            dtype=str(DTYPE))
 
 
 # ---- tuning helper: every config of each kernel, timed alone ----

@@ -8,8 +8,9 @@ GPT-2 small's head at 16384 tokens (32 x 512), C = 768, V = 50304, bf16 inputs: 
     triton   fastgpt's chunked fused op, at several chunk sizes (256 rows is Liger-Kernel's
              default budget of logits about the size of x; `default` is fastgpt's heuristic)
 Also timed, to show where the time of the fused op goes: its three GEMMs alone at the same chunk
-size, and its Triton loss + gradient kernel alone over (N, V) bf16 logits (memory bound: its
-floor reads the logits once and writes the gradient once, 2 * N * V * 2 bytes).
+size, and its Triton loss + gradient kernel alone over (N, V) bf16 logits, single pass (the row
+in registers: reads the logits once and writes the gradient once, 2 * N * V * 2 bytes, its
+floor) against the two-pass fallback (reads them twice).
 
     pytest benchmarks/bench_cross_entropy.py --benchmark-only --benchmark-json=out.json
 """
@@ -60,14 +61,13 @@ def test_lm_head_loss_triton(benchmark, chunk_rows):
         with fastgpt.use_backend("triton"):
             return fused_linear_cross_entropy(x, w, targets, chunk_rows=rows)
     if rows is None:
-        from fastgpt.kernels.cross_entropy import chunk_rows as heuristic
-        from fastgpt.ops.cross_entropy import CHUNK_MEMORY_FACTOR
-        rows = heuristic(N, C, V, CHUNK_MEMORY_FACTOR)
+        from fastgpt.kernels.cross_entropy import chunk_rows as default_chunk_rows
+        rows = default_chunk_rows(N, V, DTYPE.itemsize)
     measure(benchmark, forward_backward(loss_fn, x, w, targets), flops=FLOPS, impl="triton",
             chunk_rows=rows, tokens=N, n_embd=C, vocab=V)
 
 
-@pytest.mark.parametrize("chunk_rows", [256, 2048, 8192])
+@pytest.mark.parametrize("chunk_rows", [256, 2048, 4096, 8192])
 def test_lm_head_gemms_alone(benchmark, chunk_rows):
     """The fused op's three GEMMs per chunk without the loss kernel: its floor at that chunk size."""
     x, w, _ = setup()
@@ -85,13 +85,19 @@ def test_lm_head_gemms_alone(benchmark, chunk_rows):
     measure(benchmark, gemms, flops=FLOPS, impl="cublas gemms only", chunk_rows=chunk_rows)
 
 
-def test_loss_kernel_alone(benchmark):
+@pytest.mark.parametrize("path", ["default", "single pass", "two pass"])
+def test_loss_kernel_alone(benchmark, path):
+    """The loss + gradient kernel over (N, V) bf16 logits: the launcher's choice (single pass at
+    V = 50304), the row held in registers (reads 1x, writes 1x) and the two-pass fallback
+    (reads 2x, writes 1x). gbps counts the single pass's traffic (2 * N * V * 2 bytes)."""
     from fastgpt.kernels.cross_entropy import cross_entropy_fwd_bwd_
 
     _, _, targets = setup()
     logits = torch.randn(N, V, device="cuda", dtype=DTYPE)
     loss = torch.empty(N, device="cuda", dtype=torch.float32)
     n_valid = (targets != -1).sum()
-    measure(benchmark, lambda: cross_entropy_fwd_bwd_(logits, targets, loss, n_valid, -1, True),
-            bytes_moved=2 * N * V * logits.element_size(), impl="triton loss+grad kernel",
+    single_pass = {"default": None, "single pass": True, "two pass": False}[path]
+    measure(benchmark, lambda: cross_entropy_fwd_bwd_(logits, targets, loss, n_valid, -1, True,
+                                                      single_pass=single_pass),
+            bytes_moved=2 * N * V * logits.element_size(), impl=f"triton loss+grad kernel, {path}",
             tokens=N, vocab=V)

@@ -75,7 +75,7 @@ def triton_available() -> bool:
 def cuda_extension_available() -> bool:
     from fastgpt import _cuda  # deferred: loading the extension may build it
 
-    return _cuda.load(build=False) is not None
+    return _cuda.load() is not None   # builds it (JIT, cached) on first use where it can
 
 
 def resolve(device: torch.device | str | None = None) -> str:

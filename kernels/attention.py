@@ -8,8 +8,10 @@ online softmax, so the scores never leave the chip. It writes O and the per-row 
 (LSE, in log2 units), which is all the backward needs to rebuild any tile of P exactly.
 
   forward    _attention_fwd_kernel: grid (B*H, query blocks), heaviest causal blocks first.
-             Softmax in exp2 with the scale folded into log2(e); the key loop is split into the
-             off-diagonal blocks (no mask at all) and the diagonal / ragged-end blocks (masked).
+             Softmax in exp2 with the scale folded into log2(e) and into the one FMA per score
+             that subtracts the row max; the key loop is split into the off-diagonal blocks (no
+             mask, no bounds check) and the diagonal / ragged-end blocks (masked). EVEN_T (set per
+             launch when T is a multiple of both tiles) drops every bounds check.
   backward   _attention_bwd_preprocess_kernel: Delta = rowsum(dO * O) (fp32, B*H x T).
              _attention_bwd_dkdv_kernel: one program per BLOCK_N keys holds K, V, dK, dV and
              walks the query blocks that see them (recomputing P^T from Q and LSE).
@@ -19,6 +21,9 @@ online softmax, so the scores never leave the chip. It writes O and the per-row 
              drawn from (seed, b*h*T*T + row*T + col); the backward regenerates the same mask
              from the same seed instead of storing it. _attention_dropout_mask_kernel writes
              that mask out, for tests only.
+
+  packed     attention_qkvpacked_fwd / _bwd: the same kernels on the three strided views of one
+             (B, T, 3, H, D) qkv; the backward writes dq, dk, dv into one (B, T, 3, H, D) buffer.
 
 Limits. q, k, v of one shape (B, H, T, D), one dtype (float16, bfloat16, float32), D in
 HEAD_DIMS; any T >= 1 (ragged ends are masked); any strides (passed to the kernels, so the
@@ -53,25 +58,34 @@ def _configs(gpu: list[tuple[int, int, int, int]], interpreter: tuple[int, int])
     return [_config(*c) for c in gpu]
 
 
-# (BLOCK_M, BLOCK_N, num_warps, num_stages). Forward: the tutorial's Hopper space (wide query
-# tiles, 8 warps only for 128 x 128 score tiles where 4 warps spill).
+# (BLOCK_M, BLOCK_N, num_warps, num_stages); at most 7 per kernel (autotuning time counts). Each
+# was compiled offline for sm_90 with triton 3.6 (D = 64, bf16, causal): all use wgmma (HGMMA)
+# and cp.async, and none spills registers except dK/dV's (32, 128, 4, 4), the tutorial's tile,
+# kept as the one exception. Dropped for spilling: fwd (128, 128, 4 warps); dK/dV (32, 128, 4, 3 / 5),
+# (64, 128, 4), (128, 128, 8); dQ (128, 64, 4).
+# Forward: the tutorial's Hopper choice, 128-query tiles on 8 warps (127 registers: two CTAs per
+# SM) with 64- or 128-key tiles, and 4-warp 64 / 128-query tiles.
 FWD_CONFIGS = _configs(
-    [(bm, bn, w, s) for bm in (64, 128) for bn in (32, 64, 128) for w in (4, 8) for s in (2, 3, 4)
-     if bn <= bm and (w == 4 or bm * bn >= 128 * 128)],
+    [(128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 3), (128, 64, 4, 3), (128, 32, 4, 3),
+     (64, 64, 4, 3), (64, 64, 4, 4)],
     interpreter=(64, 32))
-# dK/dV: BLOCK_N keys stay resident, BLOCK_M queries stream (the tutorial's 128 / 32, w4, s5).
+# dK/dV: BLOCK_N keys stay resident, BLOCK_M queries stream (the tutorial's 32 / 128, w4).
 DKDV_CONFIGS = _configs(
-    [(16, 64, 4, 3), (32, 64, 4, 3), (32, 64, 4, 4), (32, 128, 4, 3), (32, 128, 4, 4),
-     (32, 128, 4, 5), (64, 128, 4, 3), (64, 128, 8, 3), (64, 128, 8, 4), (64, 64, 4, 3),
-     (16, 128, 4, 4), (128, 128, 8, 3)],
+    [(32, 64, 4, 3), (32, 64, 4, 4), (64, 64, 4, 3), (64, 128, 8, 3), (64, 128, 8, 4), (16, 128, 4, 4),
+     (32, 128, 4, 4)],
     interpreter=(32, 64))
 # dQ: BLOCK_M queries stay resident, BLOCK_N keys stream (the tutorial's 128 / 32, w4, s5).
 DQ_CONFIGS = _configs(
-    [(64, 16, 4, 3), (64, 32, 4, 3), (64, 32, 4, 4), (128, 32, 4, 3), (128, 32, 4, 4),
-     (128, 32, 4, 5), (128, 64, 4, 3), (128, 64, 8, 3), (128, 64, 8, 4), (64, 64, 4, 3),
-     (128, 16, 4, 4), (128, 128, 8, 3)],
+    [(64, 32, 4, 3), (128, 32, 4, 4), (128, 32, 4, 5), (128, 64, 8, 3), (128, 64, 8, 4), (64, 64, 4, 3),
+     (128, 128, 8, 3)],
     interpreter=(64, 32))
 _TUNE_KEY = ["T_BUCKET", "HEAD_DIM", "CAUSAL", "DROPOUT"]
+
+
+def _even_t(args: dict) -> bool:
+    """T a multiple of both tiles: no ragged tile anywhere, so no bounds checks (set per launch,
+    after the autotuner picked BLOCK_M and BLOCK_N)."""
+    return args["T"] % args["BLOCK_M"] == 0 and args["T"] % args["BLOCK_N"] == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,10 +118,14 @@ def _load_tile(Base, rows, stride_t, stride_d, T, HEAD_DIM: tl.constexpr, TRANSP
 
 
 @triton.jit
-def _store_tile(Base, rows, stride_t, stride_d, T, tile, HEAD_DIM: tl.constexpr):
+def _store_tile(Base, rows, stride_t, stride_d, T, tile, HEAD_DIM: tl.constexpr, MASK: tl.constexpr = True):
+    """Store a (rows, D) tile; with MASK, rows >= T are not written."""
     offs_d = tl.arange(0, HEAD_DIM)
-    tl.store(Base + rows[:, None] * stride_t + offs_d[None, :] * stride_d, tile.to(Base.dtype.element_ty),
-             mask=rows[:, None] < T)
+    ptrs = Base + rows[:, None] * stride_t + offs_d[None, :] * stride_d
+    if MASK:
+        tl.store(ptrs, tile.to(Base.dtype.element_ty), mask=rows[:, None] < T)
+    else:
+        tl.store(ptrs, tile.to(Base.dtype.element_ty))
 
 
 @triton.jit
@@ -157,36 +175,45 @@ def _key_split(start_m, T, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL:
 def _attention_fwd_inner(acc, l_i, m_i, q, K, V, stride_kt, stride_kd, stride_vt, stride_vd,
                          rows, lo, hi, T, qk_scale, dropout_p, seed, rng_base,
                          HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr,
-                         DROPOUT: tl.constexpr, MASK: tl.constexpr, DOT_PRECISION: tl.constexpr):
-    """Online softmax of the query tile against keys [lo, hi); MASK: ragged end / diagonal."""
+                         DROPOUT: tl.constexpr, MASK: tl.constexpr, EVEN_T: tl.constexpr,
+                         DOT_PRECISION: tl.constexpr):
+    """Online softmax of the query tile against keys [lo, hi); MASK: ragged end / diagonal.
+
+    Without MASK (every key block below the diagonal) there is no mask, bounds check or select:
+    the scale is folded into the one FMA per score that subtracts the row max (so q need not
+    be pre-scaled, which would round it once more). With EVEN_T (T a multiple of both tiles)
+    the diagonal blocks drop the bounds checks and keep only the causal select.
+    """
+    BOUNDS: tl.constexpr = MASK and not EVEN_T
     for start_n in range(lo, hi, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         cols = start_n + tl.arange(0, BLOCK_N)
-        k = _load_tile(K, cols, stride_kt, stride_kd, T, HEAD_DIM, False, MASK)
+        k = _load_tile(K, cols, stride_kt, stride_kd, T, HEAD_DIM, False, BOUNDS)
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
         if MASK:
-            valid = cols[None, :] < T
             if CAUSAL:
-                valid = valid & (rows[:, None] >= cols[None, :])
-            qk = tl.where(valid, qk * qk_scale, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(qk, 1))
-            qk = qk - m_new[:, None]
-        else:
-            m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-            qk = qk * qk_scale - m_new[:, None]
+                valid = rows[:, None] >= cols[None, :]
+                if not EVEN_T:
+                    valid = valid & (cols[None, :] < T)
+            else:
+                valid = cols[None, :] < T
+            qk = tl.where(valid, qk, float("-inf"))      # -inf * scale - max stays -inf
+        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+        qk = qk * qk_scale - m_new[:, None]
         p = tl.math.exp2(qk)
         alpha = tl.math.exp2(m_i - m_new)
         l_i = l_i * alpha + tl.sum(p, 1)        # the normaliser counts dropped entries too
         acc = acc * alpha[:, None]
         if DROPOUT:
             p = tl.where(_dropout_keep(seed, rng_base, rows[:, None], cols[None, :], T, dropout_p), p, 0.0)
-        v = _load_tile(V, cols, stride_vt, stride_vd, T, HEAD_DIM, False, MASK)
+        v = _load_tile(V, cols, stride_vt, stride_vd, T, HEAD_DIM, False, BOUNDS)
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PRECISION)
         m_i = m_new
     return acc, l_i, m_i
 
 
 @triton.autotune(configs=FWD_CONFIGS, key=_TUNE_KEY)
+@triton.heuristics({"EVEN_T": _even_t})
 @triton.jit(do_not_specialize=["seed"])
 def _attention_fwd_kernel(Q, K, V, Out, LSE,
                           stride_qb, stride_qh, stride_qt, stride_qd,
@@ -195,7 +222,8 @@ def _attention_fwd_kernel(Q, K, V, Out, LSE,
                           stride_ob, stride_oh, stride_ot, stride_od,
                           H, T, T_BUCKET, qk_scale, dropout_p, seed,
                           HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                          CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr):
+                          CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, EVEN_T: tl.constexpr,
+                          DOT_PRECISION: tl.constexpr):
     bh = tl.program_id(0)
     Q, K, V, Out = _head(bh, H, Q, K, V, Out, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh,
                          stride_ob, stride_oh)
@@ -204,22 +232,25 @@ def _attention_fwd_kernel(Q, K, V, Out, LSE,
 
     start_m = _query_block(CAUSAL) * BLOCK_M
     rows = start_m + tl.arange(0, BLOCK_M)
-    q = _load_tile(Q, rows, stride_qt, stride_qd, T, HEAD_DIM, False, True)
+    q = _load_tile(Q, rows, stride_qt, stride_qd, T, HEAD_DIM, False, not EVEN_T)
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     full_hi, end = _key_split(start_m, T, BLOCK_M, BLOCK_N, CAUSAL)
     acc, l_i, m_i = _attention_fwd_inner(acc, l_i, m_i, q, K, V, stride_kt, stride_kd, stride_vt, stride_vd,
                                          rows, 0, full_hi, T, qk_scale, dropout_p, seed, rng_base,
-                                         HEAD_DIM, BLOCK_N, CAUSAL, DROPOUT, False, DOT_PRECISION)
+                                         HEAD_DIM, BLOCK_N, CAUSAL, DROPOUT, False, EVEN_T, DOT_PRECISION)
     acc, l_i, m_i = _attention_fwd_inner(acc, l_i, m_i, q, K, V, stride_kt, stride_kd, stride_vt, stride_vd,
                                          rows, full_hi, end, T, qk_scale, dropout_p, seed, rng_base,
-                                         HEAD_DIM, BLOCK_N, CAUSAL, DROPOUT, True, DOT_PRECISION)
+                                         HEAD_DIM, BLOCK_N, CAUSAL, DROPOUT, True, EVEN_T, DOT_PRECISION)
     scale = 1.0 / l_i
     if DROPOUT:
         scale = scale / (1.0 - dropout_p)
-    tl.store(LSE + rows, m_i + tl.math.log2(l_i), mask=rows < T)
-    _store_tile(Out, rows, stride_ot, stride_od, T, acc * scale[:, None], HEAD_DIM)
+    if EVEN_T:
+        tl.store(LSE + rows, m_i + tl.math.log2(l_i))
+    else:
+        tl.store(LSE + rows, m_i + tl.math.log2(l_i), mask=rows < T)
+    _store_tile(Out, rows, stride_ot, stride_od, T, acc * scale[:, None], HEAD_DIM, not EVEN_T)
 
 
 @triton.jit
@@ -493,6 +524,34 @@ def attention_bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch
     dq = attention_bwd_dq(dout, q, k, v, lse, delta, causal, softmax_scale, dropout_p, seed,
                           dq=dq, config=dq_config)
     return dq, dk, dv
+
+
+def qkv_views(qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v as (B, H, T, D) strided views of a packed (B, T, 3, H, D) tensor (no copy)."""
+    return tuple(qkv.permute(2, 0, 3, 1, 4))
+
+
+def attention_qkvpacked_fwd(qkv: torch.Tensor, causal: bool, softmax_scale: float, dropout_p: float = 0.0,
+                            seed: int = 0, config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """attention_fwd on a packed qkv (B, T, 3, H, D) (a fused projection's output, viewed);
+    returns O as a contiguous (B, T, H, D) tensor (so O.view(B, T, H * D) is free) and LSE."""
+    B, T, _, H, D = qkv.shape
+    q, k, v = qkv_views(qkv)
+    out = qkv.new_empty(B, T, H, D)
+    _, lse = attention_fwd(q, k, v, causal, softmax_scale, dropout_p, seed, out=out.transpose(1, 2), config=config)
+    return out, lse
+
+
+def attention_qkvpacked_bwd(dout: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+                            causal: bool, softmax_scale: float, dropout_p: float = 0.0, seed: int = 0,
+                            dqkv: torch.Tensor | None = None) -> torch.Tensor:
+    """The gradient of attention_qkvpacked_fwd's O (dout, out: (B, T, H, D), any strides) as one
+    (B, T, 3, H, D) tensor: the dK/dV and dQ kernels write their slices of it in place, so no
+    stacking copy of dq, dk, dv follows."""
+    dqkv = qkv.new_empty(qkv.shape) if dqkv is None else dqkv
+    attention_bwd(dout.transpose(1, 2), *qkv_views(qkv), out.transpose(1, 2), lse, causal, softmax_scale,
+                  dropout_p, seed, grads=qkv_views(dqkv))
+    return dqkv
 
 
 def dropout_keep_mask(seed: int, batch: int, heads: int, T: int, dropout_p: float,

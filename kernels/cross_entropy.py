@@ -14,15 +14,24 @@ mgmalek/efficient_cross_entropy do): for each chunk of tokens
 so only one chunk of logits exists at a time. The autograd backward then only scales the stored
 gradients by the incoming grad_output (fastgpt/ops/cross_entropy.py).
 
-The Triton kernel is one program per row: a first pass over the vocab in blocks of BLOCK_V keeps
-a running max and a running sum of exponentials (online logsumexp, fp32), a second pass writes
-the gradient. A row whose target is ignore_index gets loss 0 and a zero gradient row. n_valid
-(the number of non-ignored targets) is read from device memory, so nothing waits on the host.
+The Triton kernel is one program per row. When the row (padded to a power of two) fits in
+registers (SINGLE_PASS_MAX_ROW_BYTES: bf16/fp16 up to V = 65536, GPT-2's 50304 included) it is
+read once and the gradient written once (SINGLE_PASS): max, sum of exponentials and the
+gradient all come from the registers: two transfers of the row instead of three. A
+wider row takes the two-pass path of the same kernel: a first pass over the vocab in blocks of
+BLOCK_V keeps a running max and a running sum of exponentials (online logsumexp, fp32), a second
+pass re-reads the row and writes the gradient. A row whose target is ignore_index gets loss 0
+and a zero gradient row. n_valid (the number of non-ignored targets) is read from device
+memory, so nothing waits on the host. Offline sm_90 compile (triton 3.6): the bf16 single pass
+at 32 warps uses 64 registers with an 80-byte stack (scalars: row pointer, target, vector masks;
+the row itself stays in registers); the two-pass and fp32 single-pass variants do not spill.
 
 Limits: mean reduction only (what GPT training uses); no bias, label smoothing or z-loss;
 targets must lie in [0, V) or equal ignore_index (checked by the caller). The chunk size trades
 memory for speed: small chunks make the grad_W accumulation (a read and write of V x C fp32 per
-chunk) and the skinny GEMMs dominate; see `chunk_rows`.
+chunk) and the skinny GEMMs dominate. Default (`chunk_rows`): 4096 tokens a chunk, halved while
+a chunk's logits would pass 512 MiB. grad_W is accumulated in one fp32 buffer that the first
+chunk overwrites (no zero-fill) and is cast to the weight's dtype once at the end.
 """
 from __future__ import annotations
 
@@ -30,9 +39,15 @@ import torch
 import triton
 import triton.language as tl
 
-# Widest vocab block one program holds in registers: 32768 fp32 over 32 warps is 32 per thread
-# (Liger's limit; wider blocks spill).
+# Two-pass path: the widest vocab block one program holds in registers, 32768 fp32 over 32 warps
+# is 32 values per thread (Liger's limit; wider blocks spill).
 MAX_BLOCK_V = 32768
+# Single-pass path: a whole row (padded to a power of two) is held in registers in its storage
+# dtype when it takes at most this many bytes: 128 KiB over 32 warps (1024 threads) is 32
+# 32-bit registers per thread (64 bf16 values, two a register), half of the 64 registers a
+# thread may have at 1024 threads a block. bf16/fp16 rows up to V = 65536 (GPT-2's 50304
+# included) and fp32 rows up to 32768 qualify; wider rows take the two-pass path.
+SINGLE_PASS_MAX_ROW_BYTES = 128 * 1024
 
 
 @triton.jit
@@ -43,6 +58,7 @@ def _cross_entropy_fwd_bwd_kernel(
     NValid,                      # pointer to the number of non-ignored targets of the whole batch
     n_cols, ignore_index,
     BLOCK_V: tl.constexpr, COMPUTE_GRAD: tl.constexpr,
+    SINGLE_PASS: tl.constexpr,   # BLOCK_V >= n_cols: the row stays in registers, read once
 ):
     row = tl.program_id(0).to(tl.int64)
     Logits += row * stride_row
@@ -57,14 +73,21 @@ def _cross_entropy_fwd_bwd_kernel(
                          mask=start + cols < n_cols)
         return
 
-    # pass 1: online logsumexp in fp32
-    m = float("-inf")
-    d = 0.0
-    for start in range(0, n_cols, BLOCK_V):
-        z = tl.load(Logits + start + cols, mask=start + cols < n_cols, other=float("-inf")).to(tl.float32)
-        m_new = tl.maximum(m, tl.max(z, axis=0))
-        d = d * tl.exp(m - m_new) + tl.sum(tl.exp(z - m_new), axis=0)
-        m = m_new
+    if SINGLE_PASS:
+        # the whole row, kept in registers in its storage dtype (bf16: two values a register)
+        z_row = tl.load(Logits + cols, mask=cols < n_cols, other=float("-inf"))
+        m = tl.max(z_row.to(tl.float32), axis=0)
+        d = tl.sum(tl.exp(z_row.to(tl.float32) - m), axis=0)
+    else:
+        # pass 1: online logsumexp in fp32
+        m = float("-inf")
+        d = 0.0
+        for start in range(0, n_cols, BLOCK_V):
+            z = tl.load(Logits + start + cols, mask=start + cols < n_cols,
+                        other=float("-inf")).to(tl.float32)
+            m_new = tl.maximum(m, tl.max(z, axis=0))
+            d = d * tl.exp(m - m_new) + tl.sum(tl.exp(z - m_new), axis=0)
+            m = m_new
     lse = m + tl.log(d)
     # a target outside [0, n_cols) reads nothing and gives a NaN loss (the caller also checks)
     in_range = (target >= 0) & (target < n_cols)
@@ -72,46 +95,84 @@ def _cross_entropy_fwd_bwd_kernel(
     tl.store(Loss + row, lse - z_target)
 
     if COMPUTE_GRAD:
-        # pass 2: d loss_mean / d logits = (softmax - onehot) / n_valid, in place
+        # d loss_mean / d logits = (softmax - onehot) / n_valid, in place
         inv_n_valid = 1.0 / tl.load(NValid).to(tl.float32)
-        for start in range(0, n_cols, BLOCK_V):
-            mask = start + cols < n_cols
-            z = tl.load(Logits + start + cols, mask=mask, other=0.0).to(tl.float32)
-            p = tl.exp(z - lse)
-            g = tl.where(start + cols == target, p - 1.0, p) * inv_n_valid
-            tl.store(Logits + start + cols, g.to(Logits.dtype.element_ty), mask=mask)
+        if SINGLE_PASS:
+            # softmax everywhere, then the target's element again with the -1 after a barrier
+            # (a per-element `cols == target` select keeps 64 column indices live per thread
+            # and doubles the register spill of this path)
+            p = tl.exp(z_row.to(tl.float32) - lse)
+            tl.store(Logits + cols, (p * inv_n_valid).to(Logits.dtype.element_ty), mask=cols < n_cols)
+            tl.debug_barrier()
+            g_target = (tl.exp(z_target - lse) - 1.0) * inv_n_valid
+            tl.store(Logits + target, g_target.to(Logits.dtype.element_ty), mask=in_range)
+        else:
+            # pass 2: read the row again
+            for start in range(0, n_cols, BLOCK_V):
+                mask = start + cols < n_cols
+                z = tl.load(Logits + start + cols, mask=mask, other=0.0).to(tl.float32)
+                p = tl.exp(z - lse)
+                g = tl.where(start + cols == target, p - 1.0, p) * inv_n_valid
+                tl.store(Logits + start + cols, g.to(Logits.dtype.element_ty), mask=mask)
 
 
 def cross_entropy_fwd_bwd_(logits: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor,
                            n_valid: torch.Tensor, ignore_index: int, compute_grad: bool,
-                           block_v: int | None = None) -> None:
+                           block_v: int | None = None, single_pass: bool | None = None) -> None:
     """Per-row loss of logits (rows, V) into loss (rows,) fp32; with compute_grad the logits are
-    overwritten by the gradient of the mean loss over n_valid (a 1-element device tensor)."""
+    overwritten by the gradient of the mean loss over n_valid (a 1-element device tensor).
+
+    single_pass (default: when the padded row fits SINGLE_PASS_MAX_ROW_BYTES) reads each row
+    once, holding it in registers; otherwise the row is read twice in blocks of block_v."""
     rows, n_cols = logits.shape
     if rows == 0:
         return
     assert logits.stride(1) == 1 and targets.is_contiguous() and loss.is_contiguous()
-    block_v = block_v or min(MAX_BLOCK_V, triton.next_power_of_2(n_cols))
+    row_block = triton.next_power_of_2(n_cols)
+    if single_pass is None:
+        single_pass = block_v is None and row_block * logits.element_size() <= SINGLE_PASS_MAX_ROW_BYTES
+    if single_pass:
+        assert block_v is None or block_v >= n_cols, "the single pass holds the whole row"
+        block_v = row_block
+    else:
+        block_v = block_v or min(MAX_BLOCK_V, row_block)
     num_warps = 32 if block_v >= 32768 else 16 if block_v >= 8192 else 8 if block_v >= 2048 else 4
     _cross_entropy_fwd_bwd_kernel[(rows,)](
         logits, logits.stride(0), targets, loss, n_valid, n_cols, ignore_index,
-        BLOCK_V=block_v, COMPUTE_GRAD=compute_grad, num_warps=num_warps)
+        BLOCK_V=block_v, COMPUTE_GRAD=compute_grad, SINGLE_PASS=single_pass, num_warps=num_warps)
 
 
-def chunk_rows(n_rows: int, n_embd: int, vocab: int, memory_factor: int) -> int:
-    """Rows per chunk so that a chunk's logits hold about memory_factor times as many elements
-    as x (Liger's heuristic with its budget constant): a power of two, at most n_rows."""
-    chunks = triton.cdiv(vocab, memory_factor * n_embd)
-    return max(1, min(n_rows, triton.next_power_of_2(triton.cdiv(n_rows, chunks))))
+# Default chunk: 4096 tokens. Each chunk re-reads and re-writes the fp32 V x C gradient of W
+# (8 bytes a weight) against 6 * rows FLOPs a weight of GEMMs: at an H100's ~200 FLOP/byte that
+# overhead is ~270 / rows of the GEMM time, 7% at 4096 rows (GPT-2 head, H100: 2048 rows 8.19 ms,
+# 4096 rows 7.72 ms, 8192 rows 7.67 ms with 0.4 GiB more memory; runs/run2-cross_entropy.json).
+# Halved while a chunk's logits would exceed MAX_CHUNK_LOGITS_BYTES (GPT-2: 412 MB of bf16).
+CHUNK_ROWS = 4096
+MAX_CHUNK_LOGITS_BYTES = 512 * 2**20
 
 
-def _accumulate_grad_weight(grad_weight: torch.Tensor, dlogits: torch.Tensor, x_chunk: torch.Tensor):
-    """grad_weight (V, C, fp32) += dlogits^T @ x_chunk, without a V x C temporary on CUDA."""
+def chunk_rows(n_rows: int, vocab: int, itemsize: int) -> int:
+    """Default tokens per chunk: CHUNK_ROWS, halved while the chunk's (rows, vocab) logits of
+    itemsize bytes exceed MAX_CHUNK_LOGITS_BYTES, never more than n_rows (nor less than 1)."""
+    rows = CHUNK_ROWS
+    while rows > 1 and rows * vocab * itemsize > MAX_CHUNK_LOGITS_BYTES:
+        rows //= 2
+    return max(1, min(n_rows, rows))
+
+
+def _accumulate_grad_weight(grad_weight: torch.Tensor, dlogits: torch.Tensor, x_chunk: torch.Tensor,
+                            first: bool) -> None:
+    """grad_weight (V, C, fp32) += dlogits^T @ x_chunk, without a V x C temporary on CUDA; the
+    first chunk overwrites (beta = 0: the uninitialised buffer is never read, no zero-fill)."""
+    beta = 0 if first else 1
     if grad_weight.is_cuda and dlogits.dtype in (torch.float16, torch.bfloat16):
-        torch.addmm(grad_weight, dlogits.t(), x_chunk, out_dtype=torch.float32, out=grad_weight)
+        torch.addmm(grad_weight, dlogits.t(), x_chunk, beta=beta, out_dtype=torch.float32,
+                    out=grad_weight)
     elif dlogits.dtype == torch.float32:
-        grad_weight.addmm_(dlogits.t(), x_chunk)
-    else:   # CPU has no mixed-dtype addmm
+        grad_weight.addmm_(dlogits.t(), x_chunk, beta=beta)
+    elif first:   # CPU has no mixed-dtype addmm
+        grad_weight.copy_(torch.mm(dlogits.t(), x_chunk))
+    else:
         grad_weight += torch.mm(dlogits.t(), x_chunk).float()
 
 
@@ -134,7 +195,8 @@ def linear_cross_entropy_fwd_bwd(x: torch.Tensor, weight: torch.Tensor, targets:
     loss_rows = torch.empty(n_rows, dtype=torch.float32, device=device)
     compute_grad = need_grad_x or need_grad_weight
     grad_x = torch.empty_like(x) if need_grad_x else x.new_empty(0)
-    grad_w = (torch.zeros(weight.shape, dtype=torch.float32, device=device) if need_grad_weight
+    # fp32 accumulator, written whole by the first chunk (so not zero-filled), cast once at the end
+    grad_w = (torch.empty(weight.shape, dtype=torch.float32, device=device) if need_grad_weight
               else weight.new_empty(0))
     rows_per_chunk = max(1, min(rows_per_chunk, n_rows))
     logits_buffer = torch.empty(rows_per_chunk, vocab, dtype=compute_dtype, device=device)
@@ -151,7 +213,7 @@ def linear_cross_entropy_fwd_bwd(x: torch.Tensor, weight: torch.Tensor, targets:
             else:
                 grad_x[start:end] = torch.mm(logits, wc)
         if need_grad_weight:
-            _accumulate_grad_weight(grad_w, logits, x_chunk)
+            _accumulate_grad_weight(grad_w, logits, x_chunk, first=start == 0)
     loss = loss_rows.sum() / n_valid       # 0 / 0 = NaN when every target is ignored, as torch
     if need_grad_weight and grad_w.dtype != weight.dtype:
         grad_w = grad_w.to(weight.dtype)

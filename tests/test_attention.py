@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 import fastgpt
 from fastgpt.backend import BackendError
-from fastgpt.ops.attention import FusedCausalSelfAttention, draw_dropout_seed, flash_attention
+from fastgpt.ops.attention import (FusedCausalSelfAttention, draw_dropout_seed, flash_attention,
+                                   flash_attention_qkvpacked)
 from fastgpt.testing import REL_TOL, assert_rel_close, poison_
 from nanogpt_reference import CausalSelfAttention
 
@@ -213,6 +214,61 @@ def test_dropout_reproducible_under_manual_seed(device):
     assert not torch.equal(a, flash_attention(q, k, v))
 
 
+# ---- packed qkv: the same kernels, one gradient buffer ----
+
+@pytest.mark.parametrize("dropout_p", [0.0, 0.25])
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("T", [1, 37, 100])
+def test_qkvpacked_equals_unpacked(T, causal, dropout_p, device):
+    """Output and d(qkv) of the packed entry point equal the unpacked function on qkv's views
+    (bit for bit: the same kernels read the same strides, the same seed draws the same mask)."""
+    dtype = torch.bfloat16 if HAS_CUDA else torch.float16
+    B, H, D = 2, 3, 32
+    qkv = torch.randn(B, T, 3, H, D, device=device).to(dtype)
+    dout = torch.randn(B, T, H, D, device=device).to(dtype)
+    packed = qkv.clone().requires_grad_()
+    torch.manual_seed(5)
+    out = flash_attention_qkvpacked(packed, causal=causal, dropout_p=dropout_p)
+    out.backward(dout)
+    assert out.shape == (B, T, H, D) and out.is_contiguous() and out.dtype == dtype
+    assert packed.grad.shape == qkv.shape and packed.grad.is_contiguous()
+    unpacked = qkv.clone().requires_grad_()
+    torch.manual_seed(5)
+    ref = flash_attention(*unpacked.permute(2, 0, 3, 1, 4), causal=causal, dropout_p=dropout_p)
+    ref.backward(dout.transpose(1, 2))
+    assert torch.equal(out, ref.transpose(1, 2)), "packed output differs from unpacked"
+    assert torch.equal(packed.grad, unpacked.grad), "packed d(qkv) differs from the stacked dq, dk, dv"
+    if dropout_p == 0.0:      # and both against float64 (the unpacked one is checked above)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        ref_out, *ref_grads = _reference(q, k, v, causal, 1 / math.sqrt(D), dout.transpose(1, 2))
+        assert_rel_close(out, ref_out.transpose(1, 2), REL_TOL[dtype], "packed output")
+        if T > 1:
+            assert_rel_close(packed.grad, torch.stack(ref_grads, 0).permute(1, 3, 0, 2, 4),
+                             GRAD_TOL_FACTOR * REL_TOL[dtype], "packed d(qkv)")
+
+
+def test_qkvpacked_every_gradient_element_written(device):
+    """The packed backward into a NaN-poisoned (B, T, 3, H, D) buffer leaves no NaN."""
+    kernels = _kernels()
+    qkv = torch.randn(2, 70, 3, 2, 32, device=device)
+    out, lse = kernels.attention_qkvpacked_fwd(qkv, True, 0.2)
+    dqkv = poison_(torch.empty_like(qkv))
+    assert kernels.attention_qkvpacked_bwd(torch.randn_like(out), qkv, out, lse, True, 0.2, dqkv=dqkv) is dqkv
+    assert torch.isfinite(dqkv).all() and torch.isfinite(out).all()
+
+
+def test_qkvpacked_torch_backend_and_bad_shape(device):
+    qkv = torch.randn(2, 33, 3, 2, 16, device=device, dtype=torch.float64)
+    with fastgpt.use_backend("torch"):
+        out = flash_attention_qkvpacked(qkv, causal=True)
+    ref = F.scaled_dot_product_attention(*qkv.permute(2, 0, 3, 1, 4), is_causal=True).transpose(1, 2)
+    assert_rel_close(out, ref, 1e-12, "torch backend, packed")
+    with pytest.raises(ValueError, match=r"\(B, T, 3, H, D\)"):
+        flash_attention_qkvpacked(torch.randn(2, 33, 2, 2, 16, device=device))
+    with pytest.raises(TypeError, match="must be a torch.Tensor"):
+        flash_attention_qkvpacked(qkv.tolist())
+
+
 # ---- the module ----
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -256,6 +312,12 @@ def test_custom_ops_pass_opcheck(device):
         out, lse = torch.ops.fastgpt.attention_fwd(q, k, v, causal, 0.25, p, s)
         torch.library.opcheck(torch.ops.fastgpt.attention_bwd.default,
                               (torch.randn_like(out), q, k, v, out, lse, causal, 0.25, p, s))
+    qkv = torch.randn(1, 20, 3, 2, 16, device=device)
+    for causal, p, s in ((True, 0.0, None), (False, 0.3, seed)):
+        torch.library.opcheck(torch.ops.fastgpt.attention_qkvpacked_fwd.default, (qkv, causal, 0.25, p, s))
+        out, lse = torch.ops.fastgpt.attention_qkvpacked_fwd(qkv, causal, 0.25, p, s)
+        torch.library.opcheck(torch.ops.fastgpt.attention_qkvpacked_bwd.default,
+                              (torch.randn_like(out), qkv, out, lse, causal, 0.25, p, s))
 
 
 # ---- bad input: a clear error, never a crash in the kernel ----

@@ -124,24 +124,66 @@ def test_frozen_head_and_no_grad():
     assert_rel_close(loss, reference_float64(x, w, targets)[0], 1e-5, "loss without grad")
 
 
-def test_kernel_writes_every_loss_and_every_gradient_element():
+@pytest.mark.parametrize("path", [dict(block_v=128, single_pass=False),   # 8 blocks, last partial
+                                  dict(single_pass=True),                   # whole row in one block
+                                  dict()])                                  # the launcher's choice
+def test_kernel_writes_every_loss_and_every_gradient_element(path):
     from fastgpt.kernels.cross_entropy import cross_entropy_fwd_bwd_
 
     rows, V = 19, 1000
     logits = torch.randn(rows, V, device=DEVICE) * 3
     targets = torch.randint(0, V, (rows,), device=DEVICE)
     targets[[0, 7, 18]] = -1
+    targets[1], targets[2] = 0, V - 1                    # the edges of the row
     n_valid = (targets != -1).sum()
     loss = poison_(torch.empty(rows, device=DEVICE))
     dlogits = logits.clone()
-    # a block narrower than the vocab: 8 blocks, the last one partial
-    cross_entropy_fwd_bwd_(dlogits, targets, loss, n_valid, -1, True, block_v=128)
+    cross_entropy_fwd_bwd_(dlogits, targets, loss, n_valid, -1, True, **path)
     ref_logits = logits.double().requires_grad_()
     ref_loss = F.cross_entropy(ref_logits, targets, ignore_index=-1, reduction="none")
     (ref_loss.sum() / n_valid).backward()
     assert_rel_close(loss, ref_loss, 1e-6, "per-row loss")
     assert_rel_close(dlogits, ref_logits.grad, 1e-6, "gradient of the logits")
     assert torch.count_nonzero(dlogits[[0, 7, 18]]) == 0
+    # loss only: the logits are left as they were
+    logits_copy, loss = logits.clone(), poison_(torch.empty(rows, device=DEVICE))
+    cross_entropy_fwd_bwd_(logits_copy, targets, loss, n_valid, -1, False, **path)
+    assert_rel_close(loss, ref_loss, 1e-6, "per-row loss without the gradient")
+    assert torch.equal(logits_copy, logits)
+
+
+def test_launcher_picks_the_single_pass_by_row_bytes():
+    from fastgpt.kernels import cross_entropy as ce
+
+    def picks_single(n_cols, dtype):
+        seen = {}
+        launch = ce._cross_entropy_fwd_bwd_kernel
+        class Spy:
+            def __getitem__(self, grid):
+                return lambda *args, **kw: seen.update(kw)
+        ce._cross_entropy_fwd_bwd_kernel = Spy()
+        try:
+            logits = torch.empty(1, n_cols, dtype=dtype)
+            ce.cross_entropy_fwd_bwd_(logits, torch.zeros(1, dtype=torch.long), torch.empty(1),
+                                      torch.ones(()), -1, True)
+        finally:
+            ce._cross_entropy_fwd_bwd_kernel = launch
+        return seen["SINGLE_PASS"], seen["BLOCK_V"]
+
+    assert picks_single(50304, torch.bfloat16) == (True, 65536)      # GPT-2's padded vocab
+    assert picks_single(65537, torch.bfloat16) == (False, ce.MAX_BLOCK_V)
+    assert picks_single(32768, torch.float32) == (True, 32768)
+    assert picks_single(50304, torch.float32) == (False, ce.MAX_BLOCK_V)
+
+
+def test_default_chunk_rows():
+    from fastgpt.kernels.cross_entropy import CHUNK_ROWS, chunk_rows
+
+    assert chunk_rows(16384, 50304, 2) == CHUNK_ROWS == 4096         # GPT-2 head: 412 MB of logits
+    assert chunk_rows(100, 50304, 2) == 100                           # never more than the tokens
+    assert chunk_rows(16384, 128256, 2) == 2048                       # capped at 512 MiB of logits
+    assert chunk_rows(16384, 50304, 4) == 2048
+    assert chunk_rows(16384, 2**40, 4) == 1
 
 
 def test_custom_op_passes_opcheck():

@@ -11,6 +11,13 @@ What the triton forward saves for the backward: q, k, v, the output O and the ro
 (B, H, T) fp32, and with dropout a one-element seed tensor: the mask is regenerated, never stored.
 Outputs and gradients come back as (B, H, T, D) views of (B, T, H, D) memory, as SDPA's flash
 backend returns them, so the module's `y.transpose(1, 2).reshape(B, T, C)` costs no copy.
+
+`flash_attention_qkvpacked` (op `attention_qkvpacked`, custom ops "fastgpt::attention_qkvpacked_fwd"
+/ "_bwd") is the same attention on one (B, T, 3, H, D) tensor, the fused c_attn output viewed, as
+flash_attn's qkvpacked interface: the same kernels read the strided q, k, v in place, and the
+backward writes dq, dk, dv into the three slices of one (B, T, 3, H, D) gradient. Through the
+unpacked function, autograd would stack three separate gradients into a new tensor (a copy of
+the whole qkv gradient). FusedCausalSelfAttention uses it; its KV-cache path uses the views.
 """
 from __future__ import annotations
 
@@ -24,6 +31,10 @@ from torch import nn
 from fastgpt.backend import Op
 
 attention = Op("attention")
+# The same attention on one packed (B, T, 3, H, D) qkv tensor (FusedCausalSelfAttention's path):
+# its triton backward writes dq, dk, dv into one (B, T, 3, H, D) gradient, where the unpacked op
+# on the three views of qkv makes autograd stack three gradients into a new tensor (a copy).
+attention_qkvpacked = Op("attention_qkvpacked")
 
 # What the Triton kernels take (kernels/attention.py keeps the same lists; it is imported lazily).
 KERNEL_HEAD_DIMS = (16, 32, 64, 128)
@@ -37,13 +48,18 @@ def attention_reference(q, k, v, causal, softmax_scale, dropout_p):
                                           dropout_p=dropout_p)
 
 
+@attention_qkvpacked.register("torch")
+def attention_qkvpacked_reference(qkv, causal, softmax_scale, dropout_p):
+    q, k, v = qkv.permute(2, 0, 3, 1, 4)
+    return attention_reference(q, k, v, causal, softmax_scale, dropout_p).transpose(1, 2)
+
+
 # ---- validation ----
 
 def _check_inputs(q, k, v, dropout_p: float) -> None:
     """Errors every backend shares: types, shapes, dtypes, devices, dropout range."""
     for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"flash_attention: {name} must be a torch.Tensor, got {type(t).__name__}")
+        _check_tensor(t, name)
         if t.dim() != 4:
             raise ValueError(f"flash_attention: {name} must be 4-D (B, H, T, D), got shape {tuple(t.shape)}")
     if not (q.shape == k.shape == v.shape):
@@ -61,6 +77,18 @@ def _check_inputs(q, k, v, dropout_p: float) -> None:
         raise ValueError(f"flash_attention: the sequence is empty (T = 0), shape {tuple(q.shape)}")
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"flash_attention: dropout_p must be in [0, 1), got {dropout_p}")
+
+
+def _check_tensor(t, name: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"flash_attention: {name} must be a torch.Tensor, got {type(t).__name__}")
+
+
+def _check_qkvpacked(qkv, dropout_p: float) -> None:
+    _check_tensor(qkv, "qkv")
+    if qkv.dim() != 5 or qkv.shape[2] != 3:
+        raise ValueError(f"flash_attention_qkvpacked: qkv must be 5-D (B, T, 3, H, D), got shape {tuple(qkv.shape)}")
+    _check_inputs(*qkv.permute(2, 0, 3, 1, 4), dropout_p)
 
 
 def _check_kernel_inputs(q: torch.Tensor) -> None:
@@ -109,6 +137,33 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
     if softmax_scale is None:
         softmax_scale = 1.0 / math.sqrt(q.shape[-1])
     return attention(q, k, v, bool(causal), float(softmax_scale), float(dropout_p), device=q.device)
+
+
+def flash_attention_qkvpacked(qkv: torch.Tensor, causal: bool = True, softmax_scale: float | None = None,
+                              dropout_p: float = 0.0) -> torch.Tensor:
+    """flash_attention on one packed tensor: the output of a fused qkv projection, viewed.
+
+    Equal to flash_attention(*qkv.permute(2, 0, 3, 1, 4), ...).transpose(1, 2) (the same kernels
+    read the same strided q, k, v), but on the triton backend the backward writes dq, dk and dv
+    straight into one (B, T, 3, H, D) gradient of qkv, instead of three gradients that autograd
+    then stacks into a new tensor (a copy of 3 x B*T*H*D elements). As flash_attn's
+    flash_attn_qkvpacked_func.
+
+    Args:
+        qkv: (B, T, 3, H, D), e.g. c_attn(x).view(B, T, 3, H, D); any strides; the dtypes, head
+            dims and T of flash_attention.
+        causal, softmax_scale, dropout_p: as flash_attention (the same seed gives the same mask).
+    Returns:
+        (B, T, H, D) tensor of qkv's dtype (contiguous on the triton backend, so
+        `.view(B, T, H * D)` is free), differentiable in qkv.
+    Raises:
+        TypeError, ValueError: as flash_attention, and ValueError when qkv is not (B, T, 3, H, D).
+        fastgpt.BackendError: the triton backend got a CPU tensor outside TRITON_INTERPRET=1.
+    """
+    _check_qkvpacked(qkv, dropout_p)
+    if softmax_scale is None:
+        softmax_scale = 1.0 / math.sqrt(qkv.shape[-1])
+    return attention_qkvpacked(qkv, bool(causal), float(softmax_scale), float(dropout_p), device=qkv.device)
 
 
 # ---- triton backend: torch.library custom ops over kernels/attention.py ----
@@ -177,6 +232,56 @@ def attention_triton(q, k, v, causal, softmax_scale, dropout_p):
     return _FlashAttentionFunction.apply(q, k, v, causal, softmax_scale, dropout_p)
 
 
+@torch.library.custom_op("fastgpt::attention_qkvpacked_fwd", mutates_args=())
+def _attention_qkvpacked_fwd(qkv: torch.Tensor, causal: bool, softmax_scale: float, dropout_p: float,
+                             seed: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    from fastgpt.kernels import attention as kernels
+    return kernels.attention_qkvpacked_fwd(qkv, causal, softmax_scale, dropout_p, _seed_value(seed))
+
+
+@_attention_qkvpacked_fwd.register_fake
+def _(qkv, causal, softmax_scale, dropout_p, seed):
+    B, T, _, H, D = qkv.shape
+    return qkv.new_empty(B, T, H, D), qkv.new_empty(B, H, T, dtype=torch.float32)
+
+
+@torch.library.custom_op("fastgpt::attention_qkvpacked_bwd", mutates_args=())
+def _attention_qkvpacked_bwd(dout: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+                             causal: bool, softmax_scale: float, dropout_p: float,
+                             seed: Optional[torch.Tensor]) -> torch.Tensor:
+    from fastgpt.kernels import attention as kernels
+    return kernels.attention_qkvpacked_bwd(dout, qkv, out, lse, causal, softmax_scale, dropout_p,
+                                           _seed_value(seed))
+
+
+@_attention_qkvpacked_bwd.register_fake
+def _(dout, qkv, out, lse, causal, softmax_scale, dropout_p, seed):
+    return qkv.new_empty(qkv.shape)
+
+
+class _FlashAttentionQKVPackedFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, qkv, causal, softmax_scale, dropout_p):
+        seed = draw_dropout_seed() if dropout_p > 0.0 else None
+        out, lse = torch.ops.fastgpt.attention_qkvpacked_fwd(qkv, causal, softmax_scale, dropout_p, seed)
+        ctx.save_for_backward(qkv, out, lse, seed)
+        ctx.causal, ctx.softmax_scale, ctx.dropout_p = causal, softmax_scale, dropout_p
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        qkv, out, lse, seed = ctx.saved_tensors
+        dqkv = torch.ops.fastgpt.attention_qkvpacked_bwd(dout, qkv, out, lse, ctx.causal, ctx.softmax_scale,
+                                                         ctx.dropout_p, seed)
+        return dqkv, None, None, None
+
+
+@attention_qkvpacked.register("triton")
+def attention_qkvpacked_triton(qkv, causal, softmax_scale, dropout_p):
+    _check_kernel_inputs(qkv)
+    return _FlashAttentionQKVPackedFunction.apply(qkv, causal, softmax_scale, dropout_p)
+
+
 class KVCache:
     """Keys and values of one attention layer for incremental decoding: (B, H, block_size, D) each."""
 
@@ -229,13 +334,13 @@ class FusedCausalSelfAttention(nn.Module):
         B, T, C = x.shape
         if C != self.n_embd:
             raise ValueError(f"expected input of width {self.n_embd}, got {tuple(x.shape)}")
-        head_dim = C // self.n_head
-        # (B, T, 3C) -> three (B, H, T, D) strided views, no copy
-        q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, head_dim).permute(2, 0, 3, 1, 4)
+        qkv = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head)   # no copy
         if cache is None:
-            y = flash_attention(q, k, v, causal=True, dropout_p=self.dropout if self.training else 0.0)
+            # packed: the backward writes d(qkv) in one buffer, no stack of dq, dk, dv
+            y = flash_attention_qkvpacked(qkv, causal=True, dropout_p=self.dropout if self.training else 0.0)
         else:
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)     # three (B, H, T, D) strided views
             k, v = cache.append(k, v)
-            y = _cached_attention(q, k, v)
-        y = y.transpose(1, 2).reshape(B, T, C)   # (B, H, T, D) -> (B, T, C)
+            y = _cached_attention(q, k, v).transpose(1, 2)
+        y = y.reshape(B, T, C)   # (B, T, H, D) -> (B, T, C), free when y is contiguous
         return self.resid_dropout(self.c_proj(y))

@@ -19,14 +19,6 @@ from fastgpt.backend import Op
 linear_cross_entropy = Op("linear_cross_entropy")
 
 COMPUTE_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-# A chunk's logits hold about this many times the elements of x (Liger's heuristic uses 1).
-# 1 keeps the transient memory at the size of x but, at GPT-2's shape (N = 16384, C = 768,
-# V = 50304), makes 64 chunks of 256 rows, each re-reading and re-writing the fp32 V x C
-# gradient of W: 8 gives 8 chunks of 2048 rows (206 MB of bf16 logits), which keeps the GEMMs
-# wide. benchmarks/bench_cross_entropy.py measures the trade-off.
-CHUNK_MEMORY_FACTOR = 8
-
-
 @linear_cross_entropy.register("torch")
 def linear_cross_entropy_reference(x, weight, targets, ignore_index, chunk_rows=None):
     """Eager reference: full logits, upcast to fp32, F.cross_entropy (chunk_rows is ignored)."""
@@ -99,8 +91,8 @@ def linear_cross_entropy_triton(x, weight, targets, ignore_index, chunk_rows=Non
     need_grad_x = grad_on and x.requires_grad
     need_grad_weight = grad_on and weight.requires_grad
     if chunk_rows is None:
-        from fastgpt.kernels.cross_entropy import chunk_rows as heuristic
-        chunk_rows = heuristic(x.shape[0], x.shape[1], weight.shape[0], CHUNK_MEMORY_FACTOR)
+        from fastgpt.kernels.cross_entropy import chunk_rows as default_chunk_rows
+        chunk_rows = default_chunk_rows(x.shape[0], weight.shape[0], compute_dtype.itemsize)
     return LinearCrossEntropyFunction.apply(x, weight, targets, ignore_index, compute_dtype,
                                             need_grad_x, need_grad_weight, chunk_rows)
 
@@ -150,8 +142,9 @@ def fused_linear_cross_entropy(x: torch.Tensor, weight: torch.Tensor, targets: t
             count; same leading shape as x.
         ignore_index: target value to skip; the mean is over the other positions (NaN when
             there are none, as F.cross_entropy).
-        chunk_rows: tokens per chunk on the triton backend (default: a chunk's logits about
-            CHUNK_MEMORY_FACTOR times the size of x). Ignored by the torch backend.
+        chunk_rows: tokens per chunk on the triton backend (default: 4096, fewer when a
+            chunk's logits would pass 512 MiB; see kernels/cross_entropy.py). Ignored by the
+            torch backend.
 
     Returns:
         The 0-d float32 mean loss. On the triton backend the gradients of x and weight are
