@@ -1,40 +1,469 @@
-"""Fused bias + GELU MLP: c_proj(gelu_tanh(x @ W_fc^T + b_fc)).
+"""Fused bias + GELU MLP: y = c_proj(gelu_tanh(c_fc(x))), forward and backward.
 
-Public functions -> autograd Functions -> torch.library ops; the Triton kernels are in
-kernels/mlp.py. The reference below is the `torch` backend and the test oracle.
+Public functions (`fused_linear_gelu`, `fused_mlp`, the module `FusedMLP`) -> autograd Functions
+(save/backward wiring) -> torch.library custom ops ("fastgpt::linear_gelu_fwd", ...) that call
+the Triton launchers in kernels/mlp.py. The references below are the `torch` backend and the
+test oracle. Two ops go through the backend switch: `linear_gelu` (the first layer alone) and
+`mlp` (the whole c_fc -> GELU -> c_proj, so the backward makes dpre, h and db_fc in one pass
+after the GEMM that produces dh; dropout stays outside, in the module).
+
+What the forward saves for the backward (M tokens, C -> H = 4C -> C, element size s bytes):
+  x (M x C; autograd would keep it anyway for dW_fc) and the pre-activation pre = x W_fc^T + b_fc
+  (M x H: M*4C*s bytes, 4x the input). h = gelu(pre) is NOT kept: the backward's pass that
+  makes dpre = (dy @ W_proj) * gelu'(pre) reads pre anyway and writes h beside dpre, for
+  dW_proj = dy^T @ h (a transient buffer, freed when the backward returns).
+  Eager PyTorch keeps pre and h (2*M*4C*s); so this halves the MLP's saved activations.
+  `MLPOptions(save_gelu=True)` keeps h as eager does, to time the difference.
+  For GPT-2 small at 65536 tokens in bf16: pre is 384 MiB per layer, h would be another 384 MiB.
+
+Which GEMMs run where (`MLPOptions`; benchmarks/bench_mlp.py times every choice side by side):
+  fc forward + bias + GELU (+ store pre)      Triton, always (that is the forward fusion)
+  dpre = (dy W_proj) * gelu'(pre), h, db_fc   gelu_grad="cublas" (default): dh = dy @ W_proj by
+                                              cuBLAS, then ONE Triton elementwise pass that reads
+                                              dh and pre and writes dpre (into dh's buffer), h and
+                                              fp32 per-program column sums for db_fc;
+                                              "gemm_epilogue": one Triton GEMM with all of that in
+                                              its epilogue
+  proj forward + bias                         cuBLAS addmm ("torch", default) or Triton epilogue
+  dx = dpre W_fc                              cuBLAS ("torch", default) or Triton
+  dW_proj, dW_fc (K = M tokens, small output) cuBLAS ("torch", default), Triton ("triton"), or
+                                              Triton with h recomputed from pre in the prologue
+  db_proj = dy.sum(0), db_fc from fp32 partial column sums in dpre's pass ("fused") or dpre.sum(0)
+Why this split: the first H100 run (bf16, 65536 x 768 -> 3072) had cuBLAS 7-36% ahead of the
+tiled Triton kernel on every plain GEMM, so Triton is kept only where a fusion removes a pass
+over a (tokens x 4C) tensor. In the forward that pays: the persistent TMA kernel with bias +
+GELU in its epilogue (0.752 ms in run 3) ties cuBLAS + a separate bias-GELU pass.
+In the backward it does not: run 3 timed the gelu-grad GEMM (writing dpre and h) at 1.199 ms
+against 0.883 for cuBLAS + eager's gelu_backward (two passes), and 1.052 vs 0.863 without h;
+our Triton GEMM's main loop is that much slower than cuBLAS's at these shapes, more than the
+pass it saves. Hence gelu_grad="cublas": cuBLAS makes dh (a plain GEMM, about 0.44 ms near
+700 TFLOP/s), then one elementwise pass reads dh and pre and writes dpre and h (4 x 384 MiB
+= 1.6 GB, about 0.55 ms at 3 TB/s): predicted about 1.0 ms, against 1.2 for the epilogue.
+dpre overwrites dh in place, so this path holds no more (M, 4C) buffers at once (pre, dpre, h)
+than the fused GEMM: peak memory is unchanged. The fused-epilogue GEMM stays selectable
+("gemm_epilogue") so every run keeps timing it.
+`save_gelu` trades memory for time: True keeps h from the forward (+M*4C*s bytes held between
+forward and backward), and dpre's pass then writes dpre only (one M*4C store fewer, about
+0.1 ms). The default is False: run 3 measured peak memory 1.96 GiB with save_gelu against
+1.73 for torch.compile, and a default must not hold more than what a user would otherwise
+pick; with save_gelu=False the MLP keeps only pre (half of eager's saved activations).
+
+The `cuda` backend (fastgpt._cuda, csrc/) has the elementwise bias + GELU forward and backward
+only: its Functions run the GEMMs with torch (cuBLAS) and the epilogues with the extension,
+keeping a = x W_fc^T (M x 4C, as pre above) and recomputing h in the backward.
 """
 from __future__ import annotations
+
+import dataclasses
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fastgpt.backend import Op
+from fastgpt.ops.autocast import autocast_inputs
 
 linear_gelu = Op("linear_gelu")
+mlp = Op("mlp")
 
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPOptions:
+    """Which kernel runs each GEMM of the triton backend (see the module docstring)."""
+
+    gelu_grad: str = "cublas"   # dpre: "cublas" (dh by cuBLAS + one elementwise pass) | "gemm_epilogue"
+    proj: str = "torch"         # c_proj forward: "torch" (cuBLAS addmm) | "triton" (bias in the epilogue)
+    dgrad: str = "torch"        # dx = dpre @ W_fc: "torch" | "triton"
+    wgrad: str = "torch"        # dW GEMMs: "torch" | "triton" | "recompute" (gelu(pre) in the prologue)
+    bias_grad: str = "fused"    # db_fc: "fused" (partial sums in dpre's pass) | "torch" (dpre.sum(0))
+    save_gelu: bool = False     # keep h from the forward (eager's choice) instead of re-deriving it
+    schedule: str = "persistent_tma"   # Triton GEMMs: "tiled" | "persistent" | "persistent_tma"
+
+    def __post_init__(self):
+        choices = {"schedule": ("tiled", "persistent", "persistent_tma"), "proj": ("triton", "torch"),
+                   "gelu_grad": ("cublas", "gemm_epilogue"), "dgrad": ("triton", "torch"),
+                   "wgrad": ("torch", "triton", "recompute"), "bias_grad": ("fused", "torch")}
+        for field, allowed in choices.items():
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"MLPOptions.{field} must be one of {allowed}, got {getattr(self, field)!r}")
+
+
+DEFAULT_OPTIONS = MLPOptions()
+
+
+# ---- references: the torch backend and the test oracle ----
 
 @linear_gelu.register("torch")
-def linear_gelu_reference(x, weight, bias):
+def linear_gelu_reference(x, weight, bias, options=DEFAULT_OPTIONS):
     return F.gelu(F.linear(x, weight, bias), approximate="tanh")
 
 
-def fused_linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None):
-    """gelu_tanh(x @ weight^T + bias) for x of (..., K), weight of (N, K), bias of (N,)."""
-    return linear_gelu(x, weight, bias, device=x.device)
+@mlp.register("torch")
+def mlp_reference(x, fc_weight, fc_bias, proj_weight, proj_bias, options=DEFAULT_OPTIONS):
+    return F.linear(linear_gelu_reference(x, fc_weight, fc_bias), proj_weight, proj_bias)
+
+
+# ---- validation (public functions) ----
+
+def _check_linear(x, weight, bias, name: str, in_features: int | None = None) -> None:
+    """Clear errors for a linear layer's operands; in_features defaults to x's last size."""
+    if not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{name}: x and weight must be tensors")
+    if x.dim() < 1:
+        raise ValueError(f"{name}: x must have at least one dimension (the features)")
+    if weight.dim() != 2:
+        raise ValueError(f"{name}: weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
+    in_features = x.shape[-1] if in_features is None else in_features
+    if in_features != weight.shape[1]:
+        raise ValueError(f"{name}: inner sizes do not match: the input has {in_features} features "
+                         f"(x of shape {tuple(x.shape)}), weight of shape {tuple(weight.shape)} "
+                         f"expects {weight.shape[1]}")
+    if bias is not None and (bias.dim() != 1 or bias.shape[0] != weight.shape[0]):
+        raise ValueError(f"{name}: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+    for label, t in (("x", x), ("weight", weight), ("bias", bias)):
+        if t is None:
+            continue
+        if t.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"{name}: {label} must be a floating-point tensor "
+                            f"(float16, bfloat16, float32), got {t.dtype}")
+        if t.dtype != x.dtype:
+            raise TypeError(f"{name}: mixed dtypes: x is {x.dtype}, {label} is {t.dtype} "
+                            "(cast them to one dtype, or run under torch.autocast)")
+        if t.device != x.device:
+            raise ValueError(f"{name}: tensors on different devices: x on {x.device}, {label} on {t.device}")
+
+
+# ---- public functions ----
+
+def fused_linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                      options: MLPOptions = DEFAULT_OPTIONS) -> torch.Tensor:
+    """gelu_tanh(x @ weight^T + bias), the first layer of a GPT-2 MLP, with the bias and GELU fused.
+
+    Args:
+        x: (..., K) input, any leading shape; float16, bfloat16 or float32.
+        weight: (N, K), as nn.Linear.weight.
+        bias: (N,) or None.
+        options: which kernels the triton backend uses for the backward's GEMMs (MLPOptions).
+    Returns:
+        (..., N) tensor of x's dtype. Differentiable in x, weight and bias; the backward keeps the
+        pre-activation (..., N) and computes dpre = dh * gelu'(pre) in one Triton pass.
+    Raises:
+        ValueError for inner sizes that do not match or tensors on different devices,
+        TypeError for mixed or non-floating dtypes. Under torch.autocast the operands are first
+        cast to the autocast dtype.
+    The backend (torch / triton / cuda) is chosen by fastgpt.backend.
+    """
+    x, weight, bias = autocast_inputs(x, weight, bias)
+    _check_linear(x, weight, bias, "fused_linear_gelu")
+    return linear_gelu(x, weight, bias, options, device=x.device)
+
+
+def fused_mlp(x: torch.Tensor, fc_weight: torch.Tensor, fc_bias: torch.Tensor | None,
+              proj_weight: torch.Tensor, proj_bias: torch.Tensor | None,
+              options: MLPOptions = DEFAULT_OPTIONS) -> torch.Tensor:
+    """GPT-2's MLP without dropout: gelu_tanh(x @ fc_weight^T + fc_bias) @ proj_weight^T + proj_bias.
+
+    Args:
+        x: (..., C) input, any leading shape; float16, bfloat16 or float32.
+        fc_weight: (H, C) and fc_bias (H,) or None: c_fc of nanoGPT (H = 4C there, any H works).
+        proj_weight: (C_out, H) and proj_bias (C_out,) or None: c_proj.
+        options: kernel choices of the triton backend (MLPOptions); results agree for all.
+    Returns:
+        (..., C_out) tensor of x's dtype, differentiable in x and all four parameters. The forward
+        keeps x and the pre-activation (..., H) for the backward (see the module docstring).
+    Raises:
+        ValueError / TypeError as fused_linear_gelu, for either layer.
+    """
+    x, fc_weight, fc_bias, proj_weight, proj_bias = autocast_inputs(x, fc_weight, fc_bias, proj_weight,
+                                                                   proj_bias)
+    _check_linear(x, fc_weight, fc_bias, "fused_mlp (c_fc)")
+    _check_linear(x, proj_weight, proj_bias, "fused_mlp (c_proj)", in_features=fc_weight.shape[0])
+    return mlp(x, fc_weight, fc_bias, proj_weight, proj_bias, options, device=x.device)
 
 
 class FusedMLP(nn.Module):
-    """nanoGPT's MLP (c_fc -> GELU -> c_proj -> dropout) with the bias + GELU fused."""
+    """nanoGPT's MLP (c_fc -> GELU(tanh) -> c_proj -> dropout) with bias + GELU fused into the GEMMs.
 
-    def __init__(self, config=None, *, n_embd: int | None = None, bias: bool = True, dropout: float = 0.0):
+    Parameter names and shapes are nanoGPT's, so its state dicts load unchanged.
+    """
+
+    def __init__(self, config=None, *, n_embd: int | None = None, bias: bool = True,
+                 dropout: float = 0.0, options: MLPOptions = DEFAULT_OPTIONS):
         super().__init__()
         if config is not None:
             n_embd, bias, dropout = config.n_embd, config.bias, config.dropout
+        if n_embd is None:
+            raise ValueError("FusedMLP needs a config or n_embd")
+        self.options = options
         self.c_fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
         self.c_proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x):
-        h = fused_linear_gelu(x, self.c_fc.weight, self.c_fc.bias)   # (B, T, 4C)
-        return self.dropout(self.c_proj(h))                          # (B, T, C)
+        y = fused_mlp(x, self.c_fc.weight, self.c_fc.bias, self.c_proj.weight, self.c_proj.bias,
+                      self.options)                                   # (B, T, C)
+        return self.dropout(y)
+
+
+# ---- triton backend: torch.library custom ops over kernels/mlp.py ----
+# Optional outputs that were not asked for come back as empty tensors (custom ops return
+# tensors only); the Functions turn them into None.
+
+def _empty(like: torch.Tensor) -> torch.Tensor:
+    return like.new_empty(0)
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(-1, x.shape[-1])
+
+
+@torch.library.custom_op("fastgpt::linear_gelu_fwd", mutates_args=())
+def _linear_gelu_fwd(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                     save_pre: bool, schedule: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from fastgpt.kernels import mlp as kernels
+    h, pre = kernels.linear_gelu(x, weight, bias, store_pre=save_pre, schedule=schedule)
+    return h, pre if pre is not None else _empty(x)
+
+
+@_linear_gelu_fwd.register_fake
+def _(x, weight, bias, save_pre, schedule):
+    out = x.new_empty(x.shape[0], weight.shape[0])
+    return out, torch.empty_like(out) if save_pre else _empty(x)
+
+
+def _matmul(a, b, backend: str, schedule: str) -> torch.Tensor:
+    """a @ b for the plain GEMMs of the backward, on the kernel MLPOptions picked."""
+    if backend == "torch":
+        return torch.mm(a, b)
+    from fastgpt.kernels import mlp as kernels
+    return kernels.matmul(a, b, schedule=schedule)
+
+
+def _column_sum(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return t.sum(0, dtype=torch.float32).to(dtype)
+
+
+@torch.library.custom_op("fastgpt::linear_gelu_bwd", mutates_args=())
+def _linear_gelu_bwd(dh: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor,
+                     has_bias: bool, dgrad: str, wgrad: str, schedule: str
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from fastgpt.kernels import mlp as kernels
+    dpre, _, dbias = kernels.gelu_bwd(dh, pre, bias_grad=has_bias)
+    dx = _matmul(dpre, weight, dgrad, schedule)
+    dweight = _matmul(dpre.t(), x, "torch" if wgrad == "torch" else "triton", schedule)
+    return dx, dweight, dbias.to(weight.dtype) if has_bias else _empty(x)
+
+
+@_linear_gelu_bwd.register_fake
+def _(dh, x, weight, pre, has_bias, dgrad, wgrad, schedule):
+    return (torch.empty_like(x), torch.empty_like(weight),
+            weight.new_empty(weight.shape[0]) if has_bias else _empty(x))
+
+
+@torch.library.custom_op("fastgpt::mlp_fwd", mutates_args=())
+def _mlp_fwd(x: torch.Tensor, fc_weight: torch.Tensor, fc_bias: Optional[torch.Tensor],
+             proj_weight: torch.Tensor, proj_bias: Optional[torch.Tensor], save_pre: bool,
+             save_gelu: bool, proj: str, schedule: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from fastgpt.kernels import mlp as kernels
+    h, pre = kernels.linear_gelu(x, fc_weight, fc_bias, store_pre=save_pre, schedule=schedule)
+    y = (kernels.linear(h, proj_weight, proj_bias, schedule=schedule) if proj == "triton"
+         else F.linear(h, proj_weight, proj_bias))
+    return y, pre if pre is not None else _empty(x), h if save_gelu else _empty(x)
+
+
+@_mlp_fwd.register_fake
+def _(x, fc_weight, fc_bias, proj_weight, proj_bias, save_pre, save_gelu, proj, schedule):
+    hidden = x.new_empty(x.shape[0], fc_weight.shape[0])
+    return (x.new_empty(x.shape[0], proj_weight.shape[0]),
+            torch.empty_like(hidden) if save_pre else _empty(x),
+            torch.empty_like(hidden) if save_gelu else _empty(x))
+
+
+@torch.library.custom_op("fastgpt::mlp_bwd", mutates_args=())
+def _mlp_bwd(dy: torch.Tensor, x: torch.Tensor, fc_weight: torch.Tensor, proj_weight: torch.Tensor,
+             pre: torch.Tensor, saved_gelu: torch.Tensor, has_fc_bias: bool, has_proj_bias: bool,
+             gelu_grad: str, dgrad: str, wgrad: str, bias_grad: str, schedule: str
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    from fastgpt.kernels import mlp as kernels
+    have_h = saved_gelu.numel() > 0
+    flags = dict(store_gelu=not have_h and wgrad != "recompute", bias_grad=has_fc_bias and bias_grad == "fused")
+    if gelu_grad == "cublas":    # dh by cuBLAS, then one pass: dpre (over dh), h, db_fc partials
+        dpre, h, dfc_bias = kernels.gelu_bwd(torch.mm(dy, proj_weight), pre, overwrite_dh=True, **flags)
+    else:
+        dpre, h, dfc_bias = kernels.matmul_gelu_grad(dy, proj_weight, pre, schedule=schedule, **flags)
+    if have_h:
+        h = saved_gelu
+    if wgrad == "recompute" and not have_h:
+        dproj_weight = kernels.matmul(dy.t(), pre, prologue_gelu=True, schedule=schedule)
+    else:
+        dproj_weight = _matmul(dy.t(), h, "torch" if wgrad == "torch" else "triton", schedule)
+    del h
+    dx = _matmul(dpre, fc_weight, dgrad, schedule)
+    dfc_weight = _matmul(dpre.t(), x, "torch" if wgrad == "torch" else "triton", schedule)
+    if has_fc_bias:
+        dfc_bias = dfc_bias.to(x.dtype) if dfc_bias is not None else _column_sum(dpre, x.dtype)
+    return (dx, dfc_weight, dfc_bias if has_fc_bias else _empty(x), dproj_weight,
+            _column_sum(dy, x.dtype) if has_proj_bias else _empty(x))
+
+
+@_mlp_bwd.register_fake
+def _(dy, x, fc_weight, proj_weight, pre, saved_gelu, has_fc_bias, has_proj_bias, gelu_grad, dgrad, wgrad,
+      bias_grad, schedule):
+    return (torch.empty_like(x), torch.empty_like(fc_weight),
+            x.new_empty(fc_weight.shape[0]) if has_fc_bias else _empty(x),
+            torch.empty_like(proj_weight),
+            x.new_empty(proj_weight.shape[0]) if has_proj_bias else _empty(x))
+
+
+def _will_backward(*tensors) -> bool:
+    """Whether autograd will call the backward (Function.forward runs with grad mode off)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+class _LinearGeluFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, options, needs_grad):
+        x2d = _rows(x)
+        h, pre = torch.ops.fastgpt.linear_gelu_fwd(x2d, weight, bias, needs_grad, options.schedule)
+        ctx.save_for_backward(x2d, weight, pre)
+        ctx.has_bias, ctx.options = bias is not None, options
+        return h.view(*x.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, dh):
+        x2d, weight, pre = ctx.saved_tensors
+        dx, dweight, dbias = torch.ops.fastgpt.linear_gelu_bwd(
+            _rows(dh), x2d, weight, pre, ctx.has_bias, ctx.options.dgrad, ctx.options.wgrad,
+            ctx.options.schedule)
+        return (dx.view(*dh.shape[:-1], x2d.shape[1]), dweight, dbias if ctx.has_bias else None,
+                None, None)
+
+
+class _MLPFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, fc_weight, fc_bias, proj_weight, proj_bias, options, needs_grad):
+        x2d = _rows(x)
+        y, pre, saved_gelu = torch.ops.fastgpt.mlp_fwd(
+            x2d, fc_weight, fc_bias, proj_weight, proj_bias, needs_grad,
+            needs_grad and options.save_gelu, options.proj, options.schedule)
+        ctx.save_for_backward(x2d, fc_weight, proj_weight, pre, saved_gelu)
+        ctx.has_biases, ctx.options = (fc_bias is not None, proj_bias is not None), options
+        return y.view(*x.shape[:-1], proj_weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, dy):
+        x2d, fc_weight, proj_weight, pre, saved_gelu = ctx.saved_tensors
+        o = ctx.options
+        dx, dfc_w, dfc_b, dproj_w, dproj_b = torch.ops.fastgpt.mlp_bwd(
+            _rows(dy), x2d, fc_weight, proj_weight, pre, saved_gelu, *ctx.has_biases,
+            o.gelu_grad, o.dgrad, o.wgrad, o.bias_grad, o.schedule)
+        has_fc_bias, has_proj_bias = ctx.has_biases
+        return (dx.view(*dy.shape[:-1], x2d.shape[1]), dfc_w, dfc_b if has_fc_bias else None,
+                dproj_w, dproj_b if has_proj_bias else None, None, None)
+
+
+@linear_gelu.register("triton")
+def linear_gelu_triton(x, weight, bias, options=DEFAULT_OPTIONS):
+    return _LinearGeluFunction.apply(x, weight, bias, options, _will_backward(x, weight, bias))
+
+
+@mlp.register("triton")
+def mlp_triton(x, fc_weight, fc_bias, proj_weight, proj_bias, options=DEFAULT_OPTIONS):
+    return _MLPFunction.apply(x, fc_weight, fc_bias, proj_weight, proj_bias, options,
+                              _will_backward(x, fc_weight, fc_bias, proj_weight, proj_bias))
+
+
+# ---- cuda backend: cuBLAS GEMMs (torch) + the extension's bias + GELU epilogues ----
+# Extension API (fastgpt._cuda.load()): bias_gelu_fwd(a, bias) -> h = gelu_tanh(a + bias);
+# bias_gelu_bwd(dh, a, bias) -> (da, dbias), da = dh * gelu'(a + bias), dbias = da.sum(0) in fp32.
+
+def _extension():
+    from fastgpt import _cuda
+    ext = _cuda.load()
+    if ext is None:
+        raise RuntimeError("the fastgpt CUDA extension is not built. " + _cuda.BUILD_HINT)
+    return ext
+
+
+@torch.library.custom_op("fastgpt::bias_gelu_fwd", mutates_args=())
+def _bias_gelu_fwd(a: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return _extension().bias_gelu_fwd(a.contiguous(), bias.contiguous())
+
+
+@_bias_gelu_fwd.register_fake
+def _(a, bias):
+    return torch.empty_like(a)
+
+
+@torch.library.custom_op("fastgpt::bias_gelu_bwd", mutates_args=())
+def _bias_gelu_bwd(dh: torch.Tensor, a: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    da, dbias = _extension().bias_gelu_bwd(dh.contiguous(), a.contiguous(), bias.contiguous())
+    return da, dbias.to(bias.dtype)
+
+
+@_bias_gelu_bwd.register_fake
+def _(dh, a, bias):
+    return torch.empty_like(a), torch.empty_like(bias)
+
+
+def _bias_or_zeros(bias, weight):
+    """The extension always adds a bias: zeros stand in for None (their gradient is dropped)."""
+    return bias if bias is not None else weight.new_zeros(weight.shape[0])
+
+
+class _CudaLinearGeluFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        x2d = _rows(x)
+        bias_t = _bias_or_zeros(bias, weight)
+        a = torch.mm(x2d, weight.t())                       # (M, N), no bias
+        h = torch.ops.fastgpt.bias_gelu_fwd(a, bias_t)
+        ctx.save_for_backward(x2d, weight, a, bias_t)
+        ctx.has_bias = bias is not None
+        return h.view(*x.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, dh):
+        x2d, weight, a, bias_t = ctx.saved_tensors
+        da, dbias = torch.ops.fastgpt.bias_gelu_bwd(_rows(dh), a, bias_t)
+        dx = torch.mm(da, weight).view(*dh.shape[:-1], x2d.shape[1])
+        return dx, torch.mm(da.t(), x2d), dbias if ctx.has_bias else None
+
+
+class _CudaMLPFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, fc_weight, fc_bias, proj_weight, proj_bias):
+        x2d = _rows(x)
+        fc_bias_t = _bias_or_zeros(fc_bias, fc_weight)
+        a = torch.mm(x2d, fc_weight.t())                    # (M, H): kept, as the triton path's pre
+        h = torch.ops.fastgpt.bias_gelu_fwd(a, fc_bias_t)
+        y = F.linear(h, proj_weight, proj_bias)
+        ctx.save_for_backward(x2d, fc_weight, fc_bias_t, proj_weight, a)
+        ctx.has_biases = (fc_bias is not None, proj_bias is not None)
+        return y.view(*x.shape[:-1], proj_weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, dy):
+        x2d, fc_weight, fc_bias_t, proj_weight, a = ctx.saved_tensors
+        dy2d = _rows(dy)
+        h = torch.ops.fastgpt.bias_gelu_fwd(a, fc_bias_t)   # recomputed, not saved
+        dproj_w = torch.mm(dy2d.t(), h)
+        del h
+        da, dfc_b = torch.ops.fastgpt.bias_gelu_bwd(torch.mm(dy2d, proj_weight), a, fc_bias_t)
+        dx = torch.mm(da, fc_weight).view(*dy.shape[:-1], x2d.shape[1])
+        has_fc_bias, has_proj_bias = ctx.has_biases
+        return (dx, torch.mm(da.t(), x2d), dfc_b if has_fc_bias else None, dproj_w,
+                _column_sum(dy2d, dy.dtype) if has_proj_bias else None)
+
+
+@linear_gelu.register("cuda")
+def linear_gelu_cuda(x, weight, bias, options=DEFAULT_OPTIONS):
+    return _CudaLinearGeluFunction.apply(x, weight, bias)
+
+
+@mlp.register("cuda")
+def mlp_cuda(x, fc_weight, fc_bias, proj_weight, proj_bias, options=DEFAULT_OPTIONS):
+    return _CudaMLPFunction.apply(x, fc_weight, fc_bias, proj_weight, proj_bias)

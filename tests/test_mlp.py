@@ -1,0 +1,369 @@
+"""Fused bias + GELU MLP (fastgpt.ops.mlp, kernels/mlp.py) against a float64 PyTorch reference:
+output and the gradients of x, both weights and both biases; odd sizes (1 and 33 tokens, C = 40
+and 100, not multiples of the tile); no bias; every kernel option; NaN-poisoned output buffers;
+bad input; nanoGPT state dicts; torch.compile(fullgraph=True) through the custom ops.
+
+On CPU the Triton kernels run in the interpreter (fp32, fp16); bf16 and the large sizes run
+only on a GPU (tl.dot on bf16 is wrong in the interpreter).
+"""
+import pytest
+import torch
+
+import fastgpt
+from fastgpt.backend import cuda_extension_available
+from fastgpt.ops.mlp import (FusedMLP, MLPOptions, fused_linear_gelu, fused_mlp, mlp_reference,
+                            linear_gelu_triton, mlp_triton)
+from fastgpt.testing import REL_TOL, assert_rel_close, poison_
+from nanogpt_reference import MLP as NanoMLP
+
+HAS_CUDA = torch.cuda.is_available()
+gpu_only = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+BACKENDS = ["triton", pytest.param("cuda", marks=pytest.mark.skipif(
+    not (HAS_CUDA and cuda_extension_available()), reason="CUDA extension not built / no GPU"))]
+DTYPES = [torch.float32, torch.float16,
+          pytest.param(torch.bfloat16, marks=gpu_only)]
+
+
+def make_params(C, H, dtype, device, bias=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, scale):
+        return (torch.randn(*shape, generator=g) * scale).to(device, dtype).requires_grad_()
+
+    return dict(fc_weight=rand(H, C, scale=C ** -0.5), fc_bias=rand(H, scale=0.5) if bias else None,
+                proj_weight=rand(C, H, scale=H ** -0.5), proj_bias=rand(C, scale=0.5) if bias else None)
+
+
+def run(fn, x, params, dy):
+    """Output and gradients of (x, *params) for the cotangent dy; None for absent params."""
+    leaves = [x] + [p for p in params.values() if p is not None]
+    y = fn(x, *params.values())
+    grads = iter(torch.autograd.grad(y, leaves, dy))
+    return [y, next(grads)] + [next(grads) if p is not None else None for p in params.values()]
+
+
+def reference(x, params, dy):
+    x64 = x.detach().double().requires_grad_()
+    p64 = {k: None if p is None else p.detach().double().requires_grad_() for k, p in params.items()}
+    return run(mlp_reference, x64, p64, dy.double())
+
+
+NAMES = ["y", "dx", "dfc_weight", "dfc_bias", "dproj_weight", "dproj_bias"]
+
+
+def check(outs, refs, dtype):
+    for name, out, ref in zip(NAMES, outs, refs):
+        if ref is None:
+            assert out is None, name
+            continue
+        assert out.dtype == dtype, name
+        assert_rel_close(out, ref, REL_TOL[dtype], name)
+
+
+def inputs(shape, C, dtype, device, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, C, generator=g).to(device, dtype).requires_grad_()
+    dy = torch.randn(*shape, C, generator=g).to(device, dtype)
+    return x, dy
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, C", [((1,), 40), ((33,), 40), ((2, 17), 100), ((3, 1, 5), 64)])
+def test_mlp_matches_float64(backend, dtype, shape, C, device):
+    x, dy = inputs(shape, C, dtype, device)
+    params = make_params(C, 4 * C, dtype, device)
+    with fastgpt.use_backend(backend):
+        outs = run(fused_mlp, x, params, dy)
+    assert outs[0].shape == (*shape, C)
+    check(outs, reference(x, params, dy), dtype)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mlp_without_bias(backend, dtype, device):
+    x, dy = inputs((33,), 40, dtype, device)
+    params = make_params(40, 160, dtype, device, bias=False)
+    with fastgpt.use_backend(backend):
+        outs = run(fused_mlp, x, params, dy)
+    check(outs, reference(x, params, dy), dtype)
+
+
+ALL_TRITON = dict(proj="triton", dgrad="triton", wgrad="triton")
+EPILOGUE = dict(gelu_grad="gemm_epilogue")
+OPTIONS = [MLPOptions(), MLPOptions(**EPILOGUE), MLPOptions(**ALL_TRITON, **EPILOGUE),
+           MLPOptions(wgrad="recompute"), MLPOptions(wgrad="recompute", **EPILOGUE), MLPOptions(dgrad="triton"),
+           MLPOptions(proj="triton", bias_grad="torch"), MLPOptions(bias_grad="torch", **EPILOGUE),
+           MLPOptions(save_gelu=True), MLPOptions(save_gelu=True, **EPILOGUE),
+           MLPOptions(save_gelu=True, wgrad="recompute"),
+           MLPOptions(schedule="tiled", **ALL_TRITON, **EPILOGUE),
+           MLPOptions(schedule="persistent", **ALL_TRITON, **EPILOGUE)]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=repr)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_kernel_option_agrees(options, dtype, device):
+    x, dy = inputs((2, 17), 40, dtype, device)
+    params = make_params(40, 100, dtype, device)   # H = 100: the hidden size need not be 4C
+    with fastgpt.use_backend("triton"):
+        outs = run(lambda *a: fused_mlp(*a, options=options), x, params, dy)
+    check(outs, reference(x, params, dy), dtype)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("wgrad", ["torch", "triton"])
+def test_linear_gelu_matches_float64(backend, dtype, bias, wgrad, device):
+    x, _ = inputs((3, 11), 40, dtype, device)
+    params = make_params(40, 72, dtype, device, bias=bias)
+    weight, b = params["fc_weight"], params["fc_bias"]
+    dh = torch.randn(3, 11, 72).to(device, dtype)
+    leaves = [t for t in (x, weight, b) if t is not None]
+    with fastgpt.use_backend(backend):
+        h = fused_linear_gelu(x, weight, b, options=MLPOptions(wgrad=wgrad))
+    grads = torch.autograd.grad(h, leaves, dh)
+    leaves64 = [t.detach().double().requires_grad_() for t in leaves]
+    h64 = torch.nn.functional.gelu(torch.nn.functional.linear(*leaves64, *([] if bias else [None])),
+                                   approximate="tanh")
+    grads64 = torch.autograd.grad(h64, leaves64, dh.double())
+    assert_rel_close(h, h64, REL_TOL[dtype], "h")
+    for name, g, g64 in zip(["dx", "dweight", "dbias"], grads, grads64):
+        assert_rel_close(g, g64, REL_TOL[dtype], name)
+
+
+def test_poisoned_buffers_are_all_written(monkeypatch, device):
+    """Every buffer the launchers allocate starts as NaN: an element a kernel skips fails the check."""
+    from fastgpt.kernels import mlp as kernels
+    monkeypatch.setattr(kernels, "_empty", lambda like, m, n: poison_(like.new_empty(m, n)))
+    partials = kernels._empty_partials
+    monkeypatch.setattr(kernels, "_empty_partials", lambda like, m, n: poison_(partials(like, m, n)))
+    dtype = torch.float32
+    for options in (MLPOptions(), MLPOptions(save_gelu=True), MLPOptions(wgrad="recompute"),
+                    MLPOptions(**ALL_TRITON, **EPILOGUE), MLPOptions(save_gelu=True, **EPILOGUE),
+                    MLPOptions(schedule="tiled", **EPILOGUE), MLPOptions(schedule="persistent", **EPILOGUE)):
+        x, dy = inputs((33,), 40, dtype, device)
+        params = make_params(40, 160, dtype, device)
+        with fastgpt.use_backend("triton"):
+            outs = run(lambda *a: fused_mlp(*a, options=options), x, params, dy)
+        check(outs, reference(x, params, dy), dtype)
+    with fastgpt.use_backend("triton"):
+        h = fused_linear_gelu(x, params["fc_weight"], params["fc_bias"])
+        grads = torch.autograd.grad(h, [x, params["fc_weight"], params["fc_bias"]], torch.randn_like(h))
+    assert all(torch.isfinite(t).all() for t in (h, *grads))
+
+
+@pytest.mark.parametrize("schedule", ["tiled", "persistent", "persistent_tma"])
+@pytest.mark.parametrize("dtype, C, tma", [(torch.float32, 40, True), (torch.float16, 100, False)])
+def test_fused_gemms_on_every_schedule(schedule, dtype, C, tma, device):
+    """The two fused GEMMs alone on each schedule, with TMA where rows are 16-byte aligned
+    (C = 100 in fp16 is 200 bytes a row: the persistent schedule without TMA)."""
+    from fastgpt.kernels import mlp as kernels
+    M, H = 67, 4 * C
+    g = torch.Generator().manual_seed(3)
+    x, w_fc, b_fc = (torch.randn(*s, generator=g).to(device, dtype) for s in ((M, C), (H, C), (H,)))
+    w_proj, dy = (torch.randn(*s, generator=g).to(device, dtype) * 0.1 for s in ((C, H), (M, C)))
+    assert kernels._use_tma(x, w_fc.t(), x.new_empty(M, H))[0] == tma
+    h, pre = kernels.linear_gelu(x, w_fc, b_fc, store_pre=True, schedule=schedule)
+    pre64 = x.double() @ w_fc.double().t() + b_fc.double()
+    p = pre.double().requires_grad_()
+    gelu64 = torch.nn.functional.gelu(p, approximate="tanh")
+    dpre64 = torch.autograd.grad(gelu64, p, dy.double() @ w_proj.double())[0]
+    dpre, h2, dbias = kernels.matmul_gelu_grad(dy, w_proj, pre, store_gelu=True, bias_grad=True,
+                                               schedule=schedule)
+    for name, out, ref in [("pre", pre, pre64), ("h", h, torch.nn.functional.gelu(pre64, approximate="tanh")),
+                           ("dpre", dpre, dpre64), ("h from dpre", h2, gelu64), ("db_fc", dbias, dpre64.sum(0))]:
+        assert_rel_close(out, ref, REL_TOL[dtype], name)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, pytest.param(torch.bfloat16, marks=gpu_only)])
+@pytest.mark.parametrize("M, N", [(1, 40), (67, 100), (64, 128), (130, 257)])
+@pytest.mark.parametrize("store_gelu, bias_grad", [(True, True), (False, True), (True, False), (False, False)])
+def test_gelu_bwd_pass_matches_float64(dtype, M, N, store_gelu, bias_grad, monkeypatch, device):
+    """The elementwise GELU backward alone (the gelu_grad="cublas" path): dpre, h and the db_fc
+    partials against float64, on sizes that are not multiples of the tile, into NaN-poisoned
+    buffers; with overwrite_dh, dpre lands in dh's buffer (and a separate dh is left intact)."""
+    from fastgpt.kernels import mlp as kernels
+    monkeypatch.setattr(kernels, "_empty", lambda like, m, n: poison_(like.new_empty(m, n)))
+    partials = kernels._empty_partials
+    monkeypatch.setattr(kernels, "_empty_partials", lambda like, m, n: poison_(partials(like, m, n)))
+    g = torch.Generator().manual_seed(5)
+    dh = torch.randn(M, N, generator=g).to(device, dtype)
+    pre = (torch.randn(M, N, generator=g) * 2).to(device, dtype)
+    p = pre.double().requires_grad_()
+    gelu64 = torch.nn.functional.gelu(p, approximate="tanh")
+    dpre64 = torch.autograd.grad(gelu64, p, dh.double())[0]
+    for overwrite_dh in (False, True):
+        dh_in = dh.clone()
+        dpre, h, dbias = kernels.gelu_bwd(dh_in, pre, store_gelu=store_gelu, bias_grad=bias_grad,
+                                          overwrite_dh=overwrite_dh)
+        assert (dpre.data_ptr() == dh_in.data_ptr()) == overwrite_dh
+        if not overwrite_dh:
+            assert torch.equal(dh_in, dh)
+        assert dpre.dtype == dtype and dpre.shape == (M, N)
+        assert_rel_close(dpre, dpre64, REL_TOL[dtype], "dpre")
+        assert (h is None) != store_gelu and (dbias is None) != bias_grad
+        if store_gelu:
+            assert_rel_close(h, gelu64, REL_TOL[dtype], "h")
+        if bias_grad:
+            assert dbias.dtype == torch.float32
+            assert_rel_close(dbias, dpre64.sum(0), REL_TOL[dtype], "db_fc")
+
+
+def test_gelu_bwd_bias_grad_is_deterministic(device):
+    from fastgpt.kernels import mlp as kernels
+    g = torch.Generator().manual_seed(6)
+    dh, pre = (torch.randn(200, 72, generator=g).to(device) for _ in range(2))
+    first = kernels.gelu_bwd(dh, pre, bias_grad=True)[2]
+    for _ in range(3):
+        assert torch.equal(kernels.gelu_bwd(dh, pre, bias_grad=True)[2], first)
+
+
+def test_gelu_is_stable_for_large_inputs(device):
+    """tanh through sigmoid: no inf/NaN from exp overflow at |pre| in the hundreds."""
+    from fastgpt.kernels import mlp as kernels
+    pre = torch.tensor([[-300.0, -30.0, -3.0, 0.0, 3.0, 30.0, 300.0] * 5], device=device)
+    dh = torch.ones_like(pre)
+    dpre, h, dbias = kernels.gelu_bwd(dh, pre, store_gelu=True, bias_grad=True)
+    p = pre.double().requires_grad_()
+    gelu64 = torch.nn.functional.gelu(p, approximate="tanh")
+    ref = torch.autograd.grad(gelu64.sum(), p)[0]
+    assert_rel_close(dpre, ref, 1e-6, "gelu'")
+    assert_rel_close(h, gelu64, 1e-6, "gelu")
+    assert_rel_close(dbias, ref.sum(0), 1e-6, "dbias")
+
+
+def test_fused_mlp_module_loads_nanogpt_state_dict(device):
+    cfg = fastgpt.GPTConfig(n_embd=40, n_head=2, bias=True)
+    nano = NanoMLP(cfg).to(device)
+    fused = FusedMLP(cfg).to(device)
+    fused.load_state_dict(nano.state_dict())
+    assert set(fused.state_dict()) == set(nano.state_dict())
+    x = torch.randn(2, 9, 40, device=device)
+    with fastgpt.use_backend("triton"):
+        y = fused(x)
+    assert_rel_close(y, nano(x), REL_TOL[torch.float32], "FusedMLP vs nanoGPT MLP")
+    y.sum().backward()
+    nano(x).sum().backward()
+    for (name, p), q in zip(fused.named_parameters(), nano.parameters()):
+        assert_rel_close(p.grad, q.grad, REL_TOL[torch.float32], name)
+
+
+def test_dropout_as_nanogpt():
+    mlp = FusedMLP(n_embd=16, dropout=0.5)
+    x = torch.randn(4, 16)
+    with fastgpt.use_backend("torch"):
+        assert not torch.equal(mlp(x), mlp(x))          # training: dropout active
+        mlp.eval()
+        assert torch.equal(mlp(x), mlp(x))
+
+
+def test_bad_input_is_a_clear_error():
+    p = make_params(40, 160, torch.float32, "cpu")
+    x = torch.randn(5, 40)
+    with pytest.raises(ValueError, match="inner sizes do not match"):
+        fused_mlp(torch.randn(5, 41), *p.values())
+    with pytest.raises(ValueError, match="inner sizes do not match"):
+        fused_mlp(x, p["fc_weight"], p["fc_bias"], torch.randn(40, 150), None)
+    with pytest.raises(ValueError, match="bias must have shape"):
+        fused_linear_gelu(x, p["fc_weight"], torch.randn(7))
+    with pytest.raises(TypeError, match="mixed dtypes"):
+        fused_linear_gelu(x.half(), p["fc_weight"], p["fc_bias"])
+    with pytest.raises(TypeError, match="mixed dtypes"):
+        fused_mlp(x, p["fc_weight"], p["fc_bias"], p["proj_weight"].half(), None)
+    with pytest.raises(TypeError, match="floating-point"):
+        fused_linear_gelu(torch.ones(5, 40, dtype=torch.int64), p["fc_weight"].long(), None)
+    with pytest.raises(ValueError, match="different devices"):
+        fused_linear_gelu(x, p["fc_weight"].detach().to("meta"), None)
+    with pytest.raises(ValueError, match="2-D"):
+        fused_linear_gelu(x, torch.randn(40), None)
+    with pytest.raises(ValueError, match="MLPOptions.wgrad"):
+        MLPOptions(wgrad="cublas")
+    with pytest.raises(ValueError, match="MLPOptions.schedule"):
+        MLPOptions(schedule="stream-k")
+    with pytest.raises(ValueError, match="MLPOptions.gelu_grad"):
+        MLPOptions(gelu_grad="triton")
+
+
+def test_autocast_casts_operands_as_linear_does():
+    mlp = FusedMLP(n_embd=32)
+    x = torch.randn(3, 32)
+    with fastgpt.use_backend("torch"), torch.autocast("cpu", dtype=torch.bfloat16):
+        y = mlp(x)
+    assert y.dtype == torch.bfloat16
+
+
+def test_custom_ops_pass_opcheck(device):
+    x, dy = inputs((9,), 40, torch.float32, device)
+    p = {k: v.detach() for k, v in make_params(40, 72, torch.float32, device).items()}
+    x, dy = x.detach(), dy.detach()
+    fwd_args = (x, p["fc_weight"], p["fc_bias"], p["proj_weight"], p["proj_bias"], True, False, "triton",
+                "persistent_tma")
+    torch.library.opcheck(torch.ops.fastgpt.mlp_fwd.default, fwd_args)
+    _, pre, _ = torch.ops.fastgpt.mlp_fwd(*fwd_args)
+    torch.library.opcheck(torch.ops.fastgpt.mlp_bwd.default,
+                          (dy, x, p["fc_weight"], p["proj_weight"], pre, x.new_empty(0), True, True,
+                           "cublas", "triton", "torch", "fused", "persistent_tma"))
+    torch.library.opcheck(torch.ops.fastgpt.mlp_bwd.default,
+                          (dy, x, p["fc_weight"], p["proj_weight"], pre, x.new_empty(0), True, True,
+                           "gemm_epilogue", "triton", "torch", "fused", "persistent_tma"))
+    torch.library.opcheck(torch.ops.fastgpt.linear_gelu_fwd.default, (x, p["fc_weight"], None, True, "tiled"))
+
+
+@pytest.mark.parametrize("options", [MLPOptions(), MLPOptions(save_gelu=True), MLPOptions(**EPILOGUE)], ids=repr)
+def test_torch_compile_fullgraph(options, device):
+    """The triton implementation (Function + custom ops + fakes) traces as one graph.
+
+    (The backend switch itself reads a ContextVar, which dynamo does not trace.)"""
+    x, dy = inputs((2, 5), 40, torch.float32, device)
+    params = make_params(40, 160, torch.float32, device)
+    backend = "inductor" if HAS_CUDA else "aot_eager"   # no C++ toolchain needed on CPU
+    compiled = torch.compile(mlp_triton, fullgraph=True, backend=backend)
+    outs = run(lambda *a: compiled(*a, options=options), x, params, dy)
+    check(outs, reference(x, params, dy), torch.float32)
+    first_layer = torch.compile(linear_gelu_triton, fullgraph=True, backend=backend)
+    w, b = params["fc_weight"], params["fc_bias"]
+    h = first_layer(x, w, b)
+    grads = torch.autograd.grad(h, [x, w, b], torch.ones_like(h))
+    with fastgpt.use_backend("torch"):
+        h_ref = fused_linear_gelu(x, w, b)
+    for out, ref in zip([h, *grads], [h_ref, *torch.autograd.grad(h_ref, [x, w, b], torch.ones_like(h))]):
+        assert_rel_close(out, ref, REL_TOL[torch.float32])
+
+
+def test_model_uses_fused_mlp_on_triton(monkeypatch):
+    from fastgpt.ops import attention, cross_entropy, layernorm
+    for op in (attention.attention, cross_entropy.linear_cross_entropy, layernorm.add_layernorm):
+        if "triton" not in op.impls:   # an op whose kernels are not written yet runs its reference
+            monkeypatch.setitem(op.impls, "triton", op.impls["torch"])
+    model = fastgpt.GPT(fastgpt.GPTConfig(block_size=16, vocab_size=50, n_layer=1, n_head=2, n_embd=32))
+    assert isinstance(model.transformer.h[0].mlp, FusedMLP)
+    idx = torch.randint(0, 50, (2, 16))
+    targets = torch.randint(0, 50, (2, 16))
+    results = {}
+    for backend in ("torch", "triton"):
+        model.zero_grad()
+        with fastgpt.use_backend(backend):
+            logits = model.all_logits(idx)
+            _, loss = model(idx, targets)
+        loss.backward()
+        results[backend] = (logits, model.transformer.h[0].mlp.c_fc.weight.grad.clone())
+    assert_rel_close(results["triton"][0], results["torch"][0], REL_TOL[torch.float32], "logits")
+    assert_rel_close(results["triton"][1], results["torch"][1], REL_TOL[torch.float32], "dW_fc")
+
+
+@gpu_only
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("options", [MLPOptions(), MLPOptions(save_gelu=True), MLPOptions(**EPILOGUE),
+                                     MLPOptions(proj="triton", dgrad="triton", wgrad="triton", **EPILOGUE),
+                                     MLPOptions(schedule="tiled", wgrad="recompute", **EPILOGUE),
+                                     MLPOptions(schedule="persistent", save_gelu=True, **EPILOGUE)],
+                         ids=repr)
+def test_gpu_large(backend, dtype, options):
+    """GPT-2 small's MLP at 4 x 512 tokens + 7 (a ragged tail), the tiles the autotuner picks."""
+    x, dy = inputs((4 * 512 + 7,), 768, dtype, "cuda")
+    params = make_params(768, 3072, dtype, "cuda")
+    with fastgpt.use_backend(backend):
+        outs = run(lambda *a: fused_mlp(*a, options=options), x, params, dy)
+    check(outs, reference(x, params, dy), dtype)
