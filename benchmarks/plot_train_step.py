@@ -1,9 +1,12 @@
 """Bar chart of the GPT-2 train-step benchmark: tokens/s and peak memory per configuration.
 
 Reads the pytest-benchmark JSON of benchmarks/bench_train_step.py (the extra_info each
-configuration recorded) and writes a PNG, the device named in the title. Needs matplotlib.
+configuration recorded), or the folder of one-row JSONs that the benchmark writes as each
+configuration finishes (FASTGPT_BENCH_OUT=DIR gives DIR/train_step/), and writes a PNG, the
+device named in the title. Needs matplotlib.
 
     python benchmarks/plot_train_step.py out.json -o benchmarks/results/train_step.png
+    python benchmarks/plot_train_step.py DIR/train_step -o benchmarks/results/train_step.png
 """
 import argparse
 import json
@@ -56,12 +59,19 @@ def plot(data: dict, out: Path) -> None:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("json_file", type=Path, help="pytest-benchmark JSON of bench_train_step.py")
+    parser.add_argument("json_file", type=Path, help="pytest-benchmark JSON of bench_train_step.py, or a folder of its rows")
     parser.add_argument("-o", "--out", type=Path, default=Path("train_step.png"), help="PNG to write")
     args = parser.parse_args(argv)
     if not args.json_file.exists():
         sys.exit(f"no such file: {args.json_file}")
-    plot(json.loads(args.json_file.read_text()), args.out)
+    if args.json_file.is_dir():   # per-configuration rows, in the order of bench_train_step.CONFIGS
+        order = ["reference-eager", "reference-compile", "triton", "triton-compile", "cuda"]
+        found = {r["config"]: r for r in (json.loads(f.read_text()) for f in args.json_file.glob("*.json"))}
+        data = {"benchmarks": [{"name": f"test_train_step[{n}]", "extra_info": found[n]}
+                               for n in order if n in found]}
+    else:
+        data = json.loads(args.json_file.read_text())
+    plot(data, args.out)
 
 
 if __name__ == "__main__":

@@ -139,7 +139,7 @@ def test_poisoned_buffers_are_all_written(monkeypatch, device):
     partials = kernels._empty_partials
     monkeypatch.setattr(kernels, "_empty_partials", lambda like, m, n: poison_(partials(like, m, n)))
     dtype = torch.float32
-    for options in (MLPOptions(), MLPOptions(save_gelu=True), MLPOptions(wgrad="recompute"),
+    for options in (MLPOptions(save_gelu=False), MLPOptions(save_gelu=True), MLPOptions(wgrad="recompute"),
                     MLPOptions(**ALL_TRITON, **EPILOGUE), MLPOptions(save_gelu=True, **EPILOGUE),
                     MLPOptions(schedule="tiled", **EPILOGUE), MLPOptions(schedule="persistent", **EPILOGUE)):
         x, dy = inputs((33,), 40, dtype, device)
@@ -310,7 +310,7 @@ def test_custom_ops_pass_opcheck(device):
     torch.library.opcheck(torch.ops.fastgpt.linear_gelu_fwd.default, (x, p["fc_weight"], None, True, "tiled"))
 
 
-@pytest.mark.parametrize("options", [MLPOptions(), MLPOptions(save_gelu=True), MLPOptions(**EPILOGUE)], ids=repr)
+@pytest.mark.parametrize("options", [MLPOptions(save_gelu=False), MLPOptions(save_gelu=True), MLPOptions(**EPILOGUE)], ids=repr)
 def test_torch_compile_fullgraph(options, device):
     """The triton implementation (Function + custom ops + fakes) traces as one graph.
 
@@ -355,7 +355,7 @@ def test_model_uses_fused_mlp_on_triton(monkeypatch):
 @gpu_only
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("options", [MLPOptions(), MLPOptions(save_gelu=True), MLPOptions(**EPILOGUE),
+@pytest.mark.parametrize("options", [MLPOptions(save_gelu=False), MLPOptions(save_gelu=True), MLPOptions(**EPILOGUE),
                                      MLPOptions(proj="triton", dgrad="triton", wgrad="triton", **EPILOGUE),
                                      MLPOptions(schedule="tiled", wgrad="recompute", **EPILOGUE),
                                      MLPOptions(schedule="persistent", save_gelu=True, **EPILOGUE)],

@@ -79,7 +79,10 @@ class MLPOptions:
     dgrad: str = "torch"        # dx = dpre @ W_fc: "torch" | "triton"
     wgrad: str = "torch"        # dW GEMMs: "torch" | "triton" | "recompute" (gelu(pre) in the prologue)
     bias_grad: str = "fused"    # db_fc: "fused" (partial sums in dpre's pass) | "torch" (dpre.sum(0))
-    save_gelu: bool = False     # keep h from the forward (eager's choice) instead of re-deriving it
+    # keep h from the forward (eager's choice) instead of re-deriving it in dpre's pass: on the
+    # H100 this was the one variant at or under torch.compile's fwd+bwd time (3.648 ms against
+    # 3.689, benchmarks/results/runs/run5-mlp.json), for one more (N, 4C) activation held
+    save_gelu: bool = True
     schedule: str = "persistent_tma"   # Triton GEMMs: "tiled" | "persistent" | "persistent_tma"
 
     def __post_init__(self):
