@@ -1,0 +1,155 @@
+"""Where this process runs: its place in a torchrun job, its device and its precision.
+
+torchrun (single- or multi-node) tells each worker RANK, LOCAL_RANK and WORLD_SIZE in the
+environment; without them the process is the whole job (rank 0 of 1). A job of more than one
+rank joins a process group: NCCL when its device is a GPU, gloo on CPUs. Each rank owns one
+device, cuda:LOCAL_RANK. The helpers below are no-ops in a single process, so the training
+loop reads the same either way.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+
+import torch
+import torch.distributed as dist
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class DeviceError(ValueError):
+    """A device or precision was asked for that this machine or this torch cannot give."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DistEnv:
+    """This process's place in the job."""
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 logs, evaluates for the record and writes checkpoints."""
+        return self.rank == 0
+
+
+def detect_env(environ=os.environ) -> DistEnv:
+    """The torchrun environment (RANK, LOCAL_RANK, WORLD_SIZE), or a single process without it."""
+    if "RANK" not in environ or "WORLD_SIZE" not in environ:
+        return DistEnv()
+    try:
+        env = DistEnv(rank=int(environ["RANK"]), local_rank=int(environ.get("LOCAL_RANK", environ["RANK"])),
+                      world_size=int(environ["WORLD_SIZE"]))
+    except ValueError:
+        raise DeviceError("RANK, LOCAL_RANK and WORLD_SIZE must be integers (torchrun sets them)") from None
+    if not 0 <= env.rank < env.world_size or env.local_rank < 0:
+        raise DeviceError(f"RANK={env.rank} does not fit WORLD_SIZE={env.world_size}")
+    return env
+
+
+def resolve_device(name: str, env: DistEnv = DistEnv()) -> torch.device:
+    """"auto" -> a GPU when torch sees one, else the CPU. Under torchrun a GPU rank takes
+    cuda:LOCAL_RANK whatever index was asked for."""
+    name = name.strip().lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise DeviceError(f"device {name!r} asked for a GPU, but torch ({torch.__version__}, {build}) "
+                              "sees none; use --device cpu")
+        index = env.local_rank if env.is_distributed else (device.index or 0)
+        if index >= torch.cuda.device_count():
+            raise DeviceError(f"cuda:{index} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+        device = torch.device("cuda", index)
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The autocast precision: "auto" is bfloat16 on GPUs that have it, float32 otherwise."""
+    if name == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if name not in DTYPES:
+        raise DeviceError(f"unknown dtype {name!r}; choose one of auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """Mixed precision for the forward pass; float32 runs as is."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def init_process_group(env: DistEnv, device: torch.device) -> None:
+    """Join the job's process group (NCCL for GPUs, gloo for CPUs); nothing in a single process."""
+    if not env.is_distributed or dist.is_initialized():
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl", device_id=device)
+    else:
+        dist.init_process_group(backend="gloo")
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def barrier() -> None:
+    if _active():
+        dist.barrier()
+
+
+def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
+    """The mean of `values` over all ranks (in place), e.g. losses for the record."""
+    if _active():
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        values /= dist.get_world_size()
+    return values
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when `flag` is true on any rank (all ranks must call it together)."""
+    if not _active():
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def all_gather_object(obj) -> list:
+    """[obj of rank 0, obj of rank 1, ...] on every rank."""
+    if not _active():
+        return [obj]
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def replicas_in_sync(model: torch.nn.Module) -> bool:
+    """True when every rank holds the same parameters (DDP keeps them bitwise equal; a rank
+    that resumed with the wrong optimizer state or RNG would drift)."""
+    if not _active():
+        return True
+    with torch.no_grad():
+        fingerprint = torch.stack([p.double().sum() for p in model.parameters()]).cpu()
+    gathered = all_gather_object(fingerprint)
+    return all(torch.equal(fingerprint, other) for other in gathered)
