@@ -4,7 +4,8 @@ Layers (as flash_attn_interface.py): the public `flash_attention` (documented, v
 inputs) -> the `attention` Op of the backend switch -> for the triton backend the autograd
 Function `_FlashAttentionFunction` (save/backward wiring only) -> the torch.library custom ops
 "fastgpt::attention_fwd" / "fastgpt::attention_bwd" (with fake implementations, so
-torch.compile(fullgraph=True) traces through them) -> the launchers in kernels/attention.py.
+torch.compile(fullgraph=True) traces through them; eager mode calls their Python
+implementations directly, fastgpt.ops.dispatch) -> the launchers in kernels/attention.py.
 The reference below (F.scaled_dot_product_attention) is the `torch` backend and the test oracle.
 
 What the triton forward saves for the backward: q, k, v, the output O and the row log-sum-exp
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastgpt.backend import Op
+from fastgpt.ops.dispatch import call_custom_op
 
 attention = Op("attention")
 # The same attention on one packed (B, T, 3, H, D) qkv tensor (FusedCausalSelfAttention's path):
@@ -88,7 +90,16 @@ def _check_qkvpacked(qkv, dropout_p: float) -> None:
     _check_tensor(qkv, "qkv")
     if qkv.dim() != 5 or qkv.shape[2] != 3:
         raise ValueError(f"flash_attention_qkvpacked: qkv must be 5-D (B, T, 3, H, D), got shape {tuple(qkv.shape)}")
-    _check_inputs(*qkv.permute(2, 0, 3, 1, 4), dropout_p)
+    # _check_inputs on the three (B, H, T, D) views of qkv, less what views of one tensor satisfy
+    # by construction (tensors, 4-D, one shape, dtype and device): the same errors, without
+    # building three views on every call (host time; see fastgpt/ops/dispatch.py)
+    if qkv.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"flash_attention: q, k, v must be float16, bfloat16 or float32, got {qkv.dtype}")
+    if qkv.shape[1] < 1:
+        B, T, _, H, D = qkv.shape
+        raise ValueError(f"flash_attention: the sequence is empty (T = 0), shape {(B, H, T, D)}")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"flash_attention: dropout_p must be in [0, 1), got {dropout_p}")
 
 
 def _check_kernel_inputs(q: torch.Tensor) -> None:
@@ -183,12 +194,13 @@ def _empty_bthd_like(q: torch.Tensor) -> torch.Tensor:
     return q.new_empty(B, T, H, D).transpose(1, 2)
 
 
-@torch.library.custom_op("fastgpt::attention_fwd", mutates_args=())
-def _attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, softmax_scale: float,
+def _attention_fwd_impl(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, softmax_scale: float,
                    dropout_p: float, seed: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     from fastgpt.kernels import attention as kernels
     return kernels.attention_fwd(q, k, v, causal, softmax_scale, dropout_p, _seed_value(seed))
 
+
+_attention_fwd = torch.library.custom_op("fastgpt::attention_fwd", mutates_args=())(_attention_fwd_impl)
 
 @_attention_fwd.register_fake
 def _(q, k, v, causal, softmax_scale, dropout_p, seed):
@@ -196,13 +208,14 @@ def _(q, k, v, causal, softmax_scale, dropout_p, seed):
     return _empty_bthd_like(q), q.new_empty(B, H, T, dtype=torch.float32)
 
 
-@torch.library.custom_op("fastgpt::attention_bwd", mutates_args=())
-def _attention_bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+def _attention_bwd_impl(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
                    lse: torch.Tensor, causal: bool, softmax_scale: float, dropout_p: float,
                    seed: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from fastgpt.kernels import attention as kernels
     return kernels.attention_bwd(dout, q, k, v, out, lse, causal, softmax_scale, dropout_p, _seed_value(seed))
 
+
+_attention_bwd = torch.library.custom_op("fastgpt::attention_bwd", mutates_args=())(_attention_bwd_impl)
 
 @_attention_bwd.register_fake
 def _(dout, q, k, v, out, lse, causal, softmax_scale, dropout_p, seed):
@@ -213,7 +226,8 @@ class _FlashAttentionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, causal, softmax_scale, dropout_p):
         seed = draw_dropout_seed() if dropout_p > 0.0 else None
-        out, lse = torch.ops.fastgpt.attention_fwd(q, k, v, causal, softmax_scale, dropout_p, seed)
+        out, lse = call_custom_op(_attention_fwd, _attention_fwd_impl,
+                                  q, k, v, causal, softmax_scale, dropout_p, seed)
         ctx.save_for_backward(q, k, v, out, lse, seed)
         ctx.causal, ctx.softmax_scale, ctx.dropout_p = causal, softmax_scale, dropout_p
         return out
@@ -221,7 +235,7 @@ class _FlashAttentionFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout):
         q, k, v, out, lse, seed = ctx.saved_tensors
-        dq, dk, dv = torch.ops.fastgpt.attention_bwd(dout, q, k, v, out, lse, ctx.causal,
+        dq, dk, dv = call_custom_op(_attention_bwd, _attention_bwd_impl, dout, q, k, v, out, lse, ctx.causal,
                                                      ctx.softmax_scale, ctx.dropout_p, seed)
         return dq, dk, dv, None, None, None
 
@@ -232,12 +246,14 @@ def attention_triton(q, k, v, causal, softmax_scale, dropout_p):
     return _FlashAttentionFunction.apply(q, k, v, causal, softmax_scale, dropout_p)
 
 
-@torch.library.custom_op("fastgpt::attention_qkvpacked_fwd", mutates_args=())
-def _attention_qkvpacked_fwd(qkv: torch.Tensor, causal: bool, softmax_scale: float, dropout_p: float,
+def _attention_qkvpacked_fwd_impl(qkv: torch.Tensor, causal: bool, softmax_scale: float, dropout_p: float,
                              seed: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     from fastgpt.kernels import attention as kernels
     return kernels.attention_qkvpacked_fwd(qkv, causal, softmax_scale, dropout_p, _seed_value(seed))
 
+
+_attention_qkvpacked_fwd = torch.library.custom_op("fastgpt::attention_qkvpacked_fwd", mutates_args=())(
+    _attention_qkvpacked_fwd_impl)
 
 @_attention_qkvpacked_fwd.register_fake
 def _(qkv, causal, softmax_scale, dropout_p, seed):
@@ -245,14 +261,16 @@ def _(qkv, causal, softmax_scale, dropout_p, seed):
     return qkv.new_empty(B, T, H, D), qkv.new_empty(B, H, T, dtype=torch.float32)
 
 
-@torch.library.custom_op("fastgpt::attention_qkvpacked_bwd", mutates_args=())
-def _attention_qkvpacked_bwd(dout: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+def _attention_qkvpacked_bwd_impl(dout: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
                              causal: bool, softmax_scale: float, dropout_p: float,
                              seed: Optional[torch.Tensor]) -> torch.Tensor:
     from fastgpt.kernels import attention as kernels
     return kernels.attention_qkvpacked_bwd(dout, qkv, out, lse, causal, softmax_scale, dropout_p,
                                            _seed_value(seed))
 
+
+_attention_qkvpacked_bwd = torch.library.custom_op("fastgpt::attention_qkvpacked_bwd", mutates_args=())(
+    _attention_qkvpacked_bwd_impl)
 
 @_attention_qkvpacked_bwd.register_fake
 def _(dout, qkv, out, lse, causal, softmax_scale, dropout_p, seed):
@@ -263,7 +281,8 @@ class _FlashAttentionQKVPackedFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qkv, causal, softmax_scale, dropout_p):
         seed = draw_dropout_seed() if dropout_p > 0.0 else None
-        out, lse = torch.ops.fastgpt.attention_qkvpacked_fwd(qkv, causal, softmax_scale, dropout_p, seed)
+        out, lse = call_custom_op(_attention_qkvpacked_fwd, _attention_qkvpacked_fwd_impl,
+                                  qkv, causal, softmax_scale, dropout_p, seed)
         ctx.save_for_backward(qkv, out, lse, seed)
         ctx.causal, ctx.softmax_scale, ctx.dropout_p = causal, softmax_scale, dropout_p
         return out
@@ -271,7 +290,8 @@ class _FlashAttentionQKVPackedFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout):
         qkv, out, lse, seed = ctx.saved_tensors
-        dqkv = torch.ops.fastgpt.attention_qkvpacked_bwd(dout, qkv, out, lse, ctx.causal, ctx.softmax_scale,
+        dqkv = call_custom_op(_attention_qkvpacked_bwd, _attention_qkvpacked_bwd_impl,
+                              dout, qkv, out, lse, ctx.causal, ctx.softmax_scale,
                                                          ctx.dropout_p, seed)
         return dqkv, None, None, None
 

@@ -7,7 +7,8 @@ The triton backend computes the gradients of x and W in the forward pass, one ch
 at a time (the (tokens x vocab) logits never exist whole), and stores them; backward only scales
 them by grad_output. So the forward costs the whole LM head's forward and backward, and the
 backward is nearly free. The forward is one torch.library custom op with a fake (meta)
-implementation, so torch.compile(fullgraph=True) traces through it without a graph break.
+implementation, so torch.compile(fullgraph=True) traces through it without a graph break;
+eager mode calls its Python implementation directly (fastgpt.ops.dispatch).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from fastgpt.backend import Op
+from fastgpt.ops.dispatch import call_custom_op
 
 linear_cross_entropy = Op("linear_cross_entropy")
 
@@ -29,8 +31,7 @@ def linear_cross_entropy_reference(x, weight, targets, ignore_index, chunk_rows=
 
 # ---- torch.library op: the whole chunked forward + gradient, opaque to the compiler ----
 
-@torch.library.custom_op("fastgpt::linear_cross_entropy_fwd", mutates_args=())
-def _linear_cross_entropy_fwd(x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+def _linear_cross_entropy_fwd_impl(x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                               ignore_index: int, compute_dtype: torch.dtype, need_grad_x: bool,
                               need_grad_weight: bool, rows_per_chunk: int
                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -40,6 +41,9 @@ def _linear_cross_entropy_fwd(x: torch.Tensor, weight: torch.Tensor, targets: to
     return linear_cross_entropy_fwd_bwd(x, weight, targets, ignore_index, compute_dtype,
                                         need_grad_x, need_grad_weight, rows_per_chunk)
 
+
+_linear_cross_entropy_fwd = torch.library.custom_op("fastgpt::linear_cross_entropy_fwd", mutates_args=())(
+    _linear_cross_entropy_fwd_impl)
 
 @_linear_cross_entropy_fwd.register_fake
 def _(x, weight, targets, ignore_index, compute_dtype, need_grad_x, need_grad_weight, rows_per_chunk):
@@ -64,7 +68,7 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, targets, ignore_index, compute_dtype, need_grad_x, need_grad_weight,
                 rows_per_chunk):
-        loss, grad_x, grad_w = _linear_cross_entropy_fwd(
+        loss, grad_x, grad_w = call_custom_op(_linear_cross_entropy_fwd, _linear_cross_entropy_fwd_impl,
             x, weight, targets, ignore_index, compute_dtype, need_grad_x, need_grad_weight,
             rows_per_chunk)
         ctx.save_for_backward(grad_x, grad_w)

@@ -7,7 +7,8 @@ Layers, top to bottom:
                              gradients of both outputs (y and s) into one backward call
   fastgpt::add_layernorm_fwd / fastgpt::add_layernorm_bwd
                              torch.library custom ops with fake (meta) implementations, so
-                             torch.compile(fullgraph=True) traces through them
+                             torch.compile(fullgraph=True) traces through them; eager mode
+                             calls their Python implementations directly (fastgpt.ops.dispatch)
   launchers                  kernels/layernorm.py (Triton), or the same two functions from the CUDA
                              extension (fastgpt._cuda); `impl` names which pair the ops call
 The pure-PyTorch reference below is the `torch` backend and the test oracle.
@@ -22,6 +23,7 @@ from torch import Tensor, nn
 
 from fastgpt.backend import Op
 from fastgpt.ops.autocast import autocast_inputs
+from fastgpt.ops.dispatch import call_custom_op
 
 add_layernorm = Op("add_layernorm")
 
@@ -63,13 +65,16 @@ def _none_as_empty(t: Tensor | None, like: Tensor) -> Tensor:
 # ---- torch.library custom ops
 
 
-@torch.library.custom_op("fastgpt::add_layernorm_fwd", mutates_args=())
-def _add_layernorm_fwd_op(x: Tensor, residual: Optional[Tensor], weight: Tensor,
+def _add_layernorm_fwd_impl(x: Tensor, residual: Optional[Tensor], weight: Tensor,
                           bias: Optional[Tensor], eps: float, impl: str
                           ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     fwd, _ = LAUNCHERS[impl]()
     y, s, mean, rstd = fwd(x, residual, weight, bias, eps)
     return y, _none_as_empty(s, x), mean, rstd
+
+
+_add_layernorm_fwd_op = torch.library.custom_op("fastgpt::add_layernorm_fwd", mutates_args=())(
+    _add_layernorm_fwd_impl)
 
 
 @_add_layernorm_fwd_op.register_fake
@@ -79,13 +84,16 @@ def _(x, residual, weight, bias, eps, impl):
     return torch.empty_like(x), s, stats, torch.empty_like(stats)
 
 
-@torch.library.custom_op("fastgpt::add_layernorm_bwd", mutates_args=())
-def _add_layernorm_bwd_op(dy: Tensor, ds: Optional[Tensor], s: Tensor, weight: Tensor,
+def _add_layernorm_bwd_impl(dy: Tensor, ds: Optional[Tensor], s: Tensor, weight: Tensor,
                           mean: Tensor, rstd: Tensor, has_bias: bool, impl: str
                           ) -> tuple[Tensor, Tensor, Tensor]:
     _, bwd = LAUNCHERS[impl]()
     dx, dweight, dbias = bwd(dy, ds, s, weight, mean, rstd, has_bias)
     return dx, dweight, _none_as_empty(dbias, weight)
+
+
+_add_layernorm_bwd_op = torch.library.custom_op("fastgpt::add_layernorm_bwd", mutates_args=())(
+    _add_layernorm_bwd_impl)
 
 
 @_add_layernorm_bwd_op.register_fake
@@ -110,8 +118,9 @@ class AddLayerNormFunction(torch.autograd.Function):
         x2 = x.reshape(-1, C).contiguous()
         r2 = None if residual is None else residual.reshape(-1, C).contiguous()
         weight = weight.contiguous()
-        y, s, mean, rstd = torch.ops.fastgpt.add_layernorm_fwd(
-            x2, r2, weight, None if bias is None else bias.contiguous(), eps, impl)
+        bias = None if bias is None else bias.contiguous()
+        y, s, mean, rstd = call_custom_op(_add_layernorm_fwd_op, _add_layernorm_fwd_impl,
+                                          x2, r2, weight, bias, eps, impl)
         ctx.save_for_backward(x2 if r2 is None else s, weight, mean, rstd)
         ctx.shape, ctx.impl = x.shape, impl
         ctx.has_residual, ctx.has_bias = r2 is not None, bias is not None
@@ -126,8 +135,8 @@ class AddLayerNormFunction(torch.autograd.Function):
         C = s.shape[-1]
         dy = torch.zeros_like(s) if dy is None else dy.reshape(-1, C).contiguous()
         ds = None if ds is None else ds.reshape(-1, C).contiguous()
-        dx, dweight, dbias = torch.ops.fastgpt.add_layernorm_bwd(
-            dy, ds, s, weight, mean, rstd, ctx.has_bias, ctx.impl)
+        dx, dweight, dbias = call_custom_op(_add_layernorm_bwd_op, _add_layernorm_bwd_impl,
+                                            dy, ds, s, weight, mean, rstd, ctx.has_bias, ctx.impl)
         dx = dx.view(ctx.shape)
         return (dx, dx if ctx.has_residual else None, dweight,
                 dbias if ctx.has_bias else None, None, None)

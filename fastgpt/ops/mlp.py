@@ -2,7 +2,8 @@
 
 Public functions (`fused_linear_gelu`, `fused_mlp`, the module `FusedMLP`) -> autograd Functions
 (save/backward wiring) -> torch.library custom ops ("fastgpt::linear_gelu_fwd", ...) that call
-the Triton launchers in kernels/mlp.py. The references below are the `torch` backend and the
+the Triton launchers in kernels/mlp.py (eager mode calls the ops' Python implementations
+directly: fastgpt.ops.dispatch). The references below are the `torch` backend and the
 test oracle. Two ops go through the backend switch: `linear_gelu` (the first layer alone) and
 `mlp` (the whole c_fc -> GELU -> c_proj, so the backward makes dpre, h and db_fc in one pass
 after the GEMM that produces dh; dropout stays outside, in the module).
@@ -62,6 +63,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastgpt.backend import Op
+from fastgpt.ops.dispatch import call_custom_op
 from fastgpt.ops.autocast import autocast_inputs
 
 linear_gelu = Op("linear_gelu")
@@ -223,13 +225,14 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, x.shape[-1])
 
 
-@torch.library.custom_op("fastgpt::linear_gelu_fwd", mutates_args=())
-def _linear_gelu_fwd(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+def _linear_gelu_fwd_impl(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                      save_pre: bool, schedule: str) -> tuple[torch.Tensor, torch.Tensor]:
     from fastgpt.kernels import mlp as kernels
     h, pre = kernels.linear_gelu(x, weight, bias, store_pre=save_pre, schedule=schedule)
     return h, pre if pre is not None else _empty(x)
 
+
+_linear_gelu_fwd = torch.library.custom_op("fastgpt::linear_gelu_fwd", mutates_args=())(_linear_gelu_fwd_impl)
 
 @_linear_gelu_fwd.register_fake
 def _(x, weight, bias, save_pre, schedule):
@@ -249,8 +252,7 @@ def _column_sum(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t.sum(0, dtype=torch.float32).to(dtype)
 
 
-@torch.library.custom_op("fastgpt::linear_gelu_bwd", mutates_args=())
-def _linear_gelu_bwd(dh: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor,
+def _linear_gelu_bwd_impl(dh: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor,
                      has_bias: bool, dgrad: str, wgrad: str, schedule: str
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from fastgpt.kernels import mlp as kernels
@@ -260,14 +262,15 @@ def _linear_gelu_bwd(dh: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, pr
     return dx, dweight, dbias.to(weight.dtype) if has_bias else _empty(x)
 
 
+_linear_gelu_bwd = torch.library.custom_op("fastgpt::linear_gelu_bwd", mutates_args=())(_linear_gelu_bwd_impl)
+
 @_linear_gelu_bwd.register_fake
 def _(dh, x, weight, pre, has_bias, dgrad, wgrad, schedule):
     return (torch.empty_like(x), torch.empty_like(weight),
             weight.new_empty(weight.shape[0]) if has_bias else _empty(x))
 
 
-@torch.library.custom_op("fastgpt::mlp_fwd", mutates_args=())
-def _mlp_fwd(x: torch.Tensor, fc_weight: torch.Tensor, fc_bias: Optional[torch.Tensor],
+def _mlp_fwd_impl(x: torch.Tensor, fc_weight: torch.Tensor, fc_bias: Optional[torch.Tensor],
              proj_weight: torch.Tensor, proj_bias: Optional[torch.Tensor], save_pre: bool,
              save_gelu: bool, proj: str, schedule: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from fastgpt.kernels import mlp as kernels
@@ -277,6 +280,8 @@ def _mlp_fwd(x: torch.Tensor, fc_weight: torch.Tensor, fc_bias: Optional[torch.T
     return y, pre if pre is not None else _empty(x), h if save_gelu else _empty(x)
 
 
+_mlp_fwd = torch.library.custom_op("fastgpt::mlp_fwd", mutates_args=())(_mlp_fwd_impl)
+
 @_mlp_fwd.register_fake
 def _(x, fc_weight, fc_bias, proj_weight, proj_bias, save_pre, save_gelu, proj, schedule):
     hidden = x.new_empty(x.shape[0], fc_weight.shape[0])
@@ -285,8 +290,7 @@ def _(x, fc_weight, fc_bias, proj_weight, proj_bias, save_pre, save_gelu, proj, 
             torch.empty_like(hidden) if save_gelu else _empty(x))
 
 
-@torch.library.custom_op("fastgpt::mlp_bwd", mutates_args=())
-def _mlp_bwd(dy: torch.Tensor, x: torch.Tensor, fc_weight: torch.Tensor, proj_weight: torch.Tensor,
+def _mlp_bwd_impl(dy: torch.Tensor, x: torch.Tensor, fc_weight: torch.Tensor, proj_weight: torch.Tensor,
              pre: torch.Tensor, saved_gelu: torch.Tensor, has_fc_bias: bool, has_proj_bias: bool,
              gelu_grad: str, dgrad: str, wgrad: str, bias_grad: str, schedule: str
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -312,6 +316,8 @@ def _mlp_bwd(dy: torch.Tensor, x: torch.Tensor, fc_weight: torch.Tensor, proj_we
             _column_sum(dy, x.dtype) if has_proj_bias else _empty(x))
 
 
+_mlp_bwd = torch.library.custom_op("fastgpt::mlp_bwd", mutates_args=())(_mlp_bwd_impl)
+
 @_mlp_bwd.register_fake
 def _(dy, x, fc_weight, proj_weight, pre, saved_gelu, has_fc_bias, has_proj_bias, gelu_grad, dgrad, wgrad,
       bias_grad, schedule):
@@ -330,7 +336,8 @@ class _LinearGeluFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, options, needs_grad):
         x2d = _rows(x)
-        h, pre = torch.ops.fastgpt.linear_gelu_fwd(x2d, weight, bias, needs_grad, options.schedule)
+        h, pre = call_custom_op(_linear_gelu_fwd, _linear_gelu_fwd_impl,
+                                x2d, weight, bias, needs_grad, options.schedule)
         ctx.save_for_backward(x2d, weight, pre)
         ctx.has_bias, ctx.options = bias is not None, options
         return h.view(*x.shape[:-1], weight.shape[0])
@@ -338,7 +345,7 @@ class _LinearGeluFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dh):
         x2d, weight, pre = ctx.saved_tensors
-        dx, dweight, dbias = torch.ops.fastgpt.linear_gelu_bwd(
+        dx, dweight, dbias = call_custom_op(_linear_gelu_bwd, _linear_gelu_bwd_impl,
             _rows(dh), x2d, weight, pre, ctx.has_bias, ctx.options.dgrad, ctx.options.wgrad,
             ctx.options.schedule)
         return (dx.view(*dh.shape[:-1], x2d.shape[1]), dweight, dbias if ctx.has_bias else None,
@@ -349,7 +356,7 @@ class _MLPFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, fc_weight, fc_bias, proj_weight, proj_bias, options, needs_grad):
         x2d = _rows(x)
-        y, pre, saved_gelu = torch.ops.fastgpt.mlp_fwd(
+        y, pre, saved_gelu = call_custom_op(_mlp_fwd, _mlp_fwd_impl,
             x2d, fc_weight, fc_bias, proj_weight, proj_bias, needs_grad,
             needs_grad and options.save_gelu, options.proj, options.schedule)
         ctx.save_for_backward(x2d, fc_weight, proj_weight, pre, saved_gelu)
@@ -360,7 +367,7 @@ class _MLPFunction(torch.autograd.Function):
     def backward(ctx, dy):
         x2d, fc_weight, proj_weight, pre, saved_gelu = ctx.saved_tensors
         o = ctx.options
-        dx, dfc_w, dfc_b, dproj_w, dproj_b = torch.ops.fastgpt.mlp_bwd(
+        dx, dfc_w, dfc_b, dproj_w, dproj_b = call_custom_op(_mlp_bwd, _mlp_bwd_impl,
             _rows(dy), x2d, fc_weight, proj_weight, pre, saved_gelu, *ctx.has_biases,
             o.gelu_grad, o.dgrad, o.wgrad, o.bias_grad, o.schedule)
         has_fc_bias, has_proj_bias = ctx.has_biases
@@ -391,21 +398,23 @@ def _extension():
     return ext
 
 
-@torch.library.custom_op("fastgpt::bias_gelu_fwd", mutates_args=())
-def _bias_gelu_fwd(a: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def _bias_gelu_fwd_impl(a: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     return _extension().bias_gelu_fwd(a.contiguous(), bias.contiguous())
 
+
+_bias_gelu_fwd = torch.library.custom_op("fastgpt::bias_gelu_fwd", mutates_args=())(_bias_gelu_fwd_impl)
 
 @_bias_gelu_fwd.register_fake
 def _(a, bias):
     return torch.empty_like(a)
 
 
-@torch.library.custom_op("fastgpt::bias_gelu_bwd", mutates_args=())
-def _bias_gelu_bwd(dh: torch.Tensor, a: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _bias_gelu_bwd_impl(dh: torch.Tensor, a: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     da, dbias = _extension().bias_gelu_bwd(dh.contiguous(), a.contiguous(), bias.contiguous())
     return da, dbias.to(bias.dtype)
 
+
+_bias_gelu_bwd = torch.library.custom_op("fastgpt::bias_gelu_bwd", mutates_args=())(_bias_gelu_bwd_impl)
 
 @_bias_gelu_bwd.register_fake
 def _(dh, a, bias):
@@ -423,7 +432,7 @@ class _CudaLinearGeluFunction(torch.autograd.Function):
         x2d = _rows(x)
         bias_t = _bias_or_zeros(bias, weight)
         a = torch.mm(x2d, weight.t())                       # (M, N), no bias
-        h = torch.ops.fastgpt.bias_gelu_fwd(a, bias_t)
+        h = call_custom_op(_bias_gelu_fwd, _bias_gelu_fwd_impl, a, bias_t)
         ctx.save_for_backward(x2d, weight, a, bias_t)
         ctx.has_bias = bias is not None
         return h.view(*x.shape[:-1], weight.shape[0])
@@ -431,7 +440,7 @@ class _CudaLinearGeluFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dh):
         x2d, weight, a, bias_t = ctx.saved_tensors
-        da, dbias = torch.ops.fastgpt.bias_gelu_bwd(_rows(dh), a, bias_t)
+        da, dbias = call_custom_op(_bias_gelu_bwd, _bias_gelu_bwd_impl, _rows(dh), a, bias_t)
         dx = torch.mm(da, weight).view(*dh.shape[:-1], x2d.shape[1])
         return dx, torch.mm(da.t(), x2d), dbias if ctx.has_bias else None
 
@@ -442,7 +451,7 @@ class _CudaMLPFunction(torch.autograd.Function):
         x2d = _rows(x)
         fc_bias_t = _bias_or_zeros(fc_bias, fc_weight)
         a = torch.mm(x2d, fc_weight.t())                    # (M, H): kept, as the triton path's pre
-        h = torch.ops.fastgpt.bias_gelu_fwd(a, fc_bias_t)
+        h = call_custom_op(_bias_gelu_fwd, _bias_gelu_fwd_impl, a, fc_bias_t)
         y = F.linear(h, proj_weight, proj_bias)
         ctx.save_for_backward(x2d, fc_weight, fc_bias_t, proj_weight, a)
         ctx.has_biases = (fc_bias is not None, proj_bias is not None)
@@ -452,10 +461,11 @@ class _CudaMLPFunction(torch.autograd.Function):
     def backward(ctx, dy):
         x2d, fc_weight, fc_bias_t, proj_weight, a = ctx.saved_tensors
         dy2d = _rows(dy)
-        h = torch.ops.fastgpt.bias_gelu_fwd(a, fc_bias_t)   # recomputed, not saved
+        h = call_custom_op(_bias_gelu_fwd, _bias_gelu_fwd_impl, a, fc_bias_t)   # recomputed, not saved
         dproj_w = torch.mm(dy2d.t(), h)
         del h
-        da, dfc_b = torch.ops.fastgpt.bias_gelu_bwd(torch.mm(dy2d, proj_weight), a, fc_bias_t)
+        da, dfc_b = call_custom_op(_bias_gelu_bwd, _bias_gelu_bwd_impl,
+                                   torch.mm(dy2d, proj_weight), a, fc_bias_t)
         dx = torch.mm(da, fc_weight).view(*dy.shape[:-1], x2d.shape[1])
         has_fc_bias, has_proj_bias = ctx.has_biases
         return (dx, torch.mm(da.t(), x2d), dfc_b if has_fc_bias else None, dproj_w,
