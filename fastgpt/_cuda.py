@@ -69,15 +69,23 @@ NVCC_FLAGS = ["-O3", "--use_fast_math", "-lineinfo"]
 # Hopper (the target) and Ampere; used when TORCH_CUDA_ARCH_LIST is not set.
 DEFAULT_ARCH_LIST = "8.0;9.0"
 
-_lock = threading.Lock()
-_ops: types.SimpleNamespace | None = None
-_jit_failed = False
-_last_error: str | None = None
+class _LoaderState:
+    """What this process learned about the extension: loaded once, a JIT build tried once."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.ops: types.SimpleNamespace | None = None
+        self.jit_failed = False
+        self.last_error: str | None = None
+        self.faked: set[str] = set()   # namespaces whose fake implementations are registered
+
+
+_state = _LoaderState()
 
 
 def last_error() -> str | None:
     """Why the last `load()` returned None (or what the failed build said), if it did."""
-    return _last_error
+    return _state.last_error
 
 
 def build_directory() -> Path:
@@ -113,44 +121,41 @@ def load(build: bool | None = None) -> types.SimpleNamespace | None:
     build=None builds (JIT, once per process) when the prebuilt module is missing and a GPU and
     nvcc are present; build=False only imports; build=True builds and raises on compile errors.
     """
-    global _ops, _last_error
-    if _ops is not None:
-        return _ops
-    with _lock:
-        if _ops is not None:
-            return _ops
+    if _state.ops is not None:
+        return _state.ops
+    with _state.lock:
+        if _state.ops is not None:
+            return _state.ops
         module = _import_prebuilt()
         if module is None and build is not False:
             module = _jit_build(raise_errors=build is True)
         if module is None:
             return None
         _register_fakes(NAMESPACE)
-        _ops = types.SimpleNamespace(
+        _state.ops = types.SimpleNamespace(
             add_layernorm_fwd=add_layernorm_fwd, add_layernorm_bwd=add_layernorm_bwd,
             bias_gelu_fwd=bias_gelu_fwd, bias_gelu_bwd=bias_gelu_bwd, module=module)
-        _last_error = None
-        return _ops
+        _state.last_error = None
+        return _state.ops
 
 
 def _import_prebuilt():
-    global _last_error
     if importlib.util.find_spec("fastgpt._C") is None:
-        _last_error = "fastgpt._C is not built"
+        _state.last_error = "fastgpt._C is not built"
         return None
     try:
         return importlib.import_module("fastgpt._C")
     except ImportError as e:  # built against another torch, or a CUDA library is missing
-        _last_error = f"fastgpt._C is present but does not import ({e}); rebuild it"
+        _state.last_error = f"fastgpt._C is present but does not import ({e}); rebuild it"
         return None
 
 
 def _jit_build(raise_errors: bool):
-    global _jit_failed, _last_error
-    if not raise_errors and (_jit_failed or os.environ.get("FASTGPT_BUILD_CUDA") == "0"):
+    if not raise_errors and (_state.jit_failed or os.environ.get("FASTGPT_BUILD_CUDA") == "0"):
         return None
     problem = jit_problem()
     if problem is not None:
-        _last_error = f"cannot JIT-build the CUDA extension: {problem}"
+        _state.last_error = f"cannot JIT-build the CUDA extension: {problem}"
         return None
     from torch.utils import cpp_extension
 
@@ -165,11 +170,11 @@ def _jit_build(raise_errors: bool):
             extra_include_paths=[str(CSRC)], extra_cflags=CXX_FLAGS, extra_cuda_cflags=NVCC_FLAGS,
             build_directory=str(directory), is_python_module=True, verbose=False)
     except Exception as e:  # compiler errors come as RuntimeError with the ninja log
-        _jit_failed = True
-        _last_error = f"the JIT build of the CUDA extension failed: {e}"
+        _state.jit_failed = True
+        _state.last_error = f"the JIT build of the CUDA extension failed: {e}"
         if raise_errors:
             raise
-        warnings.warn(_last_error + "\n" + BUILD_HINT, RuntimeWarning, stacklevel=3)
+        warnings.warn(_state.last_error + "\n" + BUILD_HINT, RuntimeWarning, stacklevel=3)
         return None
 
 
@@ -278,13 +283,11 @@ def bias_gelu_bwd(dh, a, bias):
 
 # ---- fake (meta) implementations: shapes and dtypes only, for torch.compile / opcheck ----
 
-_faked: set[str] = set()
-
-
 def _register_fakes(namespace: str) -> None:
     """Register the fake implementation of every op in `namespace` (once; the ops must exist)."""
-    if namespace in _faked:
+    if namespace in _state.faked:
         return
+
     def add_layernorm_fwd_fake(x, residual, weight, bias, eps):
         rows = x.new_empty(x.shape[0], dtype=torch.float32)
         return torch.empty_like(x), torch.empty_like(x), rows, torch.empty_like(rows)
@@ -303,4 +306,4 @@ def _register_fakes(namespace: str) -> None:
              "bias_gelu_fwd": bias_gelu_fwd_fake, "bias_gelu_bwd": bias_gelu_bwd_fake}
     for name, fake in fakes.items():
         torch.library.register_fake(f"{namespace}::{name}")(fake)
-    _faked.add(namespace)
+    _state.faked.add(namespace)
