@@ -9,6 +9,7 @@ zero_grad. Configurations:
     triton              fastgpt's Triton kernels
     triton-compile      the same, torch.compile(model, fullgraph=True)
     cuda                the compiled CUDA extension (skipped where it is not built)
+    *-compile-cudagraphs  the compiled models with mode="reduce-overhead" (CUDA graph replay)
 fullgraph=True makes a graph break an error rather than a slower, unfair compiled baseline.
 
 extra_info of each benchmark: median_ms (do_bench median, ms/step), tokens_per_s, mfu
@@ -34,24 +35,28 @@ from timing import environment, measure
 
 BATCH = 32
 PEAK_FLOPS = 989e12                       # H100 SXM, bf16 dense
-CONFIGS = {                               # name -> (backend, compiled)
-    "reference-eager": ("torch", False),
-    "reference-compile": ("torch", True),
-    "triton": ("triton", False),
-    "triton-compile": ("triton", True),
-    "cuda": ("cuda", False),
+CONFIGS = {                               # name -> (backend, torch.compile mode or None)
+    "reference-eager": ("torch", None),
+    "reference-compile": ("torch", "default"),
+    "triton": ("triton", None),
+    "triton-compile": ("triton", "default"),
+    "cuda": ("cuda", None),
+    # the same two compiled models replayed as CUDA graphs (no host work per op at all): run 6
+    # showed the eager triton step host-bound, so this is where the kernels' own speed shows
+    "reference-compile-cudagraphs": ("torch", "reduce-overhead"),
+    "triton-compile-cudagraphs": ("triton", "reduce-overhead"),
 }
 HAS_CUDA = torch.cuda.is_available()
 
 
-def build(backend: str, compiled: bool):
+def build(backend: str, compile_mode: str | None):
     """Model, optimizer and one step's callable for a configuration."""
     torch.manual_seed(0)
     config = fastgpt.gpt_preset("gpt2")
     model = fastgpt.GPT(config).cuda()
     optimizer = model.configure_optimizer(weight_decay=0.1, learning_rate=6e-4, betas=(0.9, 0.95),
                                           device_type="cuda")
-    forward = torch.compile(model, fullgraph=True) if compiled else model
+    forward = model if compile_mode is None else torch.compile(model, fullgraph=True, mode=compile_mode)
     g = torch.Generator(device="cuda").manual_seed(0)
     idx = torch.randint(0, 50257, (BATCH, config.block_size), device="cuda", generator=g)
     targets = torch.randint(0, 50257, (BATCH, config.block_size), device="cuda", generator=g)
@@ -93,13 +98,15 @@ def _release():
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_train_step(benchmark, name):
-    backend, compiled = CONFIGS[name]
+    backend, compile_mode = CONFIGS[name]
+    compiled = compile_mode is not None
     if backend == "cuda" and not cuda_extension_available():
         pytest.skip("the CUDA extension fastgpt._C is not built")
-    model, step = build(backend, compiled)
+    model, step = build(backend, compile_mode)
     cfg = model.config
     tokens = BATCH * cfg.block_size
     ms = measure(benchmark, step, rounds=10, graph=False, config=name, backend=backend, compiled=compiled,
+                 compile_mode=compile_mode,
                  batch=BATCH, block_size=cfg.block_size, tokens_per_step=tokens)
     extra = benchmark.extra_info
     extra["tokens_per_s"] = tokens / (ms * 1e-3)

@@ -19,7 +19,8 @@ OP_RUNS = [
     ("Fused bias + GELU MLP", "run5-mlp.json"),
     ("Fused LM head + cross-entropy", "run4-cross_entropy.json"),
 ]
-TRAIN_STEP_ORDER = ["reference-eager", "reference-compile", "triton", "triton-compile", "cuda"]
+TRAIN_STEP_ORDER = ["reference-eager", "reference-compile", "triton", "triton-compile", "cuda",
+                    "reference-compile-cudagraphs", "triton-compile-cudagraphs"]
 
 HEADER = """# GPU results
 
