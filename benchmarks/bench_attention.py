@@ -25,7 +25,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from timing import measure
+from timing import measure, step
 
 TOKENS, HEADS, HEAD_DIM = 65536, 12, 64
 DTYPE = torch.bfloat16
@@ -81,12 +81,6 @@ def ours_packed(qkv):
     from fastgpt.ops.attention import flash_attention_qkvpacked
     with fastgpt.use_backend("triton"):
         return flash_attention_qkvpacked(qkv, causal=True)
-
-
-def step(forward, qkv, leaves, dout, mode):
-    if mode == "fwd":
-        return lambda: forward(*qkv)
-    return lambda: torch.autograd.grad(forward(*qkv), leaves, dout)
 
 
 IMPLS = {"fastgpt": (ours, "contiguous"), "fastgpt_qkv": (ours, "qkv_view"),

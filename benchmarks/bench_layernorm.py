@@ -16,7 +16,7 @@ import torch
 import fastgpt
 from fastgpt.backend import cuda_extension_available
 from fastgpt.ops.layernorm import add_layernorm_reference, fused_add_layernorm
-from timing import measure
+from timing import measure, step
 
 N, C = 65536, 768
 DTYPE = torch.bfloat16
@@ -112,10 +112,7 @@ def test_add_layernorm(benchmark, copy_gbps, impl, mode, monkeypatch):
     b = (0.1 * torch.randn(C, device="cuda")).to(DTYPE)
     leaves = [t.requires_grad_() for t in (x, r, w, b)]
     forward = IMPLEMENTATIONS[impl]()
-    if mode == "fwd":
-        fn = lambda: forward(*leaves)                                         # noqa: E731
-    else:
-        fn = lambda: torch.autograd.grad(forward(*leaves), leaves, (dy, ds))  # noqa: E731
+    fn = step(forward, leaves, leaves, (dy, ds), mode)
     floor_ms = BYTES[mode] / (copy_gbps * 1e9) * 1e3
     ms = measure(benchmark, fn, bytes_moved=BYTES[mode], rows=N, hidden=C, dtype=str(DTYPE),
                  copy_gbps=copy_gbps, floor_ms=floor_ms, **TRITON_VARIANTS.get(impl, {}))

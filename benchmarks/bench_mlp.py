@@ -22,7 +22,7 @@ from torch import nn
 import fastgpt
 from fastgpt.backend import cuda_extension_available
 from fastgpt.ops.mlp import MLPOptions, fused_mlp
-from timing import measure
+from timing import measure, step
 
 TOKENS, C, H = 65536, 768, 3072
 DTYPE = torch.bfloat16
@@ -51,12 +51,9 @@ def setup():
     return module, x, dy
 
 
-def step(forward, module, x, dy, mode):
-    """The callable to time: forward only, or forward + the gradients of x and the parameters."""
-    leaves = [x, *module.parameters()]
-    if mode == "fwd":
-        return lambda: forward(x)
-    return lambda: torch.autograd.grad(forward(x), leaves, dy)
+def mlp_step(forward, module, x, dy, mode):
+    """forward(x) alone, or with the gradients of x and every parameter."""
+    return step(forward, (x,), [x, *module.parameters()], dy, mode)
 
 
 def fused(module, options=MLPOptions(), backend="triton"):
@@ -94,7 +91,7 @@ def test_matmul_ceiling(benchmark):
 def test_mlp_reference(benchmark, impl, mode):
     module, x, dy = setup()
     forward = module if impl == "eager" else torch.compile(module)
-    measure(benchmark, step(forward, module, x, dy, mode), flops=FLOPS[mode], impl=impl, mode=mode,
+    measure(benchmark, mlp_step(forward, module, x, dy, mode), flops=FLOPS[mode], impl=impl, mode=mode,
             tokens=TOKENS, n_embd=C)
 
 
@@ -104,7 +101,7 @@ def test_mlp_triton(benchmark, variant, mode):
     if mode == "fwd" and variant not in FORWARD_VARIANTS:
         pytest.skip("this variant changes the backward only")
     module, x, dy = setup()
-    measure(benchmark, step(fused(module, VARIANTS[variant]), module, x, dy, mode), flops=FLOPS[mode],
+    measure(benchmark, mlp_step(fused(module, VARIANTS[variant]), module, x, dy, mode), flops=FLOPS[mode],
             impl=variant, mode=mode, options=repr(VARIANTS[variant]), tokens=TOKENS, n_embd=C)
 
 
@@ -112,7 +109,7 @@ def test_mlp_triton(benchmark, variant, mode):
 @pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
 def test_mlp_cuda(benchmark, mode):
     module, x, dy = setup()
-    measure(benchmark, step(fused(module, backend="cuda"), module, x, dy, mode), flops=FLOPS[mode],
+    measure(benchmark, mlp_step(fused(module, backend="cuda"), module, x, dy, mode), flops=FLOPS[mode],
             impl="cuda", mode=mode, tokens=TOKENS, n_embd=C)
 
 

@@ -20,6 +20,14 @@ def environment() -> dict:
     }
 
 
+def step(forward, args, leaves, grad_outputs, mode: str):
+    """The callable a benchmark times: forward(*args) alone (mode "fwd"), or the forward and the
+    gradients of `leaves` given `grad_outputs` (mode "fwd_bwd")."""
+    if mode == "fwd":
+        return lambda: forward(*args)
+    return lambda: torch.autograd.grad(forward(*args), leaves, grad_outputs)
+
+
 def _capture(fn):
     """fn recorded once as a CUDA graph (warmed on a side stream, as torch.cuda.graph asks)."""
     stream = torch.cuda.Stream()

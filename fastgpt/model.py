@@ -147,7 +147,7 @@ class GPT(nn.Module):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         cfg = self.config
-        caches, fed = None, 0       # fed: how many tokens of idx the caches hold
+        caches = None
         for _ in range(max_new_tokens):
             if not use_cache:
                 logits, _ = self(idx[:, -cfg.block_size:])

@@ -3,6 +3,7 @@
 TRITON_INTERPRET must be set before triton is imported, so it is set here, first.
 """
 import os
+from pathlib import Path
 
 import torch
 
@@ -21,3 +22,12 @@ def device() -> torch.device:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """The first 20,000 characters of the shipped Tiny Shakespeare, as a text file."""
+    shipped = Path(__file__).resolve().parents[1] / "fastgpt" / "data" / "tinyshakespeare.txt"
+    path = tmp_path_factory.mktemp("corpus") / "shakespeare.txt"
+    path.write_text(shipped.read_text(encoding="utf-8")[:20_000], encoding="utf-8")
+    return path

@@ -11,7 +11,7 @@ from fastgpt.checkpoint import (CheckpointError, check_model_config, ensure_writ
 from fastgpt.config import GPTConfig
 from fastgpt.model import GPT
 from fastgpt.train import resolve_config, train
-from test_train import corpus, tiny_config  # noqa: F401  (corpus is a fixture)
+from test_train import tiny_config
 
 CONFIG = GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=1, n_embd=8)
 

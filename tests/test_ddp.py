@@ -16,7 +16,7 @@ from fastgpt.checkpoint import load_checkpoint
 from fastgpt.data import BatchSampler, prepare_dataset
 from fastgpt.model import GPT
 from fastgpt.train import learning_rate_at, main, model_config, train_step
-from test_train import corpus, tiny_config, tiny_flags  # noqa: F401  (corpus is a fixture)
+from test_train import tiny_config, tiny_flags
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is missing")
 

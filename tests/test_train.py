@@ -24,14 +24,6 @@ TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=16, batch_size=4, max_ite
             eval_interval=3, eval_iters=2, log_interval=1, sample_tokens=20, progress=False)
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    """The first 20,000 characters of Tiny Shakespeare."""
-    path = tmp_path_factory.mktemp("corpus") / "shakespeare.txt"
-    path.write_text(CORPUS.read_text(encoding="utf-8")[:20_000], encoding="utf-8")
-    return path
-
-
 def tiny_config(tmp_path, corpus, **overrides) -> TrainConfig:
     settings = {**TINY, "data": str(corpus), "cache_dir": str(tmp_path / "cache"),
                 "out_dir": str(tmp_path / "out"), **overrides}

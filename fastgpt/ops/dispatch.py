@@ -32,3 +32,9 @@ def call_custom_op(op: Callable, fn: Callable, *args):
     if torch.compiler.is_compiling() or is_in_torch_dispatch_mode() or torch.is_grad_enabled():
         return op(*args)
     return fn(*args)
+
+
+def absent(like: torch.Tensor) -> torch.Tensor:
+    """The stand-in for an optional output that is not there. Custom ops return tensors only, so
+    None crosses the op boundary as a 0-element tensor; the autograd Functions turn it back."""
+    return like.new_empty(0)

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from fastgpt.backend import Op
 from fastgpt.ops.autocast import autocast_inputs
-from fastgpt.ops.dispatch import call_custom_op
+from fastgpt.ops.dispatch import absent, call_custom_op
 
 add_layernorm = Op("add_layernorm")
 
@@ -59,7 +59,7 @@ LAUNCHERS: dict[str, Callable[[], tuple[Callable, Callable]]] = {
 def _none_as_empty(t: Tensor | None, like: Tensor) -> Tensor:
     # custom ops return Tensors only: an absent output (s without residual, dbias without
     # bias) crosses the op boundary as a 0-element tensor
-    return like.new_empty(0) if t is None else t
+    return absent(like) if t is None else t
 
 
 # ---- torch.library custom ops

@@ -63,7 +63,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastgpt.backend import Op
-from fastgpt.ops.dispatch import call_custom_op
+from fastgpt.ops.dispatch import absent, call_custom_op
 from fastgpt.ops.autocast import autocast_inputs
 
 linear_gelu = Op("linear_gelu")
@@ -215,11 +215,7 @@ class FusedMLP(nn.Module):
 
 # ---- triton backend: torch.library custom ops over kernels/mlp.py ----
 # Optional outputs that were not asked for come back as empty tensors (custom ops return
-# tensors only); the Functions turn them into None.
-
-def _empty(like: torch.Tensor) -> torch.Tensor:
-    return like.new_empty(0)
-
+# tensors only: dispatch.absent); the Functions turn them into None.
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, x.shape[-1])
@@ -229,7 +225,7 @@ def _linear_gelu_fwd_impl(x: torch.Tensor, weight: torch.Tensor, bias: Optional[
                      save_pre: bool, schedule: str) -> tuple[torch.Tensor, torch.Tensor]:
     from fastgpt.kernels import mlp as kernels
     h, pre = kernels.linear_gelu(x, weight, bias, store_pre=save_pre, schedule=schedule)
-    return h, pre if pre is not None else _empty(x)
+    return h, pre if pre is not None else absent(x)
 
 
 _linear_gelu_fwd = torch.library.custom_op("fastgpt::linear_gelu_fwd", mutates_args=())(_linear_gelu_fwd_impl)
@@ -237,7 +233,7 @@ _linear_gelu_fwd = torch.library.custom_op("fastgpt::linear_gelu_fwd", mutates_a
 @_linear_gelu_fwd.register_fake
 def _(x, weight, bias, save_pre, schedule):
     out = x.new_empty(x.shape[0], weight.shape[0])
-    return out, torch.empty_like(out) if save_pre else _empty(x)
+    return out, torch.empty_like(out) if save_pre else absent(x)
 
 
 def _matmul(a, b, backend: str, schedule: str) -> torch.Tensor:
@@ -259,7 +255,7 @@ def _linear_gelu_bwd_impl(dh: torch.Tensor, x: torch.Tensor, weight: torch.Tenso
     dpre, _, dbias = kernels.gelu_bwd(dh, pre, bias_grad=has_bias)
     dx = _matmul(dpre, weight, dgrad, schedule)
     dweight = _matmul(dpre.t(), x, "torch" if wgrad == "torch" else "triton", schedule)
-    return dx, dweight, dbias.to(weight.dtype) if has_bias else _empty(x)
+    return dx, dweight, dbias.to(weight.dtype) if has_bias else absent(x)
 
 
 _linear_gelu_bwd = torch.library.custom_op("fastgpt::linear_gelu_bwd", mutates_args=())(_linear_gelu_bwd_impl)
@@ -267,7 +263,7 @@ _linear_gelu_bwd = torch.library.custom_op("fastgpt::linear_gelu_bwd", mutates_a
 @_linear_gelu_bwd.register_fake
 def _(dh, x, weight, pre, has_bias, dgrad, wgrad, schedule):
     return (torch.empty_like(x), torch.empty_like(weight),
-            weight.new_empty(weight.shape[0]) if has_bias else _empty(x))
+            weight.new_empty(weight.shape[0]) if has_bias else absent(x))
 
 
 def _mlp_fwd_impl(x: torch.Tensor, fc_weight: torch.Tensor, fc_bias: Optional[torch.Tensor],
@@ -277,7 +273,7 @@ def _mlp_fwd_impl(x: torch.Tensor, fc_weight: torch.Tensor, fc_bias: Optional[to
     h, pre = kernels.linear_gelu(x, fc_weight, fc_bias, store_pre=save_pre, schedule=schedule)
     y = (kernels.linear(h, proj_weight, proj_bias, schedule=schedule) if proj == "triton"
          else F.linear(h, proj_weight, proj_bias))
-    return y, pre if pre is not None else _empty(x), h if save_gelu else _empty(x)
+    return y, pre if pre is not None else absent(x), h if save_gelu else absent(x)
 
 
 _mlp_fwd = torch.library.custom_op("fastgpt::mlp_fwd", mutates_args=())(_mlp_fwd_impl)
@@ -286,8 +282,8 @@ _mlp_fwd = torch.library.custom_op("fastgpt::mlp_fwd", mutates_args=())(_mlp_fwd
 def _(x, fc_weight, fc_bias, proj_weight, proj_bias, save_pre, save_gelu, proj, schedule):
     hidden = x.new_empty(x.shape[0], fc_weight.shape[0])
     return (x.new_empty(x.shape[0], proj_weight.shape[0]),
-            torch.empty_like(hidden) if save_pre else _empty(x),
-            torch.empty_like(hidden) if save_gelu else _empty(x))
+            torch.empty_like(hidden) if save_pre else absent(x),
+            torch.empty_like(hidden) if save_gelu else absent(x))
 
 
 def _mlp_bwd_impl(dy: torch.Tensor, x: torch.Tensor, fc_weight: torch.Tensor, proj_weight: torch.Tensor,
@@ -312,8 +308,8 @@ def _mlp_bwd_impl(dy: torch.Tensor, x: torch.Tensor, fc_weight: torch.Tensor, pr
     dfc_weight = _matmul(dpre.t(), x, "torch" if wgrad == "torch" else "triton", schedule)
     if has_fc_bias:
         dfc_bias = dfc_bias.to(x.dtype) if dfc_bias is not None else _column_sum(dpre, x.dtype)
-    return (dx, dfc_weight, dfc_bias if has_fc_bias else _empty(x), dproj_weight,
-            _column_sum(dy, x.dtype) if has_proj_bias else _empty(x))
+    return (dx, dfc_weight, dfc_bias if has_fc_bias else absent(x), dproj_weight,
+            _column_sum(dy, x.dtype) if has_proj_bias else absent(x))
 
 
 _mlp_bwd = torch.library.custom_op("fastgpt::mlp_bwd", mutates_args=())(_mlp_bwd_impl)
@@ -322,9 +318,9 @@ _mlp_bwd = torch.library.custom_op("fastgpt::mlp_bwd", mutates_args=())(_mlp_bwd
 def _(dy, x, fc_weight, proj_weight, pre, saved_gelu, has_fc_bias, has_proj_bias, gelu_grad, dgrad, wgrad,
       bias_grad, schedule):
     return (torch.empty_like(x), torch.empty_like(fc_weight),
-            x.new_empty(fc_weight.shape[0]) if has_fc_bias else _empty(x),
+            x.new_empty(fc_weight.shape[0]) if has_fc_bias else absent(x),
             torch.empty_like(proj_weight),
-            x.new_empty(proj_weight.shape[0]) if has_proj_bias else _empty(x))
+            x.new_empty(proj_weight.shape[0]) if has_proj_bias else absent(x))
 
 
 def _will_backward(*tensors) -> bool:
