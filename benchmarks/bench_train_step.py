@@ -10,6 +10,9 @@ zero_grad. Configurations:
     triton-compile      the same, torch.compile(model, fullgraph=True)
     cuda                the compiled CUDA extension (skipped where it is not built)
     *-compile-cudagraphs  the compiled models with mode="reduce-overhead" (CUDA graph replay)
+    *-cudagraph         the eager model, the whole step (forward, backward, AdamW) captured as one
+                        CUDA graph by fastgpt.cuda_graph.GraphedTrainStep: what fastgpt-train
+                        runs by default on one GPU without dropout
 fullgraph=True makes a graph break an error rather than a slower, unfair compiled baseline.
 
 extra_info of each benchmark: median_ms (do_bench median, ms/step), tokens_per_s, mfu
@@ -31,21 +34,25 @@ import torch
 
 import fastgpt
 from fastgpt.backend import cuda_extension_available
+from fastgpt.cuda_graph import GraphedTrainStep
 from timing import environment, measure
 
 BATCH = 32
 PEAK_FLOPS = 989e12                       # H100 SXM, bf16 dense
-CONFIGS = {                               # name -> (backend, torch.compile mode or None)
+CONFIGS = {                               # name -> (backend, torch.compile mode, "graph" or None)
     "reference-eager": ("torch", None),
     "reference-compile": ("torch", "default"),
-    "triton": ("triton", None),
-    "triton-compile": ("triton", "default"),
-    "cuda": ("cuda", None),
-    # the same two compiled models replayed as CUDA graphs (no host work per op at all): run 6
-    # showed the eager triton step host-bound, so this is where the kernels' own speed shows
+    "reference-cudagraph": ("torch", "graph"),
+    # the compiled models replayed as CUDA graphs by torch.compile itself
     "reference-compile-cudagraphs": ("torch", "reduce-overhead"),
+    "triton": ("triton", None),
+    "triton-cudagraph": ("triton", "graph"),
+    "triton-compile": ("triton", "default"),
     "triton-compile-cudagraphs": ("triton", "reduce-overhead"),
+    "cuda": ("cuda", None),
+    "cuda-cudagraph": ("cuda", "graph"),
 }
+CONFIG_ORDER = list(CONFIGS)              # tables and the plot list configurations in this order
 HAS_CUDA = torch.cuda.is_available()
 
 
@@ -56,10 +63,18 @@ def build(backend: str, compile_mode: str | None):
     model = fastgpt.GPT(config).cuda()
     optimizer = model.configure_optimizer(weight_decay=0.1, learning_rate=6e-4, betas=(0.9, 0.95),
                                           device_type="cuda")
-    forward = model if compile_mode is None else torch.compile(model, fullgraph=True, mode=compile_mode)
     g = torch.Generator(device="cuda").manual_seed(0)
     idx = torch.randint(0, 50257, (BATCH, config.block_size), device="cuda", generator=g)
     targets = torch.randint(0, 50257, (BATCH, config.block_size), device="cuda", generator=g)
+    if compile_mode == "graph":
+        graphed = GraphedTrainStep(model, optimizer, n_micro=1, grad_clip=0.0,
+                                   precision=torch.autocast("cuda", dtype=torch.bfloat16))
+
+        def graphed_step():
+            with fastgpt.use_backend(backend):
+                graphed([(idx, targets)], 6e-4)
+        return model, graphed_step
+    forward = model if compile_mode is None else torch.compile(model, fullgraph=True, mode=compile_mode)
 
     def step():
         with fastgpt.use_backend(backend), torch.autocast("cuda", dtype=torch.bfloat16):
@@ -99,7 +114,7 @@ def _release():
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_train_step(benchmark, name):
     backend, compile_mode = CONFIGS[name]
-    compiled = compile_mode is not None
+    compiled = compile_mode not in (None, "graph")
     if backend == "cuda" and not cuda_extension_available():
         pytest.skip("the CUDA extension fastgpt._C is not built")
     model, step = build(backend, compile_mode)

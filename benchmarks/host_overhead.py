@@ -44,7 +44,10 @@ import sys
 import time
 from typing import Callable, Iterator
 
-os.environ.setdefault("TRITON_INTERPRET", "1")   # the triton backend accepts CPU tensors (stubs run)
+if __name__ == "__main__":   # as a script: the triton backend accepts CPU tensors (stubs run).
+    # Not on import (tests): set globally, it would turn every Triton kernel imported later in
+    # the process into an interpreted one, on a GPU machine too.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import torch  # noqa: E402
 

@@ -64,9 +64,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not args.json_file.exists():
         sys.exit(f"no such file: {args.json_file}")
-    if args.json_file.is_dir():   # per-configuration rows, in the order of bench_train_step.CONFIGS
-        order = ["reference-eager", "reference-compile", "triton", "triton-compile", "cuda",
-                 "reference-compile-cudagraphs", "triton-compile-cudagraphs"]
+    if args.json_file.is_dir():   # per-configuration rows, in bench_train_step's order
+        from bench_train_step import CONFIG_ORDER as order
         found = {r["config"]: r for r in (json.loads(f.read_text()) for f in args.json_file.glob("*.json"))}
         data = {"benchmarks": [{"name": f"test_train_step[{n}]", "extra_info": found[n]}
                                for n in order if n in found]}

@@ -9,18 +9,19 @@ rewritten from the same files.
 import json
 from pathlib import Path
 
+from bench_train_step import CONFIG_ORDER
 from report import render, replace_section
 
 HERE = Path(__file__).parent
 OP_RUNS = [
     ("Causal flash attention (packed qkv: the model's path; CUDA-graph replay)", "run5-attention.json"),
     ("Causal flash attention, first run (contiguous and q/k/v views; eager timing)", "run2-attention.json"),
-    ("Fused residual-add + LayerNorm", "run5-layernorm.json"),
+    ("Fused residual-add + LayerNorm: triton, cuda, torch, torch.compile", "run9-layernorm.json"),
+    ("Fused residual-add + LayerNorm: Triton tile variants", "run5-layernorm.json"),
     ("Fused bias + GELU MLP", "run5-mlp.json"),
     ("Fused LM head + cross-entropy", "run4-cross_entropy.json"),
 ]
-TRAIN_STEP_ORDER = ["reference-eager", "reference-compile", "triton", "triton-compile", "cuda",
-                    "reference-compile-cudagraphs", "triton-compile-cudagraphs"]
+TRAIN_STEP_RUN = "run10-train_step"
 
 HEADER = """# GPU results
 
@@ -31,18 +32,24 @@ eager; `eager ms` is the plain do_bench median of the same callable. NOTES.md ha
 the log of variants.
 """
 
-TRAIN_STEP_NOTE = """`results/runs/run6-train_step/*.json`: one row per configuration, written by bench_train_step.py
-as each finished (FASTGPT_BENCH_OUT). The run reached its time limit while compiling
-`triton-compile`, so the pytest-benchmark JSON was never written, and `triton-compile` and `cuda`
-have no row. Same machine and image as the runs above (torch 2.11.0+cu130, triton 3.6.0). Command:
-`FASTGPT_BENCH_OUT=DIR pytest benchmarks/bench_train_step.py --benchmark-only`.
+TRAIN_STEP_NOTE = """`results/runs/run10-train_step/*.json`: one row per configuration, written by bench_train_step.py
+as each finished (FASTGPT_BENCH_OUT); their pytest-benchmark JSONs are in `pytest/` beside them.
+Two device calls on one H100 machine, back to back (torch 2.11.0+cu130, triton 3.6.0): the
+first ran the configurations in turn but hit its time limit before its output folder was packed,
+so only `cuda` and `cuda-cudagraph` came back; the second (the machine still warm) re-ran
+`reference-compile`, `triton-cudagraph`, `reference-eager` and `triton`. `triton-compile` did not
+finish compiling within its 100 s limit and the `*-compile-cudagraphs` configurations were not
+measured. `*-cudagraph` is the whole step replayed as one CUDA graph
+(fastgpt.cuda_graph.GraphedTrainStep, fastgpt-train's default on one GPU without dropout).
+Command per configuration:
+`FASTGPT_BENCH_OUT=DIR pytest "benchmarks/bench_train_step.py::test_train_step[CONFIG]" --benchmark-only`.
 """
 
 
 def train_step_table(folder: Path) -> str:
     rows = {r["config"]: r for r in (json.loads(f.read_text()) for f in folder.glob("*.json"))}
     lines = ["| config | device | ms/step | tokens/s | MFU | peak GiB |", "|---|---|---|---|---|---|"]
-    for name in (n for n in TRAIN_STEP_ORDER if n in rows):
+    for name in (n for n in CONFIG_ORDER if n in rows):
         r = rows[name]
         lines.append(f"| {name} | {r['device']} | {r['median_ms']:.2f} | {r['tokens_per_s']:,.0f} | "
                      f"{r['mfu']:.1%} | {r['peak_mem_gib']:.2f} |")
@@ -63,14 +70,14 @@ def main():
     parts = [HEADER]
     for title, name in OP_RUNS:
         parts.append(f"## {title}\n\n`results/runs/{name}`\n\n" + render(json.loads((runs / name).read_text())))
-    parts.append("## GPT-2 124M training step\n\n" + TRAIN_STEP_NOTE + "\n" + train_step_table(runs / "run6-train_step"))
+    parts.append("## GPT-2 124M training step\n\n" + TRAIN_STEP_NOTE + "\n" + train_step_table(runs / TRAIN_STEP_RUN))
     parts.append("## Convergence: fastgpt (triton) against the reference (torch), bf16\n\n"
                  + convergence_line(runs / "run6-convergence.json"))
     (HERE / "RESULTS.md").write_text("\n".join(parts))
     print(f"wrote {HERE / 'RESULTS.md'}")
     # the README shows the training-step table and the convergence check, copied from the same files
     readme = HERE.parent / "README.md"
-    section = (train_step_table(runs / "run6-train_step") + "\n"
+    section = (train_step_table(runs / TRAIN_STEP_RUN) + "\n"
                + "![tokens/s and peak memory per configuration](benchmarks/results/train_step.png)\n\n"
                + "Convergence: " + convergence_line(runs / "run6-convergence.json"))
     readme.write_text(replace_section(readme.read_text(), "train_step", section))

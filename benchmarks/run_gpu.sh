@@ -3,7 +3,8 @@
 # environment, run the test suite on the GPU, then the benchmarks, and print a short table.
 # Logs and the pytest-benchmark JSON go to $OUT (the device tool brings them back).
 #
-#   bash benchmarks/run_gpu.sh [stages...]     stages: install tests ctest bench convergence
+#   bash benchmarks/run_gpu.sh [stages...]
+#     stages: install tests cudatests ctest jit bench hostprofile convergence
 #   BENCH_FILTER='-k attention' bash benchmarks/run_gpu.sh bench
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
@@ -21,7 +22,16 @@ for stage in $stages; do
     run install python3 -m pip install --no-deps --no-build-isolation -e . > "$OUT/install.log" 2>&1
     tail -5 "$OUT/install.log" ;;
   tests)
-    run tests python3 -m pytest tests/ -q -x --timeout=900 -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -25 ;;
+    run tests python3 -m pytest tests/ -q -n 4 --timeout=900 -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -25 ;;
+  cudatests)
+    run cudatests python3 -m pytest tests/test_cuda_ext.py -q --timeout=600 -p no:cacheprovider 2>&1 | tee "$OUT/cudatests.log" | tail -8 ;;
+  jit)
+    # the JIT path: the prebuilt module hidden, torch.utils.cpp_extension.load builds it, cached
+    run jit bash -c 'export FASTGPT_CUDA_BUILD_DIR=$(mktemp -d); for i in 1 2; do /usr/bin/time -f "jit load %es" python3 -c "
+import sys; sys.modules[\"fastgpt._C\"] = None
+import fastgpt._cuda as c; ext = c.load(build=True); assert ext is not None, c.jit_problem(); print(\"jit ok\", ext.module.__file__)"; done' 2>&1 | tee "$OUT/jit.log" | tail -6 ;;
+  hostprofile)
+    run hostprofile python3 benchmarks/host_profile.py --out "$OUT/host_profile" 2>&1 | tee "$OUT/host_profile.log" | tail -40 ;;
   ctest)
     run ctest bash -c 'cmake -S . -B build/cmake -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null &&
                        cmake --build build/cmake > /dev/null && ctest --test-dir build/cmake --output-on-failure' \

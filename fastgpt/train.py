@@ -40,6 +40,7 @@ from fastgpt.checkpoint import (CHECKPOINT_NAME, CheckpointError, check_model_co
 from fastgpt.cli import (ConfigError, add_dataclass_arguments, convert, dataclass_values, load_config_file,
                          run_command, setting)
 from fastgpt.config import GPT_PRESETS, GPTConfig, gpt_preset
+from fastgpt.cuda_graph import GraphedTrainStep
 from fastgpt.data import BatchSampler, DataError, prepare_dataset
 from fastgpt.distributed import DeviceError
 from fastgpt.model import GPT
@@ -96,6 +97,8 @@ class TrainConfig:
                          ("auto", "float32", "bfloat16", "float16"))
     backend: str = setting("auto", "which kernels run the model", BACKEND_CHOICES)
     compile: bool = setting(False, "torch.compile the model")
+    cuda_graph: bool | None = setting(None, "replay each training step as one CUDA graph (default: on where the run "
+                                            "allows it: one CUDA process, dropout 0, no float16, no --compile)")
     seed: int = setting(1337, "seed of the model's initialisation, the batches and dropout")
     peak_flops: float | None = setting(None, "one GPU's peak FLOP/s for MFU (default: its bf16 peak, "
                                              "when known)")
@@ -316,6 +319,22 @@ class Trainer:
         if self.env.is_distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.forward_model, device_ids=device_ids)
+        self.graphed_step = self._graphed_step()
+
+    def _graphed_step(self) -> GraphedTrainStep | None:
+        """The CUDA-graphed step where cfg.cuda_graph asks for it (None: where the run allows it)."""
+        cfg = self.cfg
+        if cfg.cuda_graph is False:
+            return None
+        problem = GraphedTrainStep.problem(self.train_model, self.precision)
+        if problem is None and cfg.compile:
+            problem = "--compile is on (torch.compile's mode='reduce-overhead' makes its own CUDA graphs)"
+        if problem is not None:
+            if cfg.cuda_graph:
+                raise ConfigError(f"--cuda-graph: cannot capture the training step as a CUDA graph: {problem}")
+            return None
+        return GraphedTrainStep(self.train_model, self.optimizer, cfg.gradient_accumulation_steps,
+                                cfg.grad_clip, self.precision)
 
     # ---- checkpoints ----
 
@@ -395,7 +414,8 @@ class Trainer:
         self.say(f"device {self.device} x {self.env.world_size} rank(s), {str(self.dtype).removeprefix('torch.')}, "
                  f"backend {resolve(self.device)}; global batch {cfg.batch_size} x {mc.block_size} tokens x "
                  f"{cfg.gradient_accumulation_steps} accumulation x {self.env.world_size} rank(s) = "
-                 f"{self.tokens_per_step:,} tokens/step")
+                 f"{self.tokens_per_step:,} tokens/step; "
+                 f"{'CUDA-graphed' if self.graphed_step is not None else 'eager'} training step")
 
     def run(self) -> TrainResult:
         cfg = self.cfg
@@ -423,8 +443,11 @@ class Trainer:
                     break
                 micro_batches = (to_device(next(self.sampler), self.device) for _ in range(n_micro))
                 lr = learning_rate_at(self.step, cfg)
-                pending.append(train_step(self.train_model, self.optimizer, self.scaler, micro_batches, n_micro,
-                                          lr, cfg.grad_clip, self.precision))
+                if self.graphed_step is not None:
+                    pending.append(self.graphed_step(micro_batches, lr))
+                else:
+                    pending.append(train_step(self.train_model, self.optimizer, self.scaler, micro_batches,
+                                              n_micro, lr, cfg.grad_clip, self.precision))
                 self.step += 1
                 timer.steps += 1
                 bar.update(1)

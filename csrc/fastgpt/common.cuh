@@ -7,7 +7,8 @@ only this compiles in seconds).
   whose length or base address is not 16-byte aligned.
 - to_float / from_float: the only conversions the kernels use (fp16 and bf16 are computed in
   fp32; torch builds with __CUDA_NO_HALF_OPERATORS__, so no half arithmetic appears anywhere).
-- warp_sum / block_sum: deterministic tree reductions (the order never depends on timing).
+- warp_sum / block_sum / group_sum (of a float, or a float2 for two sums at once): deterministic
+  tree reductions (the order never depends on timing).
 - column_sum_kernel: the second, deterministic stage of every weight/bias gradient: fp32
   partial rows (one per worker of the first stage) summed down each column in a fixed order.
 - sm_count: cached multiprocessor count, used to size grids and workspaces.
@@ -93,27 +94,38 @@ inline int choose_vec(int n, std::initializer_list<const void*> pointers) {
 }
 
 // ---- reductions ----
+// Over float (one sum) or float2 (two sums at once: interleaved shuffles, one pair of barriers).
 
-__device__ __forceinline__ float warp_sum(float v) {
+__device__ __forceinline__ float shfl_xor(float v, int offset) { return __shfl_xor_sync(0xffffffffu, v, offset); }
+__device__ __forceinline__ float2 shfl_xor(float2 v, int offset) {
+  return make_float2(shfl_xor(v.x, offset), shfl_xor(v.y, offset));
+}
+__device__ __forceinline__ float plus(float a, float b) { return a + b; }
+__device__ __forceinline__ float2 plus(float2 a, float2 b) { return make_float2(a.x + b.x, a.y + b.y); }
+
+template <typename S>
+__device__ __forceinline__ S warp_sum(S v) {
 #pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  for (int offset = 16; offset > 0; offset >>= 1) v = plus(v, shfl_xor(v, offset));
   return v;
 }
 
 // Sum over the whole block (blockDim.x a multiple of 32, every thread calls it); every thread
 // gets the result. The leading barrier lets consecutive calls reuse the buffer.
-__device__ __forceinline__ float block_sum(float v) {
-  __shared__ float buf[32];
+template <typename S>
+__device__ __forceinline__ S block_sum(S v) {
+  __shared__ S buf[32];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   v = warp_sum(v);
   __syncthreads();
   if (lane == 0) buf[warp] = v;
   __syncthreads();
-  return warp_sum(lane < warps ? buf[lane] : 0.f);
+  return warp_sum(lane < warps ? buf[lane] : S{});
 }
 
 // Sum over a row group of `group` threads: one warp (shuffles only) or the whole block.
-__device__ __forceinline__ float group_sum(float v, int group) {
+template <typename S>
+__device__ __forceinline__ S group_sum(S v, int group) {
   return group == 32 ? warp_sum(v) : block_sum(v);
 }
 
@@ -122,17 +134,27 @@ __device__ __forceinline__ float group_sum(float v, int group) {
 constexpr int kColumnSumCols = 32;
 constexpr int kColumnSumSlices = 8;
 
-// out[c] = sum_r partials[r * cols + c], fixed order: slice y sums rows y, y+8, ...; then the
-// slices are added 0..7 by one thread. Block (32, 8), grid ceil(cols / 32).
+// out[c] = sum_r partials[r * cols + c], fixed order: slice y sums rows y, y+8, ... (four
+// running sums over consecutive steps, so four loads are in flight, combined in a fixed order);
+// then the slices are added 0..7 by one thread. Block (32, 8), grid ceil(cols / 32).
 template <typename OutT>
 __global__ void column_sum_kernel(OutT* __restrict__ out, const float* __restrict__ partials,
                                   int64_t rows, int cols) {
   __shared__ float slice_sums[kColumnSumSlices][kColumnSumCols + 1];
   const int col = blockIdx.x * kColumnSumCols + threadIdx.x;
-  float acc = 0.f;
-  if (col < cols)
-    for (int64_t r = threadIdx.y; r < rows; r += kColumnSumSlices) acc += partials[r * cols + col];
-  slice_sums[threadIdx.y][threadIdx.x] = acc;
+  constexpr int S = kColumnSumSlices;
+  float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+  if (col < cols) {
+    int64_t r = threadIdx.y;
+    for (; r + 3 * S < rows; r += 4 * S) {
+      a0 += partials[r * cols + col];
+      a1 += partials[(r + S) * cols + col];
+      a2 += partials[(r + 2 * S) * cols + col];
+      a3 += partials[(r + 3 * S) * cols + col];
+    }
+    for (; r < rows; r += S) a0 += partials[r * cols + col];
+  }
+  slice_sums[threadIdx.y][threadIdx.x] = (a0 + a1) + (a2 + a3);
   __syncthreads();
   if (threadIdx.y == 0 && col < cols) {
     float total = 0.f;

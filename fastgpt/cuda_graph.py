@@ -1,0 +1,137 @@
+"""A whole training step (forward, backward, gradient clipping, AdamW) captured as one CUDA graph
+and replayed.
+
+Why. Eagerly, every op of a step costs host time: Python, the autograd engine, the dispatcher,
+Triton's launcher. On the H100 that was measured at 0.5-1.4 ms per fused op's forward+backward
+(benchmarks/host_profile.py), so the eager GPT-2 step is host-bound (the GPU idles between
+kernels) and a 10M-parameter model trains at under 5% MFU. A CUDA graph records the step's
+kernels once and replays them with one launch: the step then costs what its kernels cost.
+
+How (PyTorch's whole-network capture recipe, torch.cuda.graphs):
+- the first `warmup_steps` steps run eagerly on a side stream: they are real training steps,
+  and they also autotune the Triton kernels, create cuBLAS handles and the optimizer state;
+- the next step is captured: micro-batches are read from static input buffers (each step's
+  batches are copied into them first), gradients are set to None before the capture so the
+  backward allocates them in the graph's memory pool and each replay overwrites them, and the
+  learning rate is a device tensor (AdamW capturable=True) so the schedule goes on changing it;
+- every later step copies its batches in, sets the learning rate and replays the graph; the
+  step's loss is a static output, cloned so that the caller may keep it.
+
+Limits (GraphedTrainStep.problem says which one applies): a CUDA device and one process (no
+DDP), fixed batch shape, no dropout (the attention kernel's dropout seed is a launch argument:
+a replay would repeat the masks), no fp16 loss scaling (GradScaler synchronises with the host),
+not combined with torch.compile (use its mode="reduce-overhead" instead).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterable, Sequence
+
+import torch
+
+
+class GraphedTrainStep:
+    """Callable: step(micro_batches, lr) -> mean loss of the step (a 0-dim CUDA tensor).
+
+    `micro_batches` yields n_micro (inputs, targets) pairs of one shape on the model's device.
+    The same object must serve every step of a run (it holds the graph and its buffers).
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, n_micro: int,
+                 grad_clip: float, precision: contextlib.AbstractContextManager, warmup_steps: int = 2):
+        problem = self.problem(model, precision)
+        if problem is not None:
+            raise ValueError(f"cannot capture the training step as a CUDA graph: {problem}")
+        self.model, self.optimizer, self.n_micro = model, optimizer, n_micro
+        self.grad_clip, self.precision = grad_clip, precision
+        self.warmup_steps = warmup_steps
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        device = self.params[0].device
+        self.lr = torch.zeros((), dtype=torch.float32, device=device)
+        for group in optimizer.param_groups:     # the schedule writes self.lr; the graph reads it
+            group["lr"] = self.lr
+            group["capturable"] = True
+        self.inputs: torch.Tensor | None = None   # (n_micro, B, T) static buffers, made on first use
+        self.targets: torch.Tensor | None = None
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.loss: torch.Tensor | None = None     # the graph's output
+        self.steps = 0
+
+    @staticmethod
+    def problem(model: torch.nn.Module, precision) -> str | None:
+        """Why this model cannot be captured, or None."""
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params or params[0].device.type != "cuda":
+            return "the model is not on a CUDA device"
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            return "it runs on one process only (not under DDP)"
+        dropout = getattr(getattr(model, "config", None), "dropout", 0.0)
+        if dropout:
+            return f"dropout is {dropout}; the attention kernel's dropout masks would repeat on every replay"
+        if isinstance(precision, torch.autocast) and precision.fast_dtype == torch.float16:
+            return "float16 needs loss scaling, which synchronises with the host every step; use bfloat16"
+        return None
+
+    def __call__(self, micro_batches: Iterable[tuple[torch.Tensor, torch.Tensor]], lr: float) -> torch.Tensor:
+        self._load(list(micro_batches))
+        self.lr.fill_(lr)
+        if self.graph is None and self.steps >= self.warmup_steps:
+            self._capture()
+        self.steps += 1
+        if self.graph is None:
+            loss = self._on_side_stream(self._eager_step)
+        else:
+            self.graph.replay()
+            loss = self.loss
+        return loss.clone()
+
+    # ---- internals ----
+
+    def _load(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        if len(batches) != self.n_micro:
+            raise ValueError(f"expected {self.n_micro} micro-batches, got {len(batches)}")
+        x0 = batches[0][0]
+        if self.inputs is None:
+            self.inputs = x0.new_empty((self.n_micro, *x0.shape))
+            self.targets = torch.empty_like(self.inputs)
+        if tuple(x0.shape) != tuple(self.inputs.shape[1:]):
+            raise ValueError(f"a CUDA-graphed step keeps its batch shape {tuple(self.inputs.shape[1:])}; "
+                             f"got {tuple(x0.shape)}")
+        for i, (x, y) in enumerate(batches):
+            self.inputs[i].copy_(x, non_blocking=True)
+            self.targets[i].copy_(y, non_blocking=True)
+
+    def _forward_backward(self) -> torch.Tensor:
+        """The captured work: every micro-step, clipping and the optimizer step; the mean loss."""
+        total = torch.zeros((), dtype=torch.float32, device=self.lr.device)
+        for i in range(self.n_micro):
+            with self.precision:
+                _, loss = self.model(self.inputs[i], self.targets[i])
+            (loss / self.n_micro).backward()
+            total += loss.detach().float()
+        if self.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip, foreach=True)
+        self.optimizer.step()
+        return total / self.n_micro
+
+    def _eager_step(self) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self._forward_backward()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    @staticmethod
+    def _on_side_stream(fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            out = fn()
+        torch.cuda.current_stream().wait_stream(stream)
+        return out
+
+    def _capture(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)   # the backward allocates them in the graph's pool
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.loss = self._forward_backward()
+        self.graph = graph

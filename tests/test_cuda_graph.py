@@ -1,0 +1,90 @@
+"""fastgpt/cuda_graph.py: the CUDA-graphed training step trains exactly as the eager one (GPU), and
+where it cannot run it says why (everywhere); fastgpt-train's --cuda-graph switch."""
+import dataclasses
+
+import pytest
+import torch
+
+import fastgpt
+from fastgpt.cuda_graph import GraphedTrainStep
+from fastgpt.model import GPT
+from fastgpt.testing import rel_error
+from fastgpt.train import TrainConfig, Trainer, learning_rate_at, train_step
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+TINY_MODEL = fastgpt.GPTConfig(block_size=32, vocab_size=96, n_layer=2, n_head=2, n_embd=64, dropout=0.0)
+
+
+def _model_and_optimizer(device, config=TINY_MODEL):
+    torch.manual_seed(0)
+    model = GPT(config).to(device)
+    return model, model.configure_optimizer(0.1, 1e-3, (0.9, 0.95), device.type)
+
+
+def test_problems_are_named_on_cpu():
+    model, _ = _model_and_optimizer(torch.device("cpu"))
+    assert "not on a CUDA device" in GraphedTrainStep.problem(model, torch.autocast("cpu"))
+    with pytest.raises(ValueError, match="cannot capture the training step as a CUDA graph"):
+        GraphedTrainStep(model, None, 1, 1.0, torch.autocast("cpu"))
+
+
+@requires_cuda
+def test_dropout_and_float16_are_refused():
+    model, _ = _model_and_optimizer(torch.device("cuda"), dataclasses.replace(TINY_MODEL, dropout=0.1))
+    assert "dropout" in GraphedTrainStep.problem(model, torch.autocast("cuda", dtype=torch.bfloat16))
+    model, _ = _model_and_optimizer(torch.device("cuda"))
+    assert "float16" in GraphedTrainStep.problem(model, torch.autocast("cuda", dtype=torch.float16))
+    assert GraphedTrainStep.problem(model, torch.autocast("cuda", dtype=torch.bfloat16)) is None
+
+
+@requires_cuda
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_graphed_steps_train_as_the_eager_steps(backend):
+    """Six steps (2 eager warm-up, the capture, 3 replays) with a changing learning rate, gradient
+    accumulation and clipping: the same losses and weights as eager train_step, to float rounding."""
+    device, n_micro, steps = torch.device("cuda"), 2, 6
+    schedule = TrainConfig(learning_rate=1e-3, min_lr=1e-4, warmup_iters=2, max_iters=steps)
+    g = torch.Generator(device=device).manual_seed(1)
+    batches = [[(torch.randint(0, 96, (4, 32), device=device, generator=g),
+                 torch.randint(0, 96, (4, 32), device=device, generator=g)) for _ in range(n_micro)]
+               for _ in range(steps)]
+    precision = torch.autocast("cuda", dtype=torch.bfloat16)
+    results = {}
+    with fastgpt.use_backend(backend):
+        for mode in ("eager", "graph"):
+            model, optimizer = _model_and_optimizer(device)
+            initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if mode == "graph":
+                step = GraphedTrainStep(model, optimizer, n_micro, 1.0, precision)
+            else:
+                scaler = torch.amp.GradScaler("cuda", enabled=False)
+                step = lambda mb, lr: train_step(model, optimizer, scaler, mb, n_micro, lr, 1.0, precision)  # noqa: E731
+            losses = [step(iter(batches[i]), learning_rate_at(i, schedule)).item() for i in range(steps)]
+            results[mode] = losses, {k: v.detach().clone() for k, v in model.state_dict().items()}
+    (eager_losses, eager_state), (graph_losses, graph_state) = results["eager"], results["graph"]
+    assert graph_losses == pytest.approx(eager_losses, rel=1e-5)
+    for name in eager_state:
+        assert rel_error(graph_state[name], eager_state[name]) < 1e-4, name
+        if name.endswith("weight") and "ln" not in name:     # every replay really stepped AdamW
+            assert rel_error(graph_state[name], initial[name]) > 1e-4, name
+
+
+@requires_cuda
+def test_new_batch_shape_is_a_clear_error():
+    model, optimizer = _model_and_optimizer(torch.device("cuda"))
+    step = GraphedTrainStep(model, optimizer, 1, 0.0, torch.autocast("cuda", dtype=torch.bfloat16))
+    x = torch.randint(0, 96, (2, 32), device="cuda")
+    step([(x, x)], 1e-3)
+    with pytest.raises(ValueError, match=r"keeps its batch shape \(2, 32\)"):
+        step([(x[:1], x[:1])], 1e-3)
+
+
+def test_trainer_refuses_a_graph_it_cannot_capture(tmp_path, corpus):
+    """--cuda-graph asked for where it cannot run: a one-line reason; unasked, it is just off."""
+    from fastgpt.cli import ConfigError
+    settings = dict(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=2, max_iters=1, progress=False,
+                    data=str(corpus), cache_dir=str(tmp_path / "cache"), out_dir=str(tmp_path / "out"),
+                    device="cpu", sample_tokens=0)
+    assert Trainer(TrainConfig(**settings)).graphed_step is None
+    with pytest.raises(ConfigError, match="--cuda-graph: cannot capture .* not on a CUDA device"):
+        Trainer(TrainConfig(**settings, cuda_graph=True))
