@@ -20,14 +20,28 @@ How (PyTorch's whole-network capture recipe, torch.cuda.graphs):
 Limits (GraphedTrainStep.problem says which one applies): a CUDA device and one process (no
 DDP), fixed batch shape, no dropout (the attention kernel's dropout seed is a launch argument:
 a replay would repeat the masks), no fp16 loss scaling (GradScaler synchronises with the host),
-not combined with torch.compile (use its mode="reduce-overhead" instead).
+not combined with torch.compile (use its mode="reduce-overhead" instead). A step that turns out
+not to be capturable (an op in it synchronises with the host) warns once and trains eagerly.
 """
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Callable, Iterable, Sequence
 
 import torch
+
+
+def portable_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
+    """optimizer.state_dict() as an eager run has it: the learning rate a float, capturable off.
+    GraphedTrainStep turns both for its capture; a checkpoint saved so resumes anywhere (on a CPU
+    too, where capturable AdamW refuses to run), and a graphed resume turns them back."""
+    state = optimizer.state_dict()
+    for group in state["param_groups"]:       # state_dict() copies the groups: the live ones stay
+        if isinstance(group.get("lr"), torch.Tensor):
+            group["lr"] = group["lr"].item()
+            group["capturable"] = False
+    return state
 
 
 class GraphedTrainStep:
@@ -55,6 +69,7 @@ class GraphedTrainStep:
         self.targets: torch.Tensor | None = None
         self.graph: torch.cuda.CUDAGraph | None = None
         self.loss: torch.Tensor | None = None     # the graph's output
+        self.capture_error: str | None = None     # why the capture failed (then steps stay eager)
         self.steps = 0
 
     @staticmethod
@@ -75,7 +90,7 @@ class GraphedTrainStep:
     def __call__(self, micro_batches: Iterable[tuple[torch.Tensor, torch.Tensor]], lr: float) -> torch.Tensor:
         self._load(list(micro_batches))
         self.lr.fill_(lr)
-        if self.graph is None and self.steps >= self.warmup_steps:
+        if self.graph is None and self.steps >= self.warmup_steps and self.capture_error is None:
             self._capture()
         self.steps += 1
         if self.graph is None:
@@ -130,8 +145,17 @@ class GraphedTrainStep:
         return out
 
     def _capture(self) -> None:
+        """Record the step; if something in it cannot be captured, say so once and stay eager
+        (nothing ran during the capture, so the model and optimizer are as they were)."""
         self.optimizer.zero_grad(set_to_none=True)   # the backward allocates them in the graph's pool
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self.loss = self._forward_backward()
-        self.graph = graph
+        try:
+            with torch.cuda.graph(graph):
+                loss = self._forward_backward()
+        except Exception as e:  # noqa: BLE001 - reported; training goes on eagerly
+            self.capture_error = f"{type(e).__name__}: {e}"
+            self.optimizer.zero_grad(set_to_none=True)
+            warnings.warn(f"could not capture the training step as a CUDA graph ({self.capture_error}); "
+                          "training continues without it", RuntimeWarning, stacklevel=3)
+            return
+        self.graph, self.loss = graph, loss

@@ -40,7 +40,7 @@ from fastgpt.checkpoint import (CHECKPOINT_NAME, CheckpointError, check_model_co
 from fastgpt.cli import (ConfigError, add_dataclass_arguments, convert, dataclass_values, load_config_file,
                          run_command, setting)
 from fastgpt.config import GPT_PRESETS, GPTConfig, gpt_preset
-from fastgpt.cuda_graph import GraphedTrainStep
+from fastgpt.cuda_graph import GraphedTrainStep, portable_optimizer_state
 from fastgpt.data import BatchSampler, DataError, prepare_dataset
 from fastgpt.distributed import DeviceError
 from fastgpt.model import GPT
@@ -364,7 +364,7 @@ class Trainer:
                 "model": unwrap_model(self.model).state_dict(),
                 "model_config": dataclasses.asdict(self.model_config),
                 "train_config": dataclasses.asdict(self.cfg),
-                "optimizer": self.optimizer.state_dict(),
+                "optimizer": portable_optimizer_state(self.optimizer),
                 "scaler": self.scaler.state_dict(),
                 "step": self.step,
                 "best_val_loss": self.best_val_loss,

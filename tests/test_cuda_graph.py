@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import fastgpt
-from fastgpt.cuda_graph import GraphedTrainStep
+from fastgpt.cuda_graph import GraphedTrainStep, portable_optimizer_state
 from fastgpt.model import GPT
 from fastgpt.testing import rel_error
 from fastgpt.train import TrainConfig, Trainer, learning_rate_at, train_step
@@ -26,6 +26,29 @@ def test_problems_are_named_on_cpu():
     assert "not on a CUDA device" in GraphedTrainStep.problem(model, torch.autocast("cpu"))
     with pytest.raises(ValueError, match="cannot capture the training step as a CUDA graph"):
         GraphedTrainStep(model, None, 1, 1.0, torch.autocast("cpu"))
+
+
+def _one_step(model, optimizer):
+    x = torch.randint(0, 96, (2, 8))
+    model(x, x)[1].backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def test_checkpointed_optimizer_state_is_that_of_an_eager_run():
+    """A graphed run's AdamW has a tensor learning rate and capturable on; its checkpoint must not
+    (a CPU resume would refuse capturable), while the live optimizer keeps both."""
+    model, optimizer = _model_and_optimizer(torch.device("cpu"))
+    _one_step(model, optimizer)                        # some state to carry
+    for group in optimizer.param_groups:              # what GraphedTrainStep does to it
+        group["lr"], group["capturable"] = torch.tensor(3e-4), True
+    state = portable_optimizer_state(optimizer)
+    assert all(isinstance(g["lr"], float) and g["lr"] == pytest.approx(3e-4) and not g["capturable"]
+               for g in state["param_groups"])
+    assert all(isinstance(g["lr"], torch.Tensor) and g["capturable"] for g in optimizer.param_groups)
+    resumed_model, resumed = _model_and_optimizer(torch.device("cpu"))
+    resumed.load_state_dict(state)
+    _one_step(resumed_model, resumed)                  # no "capturable needs CUDA params" error
 
 
 @requires_cuda
@@ -88,3 +111,24 @@ def test_trainer_refuses_a_graph_it_cannot_capture(tmp_path, corpus):
     assert Trainer(TrainConfig(**settings)).graphed_step is None
     with pytest.raises(ConfigError, match="--cuda-graph: cannot capture .* not on a CUDA device"):
         Trainer(TrainConfig(**settings, cuda_graph=True))
+
+
+@requires_cuda
+def test_a_step_that_cannot_be_captured_warns_and_stays_eager(monkeypatch):
+    model, optimizer = _model_and_optimizer(torch.device("cuda"))
+    forward = model.forward
+
+    def syncing_forward(idx, targets=None):
+        logits, loss = forward(idx, targets)
+        loss.item()                                    # a host sync: not allowed while capturing
+        return logits, loss
+
+    monkeypatch.setattr(model, "forward", syncing_forward)
+    step = GraphedTrainStep(model, optimizer, 1, 0.0, torch.autocast("cuda", dtype=torch.bfloat16),
+                            warmup_steps=1)
+    x = torch.randint(0, 96, (2, 32), device="cuda")
+    step([(x, x)], 1e-3)
+    with pytest.warns(RuntimeWarning, match="could not capture the training step"):
+        loss = step([(x, x)], 1e-3)
+    assert step.graph is None and step.capture_error is not None and torch.isfinite(loss)
+    assert torch.isfinite(step([(x, x)], 1e-3))      # later steps run eagerly, without a new try
