@@ -28,6 +28,7 @@ import gc
 import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -39,24 +40,30 @@ from timing import environment, measure
 
 BATCH = 32
 PEAK_FLOPS = 989e12                       # H100 SXM, bf16 dense
-CONFIGS = {                               # name -> (backend, torch.compile mode, "graph" or None)
-    "reference-eager": ("torch", None),
-    "reference-compile": ("torch", "default"),
-    "reference-cudagraph": ("torch", "graph"),
+class Config(NamedTuple):
+    backend: str                      # fastgpt backend the model runs on
+    compile_mode: str | None = None   # torch.compile(model, mode=...) or eager
+    cuda_graph: bool = False          # the whole step as one CUDA graph (GraphedTrainStep)
+
+
+CONFIGS = {
+    "reference-eager": Config("torch"),
+    "reference-compile": Config("torch", "default"),
+    "reference-cudagraph": Config("torch", cuda_graph=True),
     # the compiled models replayed as CUDA graphs by torch.compile itself
-    "reference-compile-cudagraphs": ("torch", "reduce-overhead"),
-    "triton": ("triton", None),
-    "triton-cudagraph": ("triton", "graph"),
-    "triton-compile": ("triton", "default"),
-    "triton-compile-cudagraphs": ("triton", "reduce-overhead"),
-    "cuda": ("cuda", None),
-    "cuda-cudagraph": ("cuda", "graph"),
+    "reference-compile-cudagraphs": Config("torch", "reduce-overhead"),
+    "triton": Config("triton"),
+    "triton-cudagraph": Config("triton", cuda_graph=True),
+    "triton-compile": Config("triton", "default"),
+    "triton-compile-cudagraphs": Config("triton", "reduce-overhead"),
+    "cuda": Config("cuda"),
+    "cuda-cudagraph": Config("cuda", cuda_graph=True),
 }
 CONFIG_ORDER = list(CONFIGS)              # tables and the plot list configurations in this order
 HAS_CUDA = torch.cuda.is_available()
 
 
-def build(backend: str, compile_mode: str | None):
+def build(setup: Config):
     """Model, optimizer and one step's callable for a configuration."""
     torch.manual_seed(0)
     config = fastgpt.gpt_preset("gpt2")
@@ -66,7 +73,8 @@ def build(backend: str, compile_mode: str | None):
     g = torch.Generator(device="cuda").manual_seed(0)
     idx = torch.randint(0, 50257, (BATCH, config.block_size), device="cuda", generator=g)
     targets = torch.randint(0, 50257, (BATCH, config.block_size), device="cuda", generator=g)
-    if compile_mode == "graph":
+    backend, compile_mode = setup.backend, setup.compile_mode
+    if setup.cuda_graph:
         graphed = GraphedTrainStep(model, optimizer, n_micro=1, grad_clip=0.0,
                                    precision=torch.autocast("cuda", dtype=torch.bfloat16))
 
@@ -113,15 +121,16 @@ def _release():
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_train_step(benchmark, name):
-    backend, compile_mode = CONFIGS[name]
-    compiled = compile_mode not in (None, "graph")
+    setup = CONFIGS[name]
+    backend, compile_mode = setup.backend, setup.compile_mode
+    compiled = compile_mode is not None
     if backend == "cuda" and not cuda_extension_available():
         pytest.skip("the CUDA extension fastgpt._C is not built")
-    model, step = build(backend, compile_mode)
+    model, step = build(setup)
     cfg = model.config
     tokens = BATCH * cfg.block_size
     ms = measure(benchmark, step, rounds=10, graph=False, config=name, backend=backend, compiled=compiled,
-                 compile_mode=compile_mode,
+                 compile_mode=compile_mode, cuda_graph=setup.cuda_graph,
                  batch=BATCH, block_size=cfg.block_size, tokens_per_step=tokens)
     extra = benchmark.extra_info
     extra["tokens_per_s"] = tokens / (ms * 1e-3)

@@ -22,29 +22,20 @@ import cProfile
 import io
 import json
 import pstats
-import time
 from pathlib import Path
 
 import torch
 
 import fastgpt
 from fastgpt.backend import cuda_extension_available
+from host_overhead import time_per_call
 from timing import environment
 
 
-def host_us(fn, iters: int = 300, warmup: int = 20) -> float:
-    """Median over 5 batches of the wall time per call, GPU drained before and after a batch."""
-    for _ in range(warmup):
-        fn()
+def host_us(fn) -> float:
+    """Median wall time per call (host_overhead.time_per_call), the GPU drained first."""
     torch.cuda.synchronize()
-    samples = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        torch.cuda.synchronize()
-        samples.append((time.perf_counter() - start) / iters * 1e6)
-    return sorted(samples)[2]
+    return time_per_call(fn, repeats=5, inner=300)["median_us"]
 
 
 def _leaf(*shape, dtype=torch.bfloat16):
@@ -100,10 +91,10 @@ def part_ops(out: Path) -> dict:
     return rows
 
 
-def train_setup(backend: str, compile_mode: str | None, batch: int = 32):
+def train_step(name: str):
+    """One optimizer step of bench_train_step's configuration `name` (a callable)."""
     import bench_train_step
-    bench_train_step.BATCH = batch
-    return bench_train_step.build(backend, compile_mode)
+    return bench_train_step.build(bench_train_step.CONFIGS[name])[1]
 
 
 def _profile_to_file(fn, calls: int, path: Path, top: int = 40) -> None:
@@ -118,50 +109,37 @@ def _profile_to_file(fn, calls: int, path: Path, top: int = 40) -> None:
     path.write_text(text.getvalue())
 
 
+def cuda_kernel_times(fn, calls: int, warmup: int = 4) -> list[tuple[str, float, float]]:
+    """(kernel, us per call of fn, launches per call of fn) of the CUDA kernels fn runs, most
+    time first (torch.profiler over `calls` calls after `warmup`)."""
+    from torch.profiler import ProfilerActivity, profile
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    return sorted(((e.key, e.device_time_total / calls, e.count / calls) for e in events),
+                  key=lambda row: -row[1])
+
+
 def part_profile(out: Path) -> None:
     layernorm = op_cases()["layernorm"]
     with fastgpt.use_backend("triton"):
         for _ in range(20):
             layernorm()
         _profile_to_file(layernorm, 300, out / "profile-layernorm.txt")
-    _, step = train_setup("triton", None)
+    step = train_step("triton")
     for _ in range(3):
         step()
     torch.cuda.synchronize()
     _profile_to_file(step, 5, out / "profile-train-step.txt", top=60)
 
 
-def part_kernels(out: Path, configs=(("triton", None), ("torch", "default"))) -> dict:
-    from torch.profiler import ProfilerActivity, profile
-    summary = {}
-    for backend, mode in configs:
-        name = backend + ("-compile" if mode else "")
-        _, step = train_setup(backend, mode)
-        for _ in range(4):
-            step()
-        torch.cuda.synchronize()
-        steps = 5
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(steps):
-                step()
-            torch.cuda.synchronize()
-        events = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
-        events.sort(key=lambda e: -e.device_time_total)
-        total_ms = sum(e.device_time_total for e in events) / steps / 1e3
-        lines = [f"{name}: GPU kernel time {total_ms:.2f} ms per step", "",
-                 "| kernel | ms/step | calls/step |", "|---|---|---|"]
-        lines += [f"| {e.key[:90]} | {e.device_time_total / steps / 1e3:.3f} | {e.count / steps:.0f} |"
-                  for e in events[:40]]
-        (out / f"kernels-{name}.md").write_text("\n".join(lines) + "\n")
-        print("\n".join(lines[:14]))
-        summary[name] = total_ms
-        torch._dynamo.reset()
-    return summary
-
-
 def part_layernorm_kernels(out: Path, N: int = 65536, C: int = 768) -> None:
     """CUDA time per kernel of one add+LayerNorm fwd+bwd at the benchmark's shape, per backend."""
-    from torch.profiler import ProfilerActivity, profile
     x, r, w, b = _leaf(N, C), _leaf(N, C), _leaf(C), _leaf(C)
     gy, gs = torch.randn_like(x), torch.randn_like(x)
 
@@ -170,22 +148,29 @@ def part_layernorm_kernels(out: Path, N: int = 65536, C: int = 768) -> None:
         torch.autograd.grad((y, s), (x, r, w, b), (gy, gs))
 
     lines = []
-    backends = ["triton"] + (["cuda"] if cuda_extension_available() else [])
-    for backend in backends:
+    for backend in ["triton"] + (["cuda"] if cuda_extension_available() else []):
         with fastgpt.use_backend(backend):
-            for _ in range(5):
-                fwd_bwd()
-            torch.cuda.synchronize()
-            with profile(activities=[ProfilerActivity.CUDA]) as prof:
-                for _ in range(10):
-                    fwd_bwd()
-                torch.cuda.synchronize()
-        events = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+            times = cuda_kernel_times(fwd_bwd, calls=10)
         lines += [f"## {backend}", "| kernel | us per call | calls/iter |", "|---|---|---|"]
-        lines += [f"| {e.key[:100]} | {e.device_time_total / e.count:.1f} | {e.count / 10:.0f} |"
-                  for e in sorted(events, key=lambda e: -e.device_time_total)]
+        lines += [f"| {key[:100]} | {us / count:.1f} | {count:.0f} |" for key, us, count in times]
     (out / "kernels-layernorm.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def part_kernels(out: Path, configs=("triton", "reference-compile")) -> dict:
+    """GPU kernel time of one training step per bench_train_step configuration, by kernel."""
+    summary = {}
+    for name in configs:
+        times = cuda_kernel_times(train_step(name), calls=5)
+        total_ms = sum(us for _, us, _ in times) / 1e3
+        lines = [f"{name}: GPU kernel time {total_ms:.2f} ms per step", "",
+                 "| kernel | ms/step | calls/step |", "|---|---|---|"]
+        lines += [f"| {key[:90]} | {us / 1e3:.3f} | {count:.0f} |" for key, us, count in times[:40]]
+        (out / f"kernels-{name}.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines[:14]))
+        summary[name] = total_ms
+        torch._dynamo.reset()
+    return summary
 
 
 def main() -> None:

@@ -47,11 +47,11 @@ Launchers (the contract the CUDA extension implements too, so one autograd Funct
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 import triton
 import triton.language as tl
+
+from fastgpt.kernels.common import sm_count
 
 MAX_HIDDEN = 65536
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -220,12 +220,6 @@ def _tile(C: int, min_elements: int, num_warps: int | None) -> tuple[int, int, i
     return block_c, rows, num_warps
 
 
-@functools.lru_cache(maxsize=None)
-def _sm_count(device: torch.device) -> int:
-    if device.type != "cuda":
-        return 4                                  # the CPU interpreter: a few sequential programs
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
 
 def _check_rows(name: str, t: torch.Tensor, like: torch.Tensor | None = None) -> None:
     if t.dim() != 2 or not t.is_contiguous():
@@ -299,7 +293,8 @@ def add_layernorm_bwd(dy: torch.Tensor, ds: torch.Tensor | None, s: torch.Tensor
     block_c, block_r, num_warps = _tile(C, BWD_ROW_TILE, BWD_NUM_WARPS)
     # ROWS_PER_PROGRAM rows a program, fewer when N is small so that every SM gets ~4 programs;
     # a multiple of BLOCK_R so that only the last program's last tile is cut short
-    rows_per_program = min(BWD_ROWS_PER_PROGRAM, triton.cdiv(N, 4 * _sm_count(s.device)))
+    programs_wanted = 4 * sm_count(s.device, interpreter_programs=4)
+    rows_per_program = min(BWD_ROWS_PER_PROGRAM, triton.cdiv(N, programs_wanted))
     rows_per_program = triton.cdiv(max(rows_per_program, 1), block_r) * block_r
     programs = triton.cdiv(N, rows_per_program)
 

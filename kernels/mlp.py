@@ -37,13 +37,12 @@ on the GPU the tile is autotuned per (M, N, K, flags) over Hopper configurations
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 import triton
 import triton.language as tl
 
 from fastgpt.backend import interpreter_mode
+from fastgpt.kernels.common import sm_count
 
 _INTERPRET = interpreter_mode()
 
@@ -333,13 +332,6 @@ def _needs_int64(*tensors: torch.Tensor | None) -> bool:
     return any(t is not None and t.numel() >= _INT32_LIMIT for t in tensors)
 
 
-@functools.lru_cache(maxsize=None)
-def _num_sms(device: torch.device) -> int:
-    if _INTERPRET:
-        return 2    # two programs: the CPU tests walk the persistent tile loop
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
 def _tma_allocator(size: int, alignment: int, stream):
     """Global scratch for the descriptors the kernel builds on the device (tl.make_tensor_descriptor)."""
     return torch.empty(size, device="cuda", dtype=torch.int8)
@@ -390,7 +382,7 @@ def _gemm(a: torch.Tensor, b: torch.Tensor, *, bias=None, epilogue="linear", pre
     if tma and not _INTERPRET:
         triton.set_allocator(_tma_allocator)
     persistent = schedule != "tiled"
-    num_sms = _num_sms(a.device)
+    num_sms = sm_count(a.device, interpreter_programs=2)   # CPU tests walk the persistent tile loop
 
     def grid(meta):
         tiles = triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"])
