@@ -16,33 +16,17 @@ import torch
 import fastgpt
 from fastgpt.backend import cuda_extension_available
 from fastgpt.ops.layernorm import add_layernorm_reference, fused_add_layernorm
-from timing import measure, step
+from timing import COPY_BYTES, copy_step, measure, step
 
 N, C = 65536, 768
 DTYPE = torch.bfloat16
 ELEMENT = torch.tensor([], dtype=DTYPE).element_size()
 BYTES = {"fwd": 4 * N * C * ELEMENT, "fwd_bwd": 8 * N * C * ELEMENT}
-COPY_BYTES = 2**30                       # 1 GiB read + 1 GiB written
 HAS_CUDA = torch.cuda.is_available()
 
 
-def _copy():
-    src = torch.empty(COPY_BYTES, dtype=torch.uint8, device="cuda").random_(0, 255)
-    dst = torch.empty_like(src)
-    return lambda: dst.copy_(src)
-
-
-@pytest.fixture(scope="module")
-def copy_gbps():
-    """Device-to-device copy bandwidth (read + write) in GB/s: the ceiling of every floor here."""
-    import triton.testing
-
-    ms = triton.testing.do_bench(_copy(), warmup=50, rep=300, return_mode="median")
-    return 2 * COPY_BYTES / (ms * 1e-3) / 1e9
-
-
 def test_copy_bandwidth(benchmark, copy_gbps):
-    measure(benchmark, _copy(), bytes_moved=2 * COPY_BYTES, copy_gbps=copy_gbps)
+    measure(benchmark, copy_step(), bytes_moved=2 * COPY_BYTES, copy_gbps=copy_gbps)
 
 
 def _on_backend(name):

@@ -74,9 +74,13 @@ def build(setup: Config):
     idx = torch.randint(0, 50257, (BATCH, config.block_size), device="cuda", generator=g)
     targets = torch.randint(0, 50257, (BATCH, config.block_size), device="cuda", generator=g)
     backend, compile_mode = setup.backend, setup.compile_mode
+    # fastgpt's graphed step casts the parameters in one copy, as fastgpt-train's does
+    # (fastgpt.ops.autocast.cast_once_forward); the reference runs as a user would write it
+    fastgpt_path = backend != "torch"
     if setup.cuda_graph:
         graphed = GraphedTrainStep(model, optimizer, n_micro=1, grad_clip=0.0,
-                                   precision=torch.autocast("cuda", dtype=torch.bfloat16))
+                                   precision=torch.autocast("cuda", dtype=torch.bfloat16),
+                                   cast_parameters_once=fastgpt_path)
 
         def graphed_step():
             with fastgpt.use_backend(backend):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from timing import environment
+from timing import COPY_BYTES, copy_step, environment
 
 HAS_CUDA = torch.cuda.is_available()
 requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="benchmarks time GPU kernels: no CUDA GPU here")
@@ -26,6 +26,15 @@ def pytest_collection_modifyitems(config, items):
         for item in items:   # the hook sees the whole session: tests/ collected beside us run
             if HERE in Path(item.path).resolve().parents:
                 item.add_marker(requires_cuda)
+
+
+@pytest.fixture(scope="session")
+def copy_gbps():
+    """Device-to-device copy bandwidth (read + write) in GB/s: the ceiling of every floor."""
+    import triton.testing
+
+    ms = triton.testing.do_bench(copy_step(), warmup=50, rep=300, return_mode="median")
+    return 2 * COPY_BYTES / (ms * 1e-3) / 1e9
 
 
 @pytest.fixture(autouse=True)

@@ -51,6 +51,7 @@ def op_cases(tokens: int = 256, C: int = 768, H: int = 12):
     gout = torch.randn(1, tokens, H, C // H, device="cuda", dtype=torch.bfloat16)
     w_fc, b_fc = _leaf(4 * C, C), _leaf(4 * C)
     w_proj, b_proj = _leaf(C, 4 * C), _leaf(C)
+    w_lin = _leaf(C, C)
     w_head = _leaf(50304, C)
     targets = torch.randint(0, 50257, (tokens,), device="cuda")
 
@@ -66,11 +67,16 @@ def op_cases(tokens: int = 256, C: int = 768, H: int = 12):
         out = fastgpt.fused_mlp(x, w_fc, b_fc, w_proj, b_proj)
         torch.autograd.grad(out, (x, w_fc, b_fc, w_proj, b_proj), gy)
 
+    def linear():
+        out = fastgpt.fused_linear(x, w_lin, b)           # attention's c_proj
+        torch.autograd.grad(out, (x, w_lin, b), gy)
+
     def cross_entropy():
         loss = fastgpt.fused_linear_cross_entropy(x, w_head, targets)
         torch.autograd.grad(loss, (x, w_head))
 
-    return {"layernorm": layernorm, "attention": attention, "mlp": mlp, "cross_entropy": cross_entropy}
+    return {"layernorm": layernorm, "attention": attention, "mlp": mlp, "linear": linear,
+            "cross_entropy": cross_entropy}
 
 
 def part_ops(out: Path) -> dict:
@@ -178,6 +184,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--parts", nargs="+", default=["ops", "profile", "kernels"],
                         choices=["ops", "profile", "kernels", "layernorm"])
+    parser.add_argument("--configs", nargs="+", default=["triton", "reference-compile"],
+                        help="bench_train_step configurations the kernels part profiles")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "host_profile.json"     # parts run separately add to the same file
@@ -190,7 +198,7 @@ def main() -> None:
     if "layernorm" in args.parts:
         part_layernorm_kernels(args.out)
     if "kernels" in args.parts:
-        result["gpu_ms_per_step"] = part_kernels(args.out)
+        result["gpu_ms_per_step"] = part_kernels(args.out, args.configs)
     path.write_text(json.dumps(result, indent=1) + "\n")
 
 

@@ -20,8 +20,10 @@ OP_RUNS = [
     ("Fused residual-add + LayerNorm: Triton tile variants", "run5-layernorm.json"),
     ("Fused bias + GELU MLP", "run5-mlp.json"),
     ("Fused LM head + cross-entropy", "run4-cross_entropy.json"),
+    ("Linear: the bias gradient (column sum) and fused_linear fwd+bwd against F.linear", "run15-linear.json"),
+    ("Linear: column-sum tile variants", "run13-linear-variants.json"),
 ]
-TRAIN_STEP_RUN = "run10-train_step"
+TRAIN_STEP_RUN = "run17-train_step"
 
 HEADER = """# GPU results
 
@@ -32,16 +34,17 @@ eager; `eager ms` is the plain do_bench median of the same callable. NOTES.md ha
 the log of variants.
 """
 
-TRAIN_STEP_NOTE = """`results/runs/run10-train_step/*.json`: one row per configuration, written by bench_train_step.py
-as each finished (FASTGPT_BENCH_OUT); their pytest-benchmark JSONs are in `pytest/` beside them.
-Two device calls on one H100 machine, back to back (torch 2.11.0+cu130, triton 3.6.0): the
-first ran the configurations in turn but hit its time limit before its output folder was packed,
-so only `cuda` and `cuda-cudagraph` came back; the second (the machine still warm) re-ran
-`reference-compile`, `triton-cudagraph`, `reference-eager` and `triton`. `triton-compile` did not
-finish compiling within its 100 s limit and the `*-compile-cudagraphs` configurations were not
-measured. `*-cudagraph` is the whole step replayed as one CUDA graph
-(fastgpt.cuda_graph.GraphedTrainStep, fastgpt-train's default on one GPU without dropout).
-Command per configuration:
+TRAIN_STEP_NOTE = """`results/runs/run17-train_step/*.json`: one row per configuration, written by bench_train_step.py
+as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100 (torch 2.11.0+cu130,
+triton 3.6.0); their pytest-benchmark JSONs are in `pytest/` beside them. `*-cudagraph` is the
+whole step replayed as one CUDA graph (fastgpt.cuda_graph.GraphedTrainStep, fastgpt-train's
+default on one GPU without dropout; for fastgpt's backends it also casts the parameters to bf16
+in one multi-tensor copy and runs the bias gradients on fastgpt's column-sum kernel). The eager
+rows are host-bound and vary from call to call on the same machine (`triton` eager measured
+41.0 ms in run 16 and 63.2 ms here, at 37.6-74.7 ms min-max within run 16; see NOTES.md).
+`triton-compile` did not finish compiling within 330 s (inductor was still printing IR when
+stopped: `runs/logs/run17-triton-compile-timeout.log`); the `*-compile-cudagraphs`
+configurations were not measured. Command per configuration:
 `FASTGPT_BENCH_OUT=DIR pytest "benchmarks/bench_train_step.py::test_train_step[CONFIG]" --benchmark-only`.
 """
 

@@ -20,6 +20,17 @@ def environment() -> dict:
     }
 
 
+COPY_BYTES = 2**30                       # 1 GiB read + 1 GiB written
+
+
+def copy_step():
+    """A device-to-device copy of COPY_BYTES: the ceiling the memory-bound ops are held to
+    (the session fixture copy_gbps in conftest.py times it once)."""
+    src = torch.empty(COPY_BYTES, dtype=torch.uint8, device="cuda").random_(0, 255)
+    dst = torch.empty_like(src)
+    return lambda: dst.copy_(src)
+
+
 def step(forward, args, leaves, grad_outputs, mode: str):
     """The callable a benchmark times: forward(*args) alone (mode "fwd"), or the forward and the
     gradients of `leaves` given `grad_outputs` (mode "fwd_bwd")."""

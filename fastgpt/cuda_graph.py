@@ -31,6 +31,9 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 
+from fastgpt.ops.autocast import cast_once_forward
+from fastgpt.ops.dispatch import replayed_steps
+
 
 def portable_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
     """optimizer.state_dict() as an eager run has it: the learning rate a float, capturable off.
@@ -44,6 +47,19 @@ def portable_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
     return state
 
 
+def _release_generator(device: torch.device) -> None:
+    """Undo what a failed capture leaves in the device's random number generator.
+
+    A capture registers the default CUDA generator and ends it in capture_end, after
+    cudaStreamEndCapture; when that call fails (the capture was invalidated, e.g. by a host
+    sync) the generator is never told, and every later random op on the device (dropout,
+    torch.randn, sampling) raises "Offset increment outside graph capture encountered
+    unexpectedly". A copy of its state (same seed and offset, not capturing) replaces it."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    generator = torch.cuda.default_generators[index]
+    generator.graphsafe_set_state(generator.clone_state())
+
+
 class GraphedTrainStep:
     """Callable: step(micro_batches, lr) -> mean loss of the step (a 0-dim CUDA tensor).
 
@@ -52,13 +68,17 @@ class GraphedTrainStep:
     """
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, n_micro: int,
-                 grad_clip: float, precision: contextlib.AbstractContextManager, warmup_steps: int = 2):
+                 grad_clip: float, precision: contextlib.AbstractContextManager, warmup_steps: int = 2,
+                 cast_parameters_once: bool = True):
         problem = self.problem(model, precision)
         if problem is not None:
             raise ValueError(f"cannot capture the training step as a CUDA graph: {problem}")
         self.model, self.optimizer, self.n_micro = model, optimizer, n_micro
         self.grad_clip, self.precision = grad_clip, precision
         self.warmup_steps = warmup_steps
+        # fastgpt.ops.autocast.cast_once_forward (one cast kernel for all parameters), or a plain
+        # model call (benchmarks capture the reference as a user would run it)
+        self.forward = cast_once_forward if cast_parameters_once else (lambda m, *args: m(*args))
         self.params = [p for p in model.parameters() if p.requires_grad]
         device = self.params[0].device
         self.lr = torch.zeros((), dtype=torch.float32, device=device)
@@ -91,10 +111,14 @@ class GraphedTrainStep:
         self._load(list(micro_batches))
         self.lr.fill_(lr)
         if self.graph is None and self.steps >= self.warmup_steps and self.capture_error is None:
-            self._capture()
+            with replayed_steps():
+                self._capture()
         self.steps += 1
         if self.graph is None:
-            loss = self._on_side_stream(self._eager_step)
+            # the warm-up steps run the kernels the capture will record, so that those are compiled
+            # and loaded before it; after a failed capture, plain eager steps
+            with replayed_steps() if self.capture_error is None else contextlib.nullcontext():
+                loss = self._on_side_stream(self._eager_step)
         else:
             self.graph.replay()
             loss = self.loss
@@ -121,7 +145,7 @@ class GraphedTrainStep:
         total = torch.zeros((), dtype=torch.float32, device=self.lr.device)
         for i in range(self.n_micro):
             with self.precision:
-                _, loss = self.model(self.inputs[i], self.targets[i])
+                _, loss = self.forward(self.model, self.inputs[i], self.targets[i])
             (loss / self.n_micro).backward()
             total += loss.detach().float()
         if self.grad_clip > 0:
@@ -154,6 +178,7 @@ class GraphedTrainStep:
                 loss = self._forward_backward()
         except Exception as e:  # noqa: BLE001 - reported; training goes on eagerly
             self.capture_error = f"{type(e).__name__}: {e}"
+            _release_generator(self.lr.device)
             self.optimizer.zero_grad(set_to_none=True)
             warnings.warn(f"could not capture the training step as a CUDA graph ({self.capture_error}); "
                           "training continues without it", RuntimeWarning, stacklevel=3)

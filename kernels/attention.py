@@ -32,7 +32,7 @@ Triton). float32 runs its dots in IEEE fp32 (slow, exact); the fast path is 16-b
 inside one head are int32 (T * row stride < 2**31); head and batch offsets are int64.
 Under TRITON_INTERPRET=1 each kernel gets one small tile so CPU tests are quick; on the GPU
 each is autotuned over H100 configurations, keyed on the power of two above T (so a growing
-T does not retune at every length), D, and the flags.
+T does not retune at every length), D, and the flags (FASTGPT_AUTOTUNE=0: one pinned tile).
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ import triton
 import triton.language as tl
 
 from fastgpt.backend import interpreter_mode
+from fastgpt.kernels.common import tuning_configs
 
 HEAD_DIMS = (16, 32, 64, 128)
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -52,10 +53,9 @@ def _config(block_m: int, block_n: int, warps: int, stages: int) -> triton.Confi
     return triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n}, num_warps=warps, num_stages=stages)
 
 
-def _configs(gpu: list[tuple[int, int, int, int]], interpreter: tuple[int, int]) -> list[triton.Config]:
-    if _INTERPRET:
-        return [_config(*interpreter, 4, 1)]
-    return [_config(*c) for c in gpu]
+def _configs(gpu: list[tuple[int, int, int, int]], pinned: tuple[int, int, int, int],
+             interpreter: tuple[int, int]) -> list[triton.Config]:
+    return tuning_configs([_config(*c) for c in gpu], _config(*pinned), _config(*interpreter, 4, 1))
 
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages); at most 7 per kernel (autotuning time counts). Each
@@ -68,17 +68,17 @@ def _configs(gpu: list[tuple[int, int, int, int]], interpreter: tuple[int, int])
 FWD_CONFIGS = _configs(
     [(128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 3), (128, 64, 4, 3), (128, 32, 4, 3),
      (64, 64, 4, 3), (64, 64, 4, 4)],
-    interpreter=(64, 32))
+    pinned=(128, 32, 4, 3), interpreter=(64, 32))
 # dK/dV: BLOCK_N keys stay resident, BLOCK_M queries stream (the tutorial's 32 / 128, w4).
 DKDV_CONFIGS = _configs(
     [(32, 64, 4, 3), (32, 64, 4, 4), (64, 64, 4, 3), (64, 128, 8, 3), (64, 128, 8, 4), (16, 128, 4, 4),
      (32, 128, 4, 4)],
-    interpreter=(32, 64))
+    pinned=(32, 64, 4, 3), interpreter=(32, 64))
 # dQ: BLOCK_M queries stay resident, BLOCK_N keys stream (the tutorial's 128 / 32, w4, s5).
 DQ_CONFIGS = _configs(
     [(64, 32, 4, 3), (128, 32, 4, 4), (128, 32, 4, 5), (128, 64, 8, 3), (128, 64, 8, 4), (64, 64, 4, 3),
      (128, 128, 8, 3)],
-    interpreter=(64, 32))
+    pinned=(64, 32, 4, 3), interpreter=(64, 32))
 _TUNE_KEY = ["T_BUCKET", "HEAD_DIM", "CAUSAL", "DROPOUT"]
 
 

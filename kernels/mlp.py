@@ -33,7 +33,8 @@ columns past the edge are clamped on load, masked on store; the K tail is masked
 K % BLOCK_K != 0). The bias gradient comes as (cdiv(M, BLOCK_M_MIN), N) fp32 partial sums,
 summed by the launcher: deterministic, no atomics. Offsets switch to int64 when a tensor has
 2**31 elements or more. Under TRITON_INTERPRET=1 one small tile is used so CPU tests are fast;
-on the GPU the tile is autotuned per (M, N, K, flags) over Hopper configurations.
+on the GPU the tile is autotuned per (M, N, K, flags) over Hopper configurations
+(FASTGPT_AUTOTUNE=0: one pinned tile).
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ import triton
 import triton.language as tl
 
 from fastgpt.backend import interpreter_mode
-from fastgpt.kernels.common import sm_count
+from fastgpt.kernels.common import sm_count, tuning_configs
 
 _INTERPRET = interpreter_mode()
 
@@ -73,9 +74,12 @@ _PERSISTENT_CONFIGS = _configs([
     (128, 256, 64, 3, 8, 1), (128, 128, 64, 4, 8, 1), (128, 128, 64, 3, 8, 1), (128, 128, 64, 4, 4, 1),
     (128, 128, 64, 2, 8, 2), (128, 128, 64, 2, 4, 2),
 ])
-_INTERPRETER_CONFIGS = _configs([(32, 32, 16, 1, 4, 1)])
+_INTERPRETER_CONFIG, = _configs([(32, 32, 16, 1, 4, 1)])
+# FASTGPT_AUTOTUNE=0 (GPU test runs): tiles that fit shared memory for fp32 operands too
+_PINNED_TILED, _PINNED_PERSISTENT = _configs([(64, 128, 32, 3, 4, 1), (128, 128, 32, 3, 8, 1)])
 # The bias-gradient partials have one row per BLOCK_M rows: sized for the smallest tile tried.
-_BLOCK_M_MIN = min(c.kwargs["BLOCK_M"] for c in _INTERPRETER_CONFIGS + _TILED_CONFIGS + _PERSISTENT_CONFIGS)
+_BLOCK_M_MIN = min(c.kwargs["BLOCK_M"] for c in [_INTERPRETER_CONFIG, _PINNED_TILED, _PINNED_PERSISTENT]
+                   + _TILED_CONFIGS + _PERSISTENT_CONFIGS)
 _INT32_LIMIT = 2**31
 SCHEDULES = ("tiled", "persistent", "persistent_tma")
 DEFAULT_SCHEDULE = "persistent_tma"
@@ -253,17 +257,18 @@ def _mlp_gemm_kernel(
         _mlp_store_tile(C, c_desc, out, off_m, off_n, rows, offs_n, stride_cm, stride_cn, mask, TMA)
 
 
-def _autotuned(configs):
+def _autotuned(configs, pinned):
     """The GEMM kernel autotuned over one schedule's configs, per shape, layout and flags."""
     return triton.autotune(
-        configs=_INTERPRETER_CONFIGS if _INTERPRET else configs,
+        configs=tuning_configs(configs, pinned, _INTERPRETER_CONFIG),
         key=["M", "N", "K", "EPILOGUE", "STORE_PRE", "STORE_GELU", "BIAS_GRAD", "PROLOGUE_GELU",
              "stride_ak", "stride_bk", "TMA", "B_NK"],
         reset_to_zero=["DbiasPartial"],   # partials of a smaller BLOCK_M must not linger
     )(triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})(_mlp_gemm_kernel))
 
 
-_KERNELS = {"tiled": _autotuned(_TILED_CONFIGS), "persistent": _autotuned(_PERSISTENT_CONFIGS)}
+_KERNELS = {"tiled": _autotuned(_TILED_CONFIGS, _PINNED_TILED),
+            "persistent": _autotuned(_PERSISTENT_CONFIGS, _PINNED_PERSISTENT)}
 
 
 @triton.jit

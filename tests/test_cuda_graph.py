@@ -7,6 +7,7 @@ import torch
 
 import fastgpt
 from fastgpt.cuda_graph import GraphedTrainStep, portable_optimizer_state
+from fastgpt.ops.dispatch import replayed_steps
 from fastgpt.model import GPT
 from fastgpt.testing import rel_error
 from fastgpt.train import TrainConfig, Trainer, learning_rate_at, train_step
@@ -64,7 +65,10 @@ def test_dropout_and_float16_are_refused():
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_graphed_steps_train_as_the_eager_steps(backend):
     """Six steps (2 eager warm-up, the capture, 3 replays) with a changing learning rate, gradient
-    accumulation and clipping: the same losses and weights as eager train_step, to float rounding."""
+    accumulation and clipping: the same losses and weights as eager train_step, to float rounding
+    (both with the kernels of replayed steps, fastgpt.ops.dispatch.replayed_steps, and the
+    parameters cast by autocast op by op); with the one-copy parameter cast (the default), the
+    same within bf16 rounding (the embeddings then run in bf16 too)."""
     device, n_micro, steps = torch.device("cuda"), 2, 6
     schedule = TrainConfig(learning_rate=1e-3, min_lr=1e-4, warmup_iters=2, max_iters=steps)
     g = torch.Generator(device=device).manual_seed(1)
@@ -74,22 +78,31 @@ def test_graphed_steps_train_as_the_eager_steps(backend):
     precision = torch.autocast("cuda", dtype=torch.bfloat16)
     results = {}
     with fastgpt.use_backend(backend):
-        for mode in ("eager", "graph"):
+        for mode in ("eager", "graph", "graph-cast-once"):
             model, optimizer = _model_and_optimizer(device)
             initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if mode == "graph":
-                step = GraphedTrainStep(model, optimizer, n_micro, 1.0, precision)
+            if mode.startswith("graph"):
+                step = GraphedTrainStep(model, optimizer, n_micro, 1.0, precision,
+                                        cast_parameters_once=mode == "graph-cast-once")
             else:
                 scaler = torch.amp.GradScaler("cuda", enabled=False)
-                step = lambda mb, lr: train_step(model, optimizer, scaler, mb, n_micro, lr, 1.0, precision)  # noqa: E731
+
+                def step(mb, lr):
+                    with replayed_steps():
+                        return train_step(model, optimizer, scaler, mb, n_micro, lr, 1.0, precision)
             losses = [step(iter(batches[i]), learning_rate_at(i, schedule)).item() for i in range(steps)]
             results[mode] = losses, {k: v.detach().clone() for k, v in model.state_dict().items()}
-    (eager_losses, eager_state), (graph_losses, graph_state) = results["eager"], results["graph"]
-    assert graph_losses == pytest.approx(eager_losses, rel=1e-5)
-    for name in eager_state:
-        assert rel_error(graph_state[name], eager_state[name]) < 1e-4, name
-        if name.endswith("weight") and "ln" not in name:     # every replay really stepped AdamW
-            assert rel_error(graph_state[name], initial[name]) > 1e-4, name
+    eager_losses, eager_state = results["eager"]
+    for mode, loss_tol, weight_tol in (("graph", 1e-5, 1e-4), ("graph-cast-once", 1e-2, 2e-2)):
+        graph_losses, graph_state = results[mode]
+        assert graph_losses == pytest.approx(eager_losses, rel=loss_tol), mode
+        for name in eager_state:
+            if mode == "graph-cast-once" and not initial[name].any():
+                continue   # zero-initialised biases: after 6 Adam steps, the sign of tiny gradients
+                           # (which bf16 rounding may flip) is all they are
+            assert rel_error(graph_state[name], eager_state[name]) < weight_tol, (mode, name)
+            if name.endswith("weight") and "ln" not in name:     # every replay really stepped AdamW
+                assert rel_error(graph_state[name], initial[name]) > 1e-4, (mode, name)
 
 
 @requires_cuda
@@ -132,3 +145,5 @@ def test_a_step_that_cannot_be_captured_warns_and_stays_eager(monkeypatch):
         loss = step([(x, x)], 1e-3)
     assert step.graph is None and step.capture_error is not None and torch.isfinite(loss)
     assert torch.isfinite(step([(x, x)], 1e-3))      # later steps run eagerly, without a new try
+    # the failed capture left the device's random number generator usable
+    assert torch.nn.functional.dropout(torch.ones(1000, device="cuda"), 0.5).count_nonzero() > 0

@@ -331,15 +331,15 @@ def test_torch_compile_fullgraph(options, device):
         assert_rel_close(out, ref, REL_TOL[torch.float32])
 
 
-def test_model_uses_fused_mlp_on_triton(monkeypatch):
+def test_model_uses_fused_mlp_on_triton(monkeypatch, device):
     from fastgpt.ops import attention, cross_entropy, layernorm
     for op in (attention.attention, cross_entropy.linear_cross_entropy, layernorm.add_layernorm):
         if "triton" not in op.impls:   # an op whose kernels are not written yet runs its reference
             monkeypatch.setitem(op.impls, "triton", op.impls["torch"])
-    model = fastgpt.GPT(fastgpt.GPTConfig(block_size=16, vocab_size=50, n_layer=1, n_head=2, n_embd=32))
+    model = fastgpt.GPT(fastgpt.GPTConfig(block_size=16, vocab_size=50, n_layer=1, n_head=2, n_embd=32)).to(device)
     assert isinstance(model.transformer.h[0].mlp, FusedMLP)
-    idx = torch.randint(0, 50, (2, 16))
-    targets = torch.randint(0, 50, (2, 16))
+    idx = torch.randint(0, 50, (2, 16), device=device)
+    targets = torch.randint(0, 50, (2, 16), device=device)
     results = {}
     for backend in ("torch", "triton"):
         model.zero_grad()

@@ -48,13 +48,13 @@ def test_a_few_steps_lower_the_loss():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("bias", [True, False])
-def test_matches_hand_written_nanogpt_on_the_same_weights(backend, bias):
+def test_matches_hand_written_nanogpt_on_the_same_weights(backend, bias, device):
     cfg = TINY.replace(bias=bias)
-    ref = NanoGPT(cfg)
-    model = GPT(cfg)
+    ref = NanoGPT(cfg).to(device)
+    model = GPT(cfg).to(device)
     model.load_state_dict(ref.state_dict())
-    idx = tokens(cfg, B=2, T=19)
-    targets = tokens(cfg, B=2, T=19, seed=1)
+    idx = tokens(cfg, B=2, T=19).to(device)
+    targets = tokens(cfg, B=2, T=19, seed=1).to(device)
     ref_logits = ref(idx)
     ref_loss = torch.nn.functional.cross_entropy(ref_logits.view(-1, cfg.vocab_size), targets.view(-1))
     ref_loss.backward()

@@ -71,7 +71,7 @@ def test_console_scripts_train_then_sample(tmp_path, corpus):
 
 
 def test_main_in_process(tmp_path, corpus, capsys):
-    assert main(tiny_flags(tmp_path, corpus, max_iters=4, tokenizer="gpt2", n_embd=16)) == 0
+    assert main(tiny_flags(tmp_path, corpus, max_iters=4, tokenizer="gpt2", n_embd=32)) == 0
     out = capsys.readouterr().out
     assert "vocab 50304" in out and "final: step 4" in out
     first = load_checkpoint(tmp_path / "out")

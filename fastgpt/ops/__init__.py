@@ -6,10 +6,11 @@ from fastgpt.ops.attention import (FusedCausalSelfAttention, KVCache, flash_atte
                                    flash_attention_qkvpacked)
 from fastgpt.ops.cross_entropy import fused_linear_cross_entropy
 from fastgpt.ops.layernorm import FusedAddLayerNorm, fused_add_layernorm
+from fastgpt.ops.linear import fused_linear
 from fastgpt.ops.mlp import FusedMLP, MLPOptions, fused_linear_gelu, fused_mlp
 
 __all__ = [
     "FusedAddLayerNorm", "FusedCausalSelfAttention", "FusedMLP", "KVCache", "MLPOptions",
-    "flash_attention", "flash_attention_qkvpacked", "fused_add_layernorm", "fused_linear_cross_entropy", "fused_linear_gelu",
+    "flash_attention", "flash_attention_qkvpacked", "fused_add_layernorm", "fused_linear", "fused_linear_cross_entropy", "fused_linear_gelu",
     "fused_mlp",
 ]

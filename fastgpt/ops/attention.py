@@ -31,6 +31,7 @@ from torch import nn
 
 from fastgpt.backend import Op
 from fastgpt.ops.dispatch import call_custom_op
+from fastgpt.ops.linear import fused_linear
 
 attention = Op("attention")
 # The same attention on one packed (B, T, 3, H, D) qkv tensor (FusedCausalSelfAttention's path):
@@ -354,7 +355,9 @@ class FusedCausalSelfAttention(nn.Module):
         B, T, C = x.shape
         if C != self.n_embd:
             raise ValueError(f"expected input of width {self.n_embd}, got {tuple(x.shape)}")
-        qkv = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head)   # no copy
+        # c_attn and c_proj as F.linear, with fastgpt's bias-gradient kernel (fastgpt.ops.linear)
+        qkv = fused_linear(x, self.c_attn.weight, self.c_attn.bias)
+        qkv = qkv.view(B, T, 3, self.n_head, C // self.n_head)                # no copy
         if cache is None:
             # packed: the backward writes d(qkv) in one buffer, no stack of dq, dk, dv
             y = flash_attention_qkvpacked(qkv, causal=True, dropout_p=self.dropout if self.training else 0.0)
@@ -363,4 +366,4 @@ class FusedCausalSelfAttention(nn.Module):
             k, v = cache.append(k, v)
             y = _cached_attention(q, k, v).transpose(1, 2)
         y = y.reshape(B, T, C)   # (B, T, H, D) -> (B, T, C), free when y is contiguous
-        return self.resid_dropout(self.c_proj(y))
+        return self.resid_dropout(fused_linear(y, self.c_proj.weight, self.c_proj.bias))

@@ -25,3 +25,60 @@ def autocast_inputs(*tensors: torch.Tensor | None) -> tuple[torch.Tensor | None,
         return tensors
     dtype = torch.get_autocast_dtype(device_type)
     return tuple(t.to(dtype) if t is not None and t.is_floating_point() else t for t in tensors)
+
+
+class _CastParameters(torch.autograd.Function):
+    """(dtype, *params) -> the params' copies in dtype, made by one multi-tensor copy; the
+    backward casts the copies' gradients back to each param's dtype the same way."""
+
+    @staticmethod
+    def forward(ctx, dtype, *params):
+        copies = [torch.empty_like(p, dtype=dtype) for p in params]
+        torch._foreach_copy_(copies, list(params))
+        ctx.dtypes = [p.dtype for p in params]
+        ctx.set_materialize_grads(False)     # an unused copy's gradient stays None
+        return tuple(copies)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        present = [i for i, g in enumerate(grads) if g is not None]
+        out: list[torch.Tensor | None] = [None] * len(grads)
+        if present:
+            full = [torch.empty_like(grads[i], dtype=ctx.dtypes[i]) for i in present]
+            torch._foreach_copy_(full, [grads[i] for i in present])
+            for i, g in zip(present, full):
+                out[i] = g
+        return (None, *out)
+
+
+def cast_once_forward(model: torch.nn.Module, *args, **kwargs):
+    """model(*args, **kwargs) with every floating parameter cast to the autocast dtype up front.
+
+    What autocast would do anyway, in fewer kernels: under autocast each op casts the fp32
+    parameters it uses (F.linear, and the fused ops through autocast_inputs), a kernel per
+    parameter in the forward and another per gradient in the backward: about 320 small copies
+    in a GPT-2 step, 1.2 ms of GPU time on the H100 (run 8, kernels-triton.md). Here one
+    multi-tensor copy (torch._foreach_copy_) makes all the copies, the model runs on them
+    (torch.func.functional_call; tied weights stay tied), and the backward casts their
+    gradients back in one more; the fp32 parameters get fp32 gradients as before.
+
+    Numerics: the same bf16 weights reach every GEMM and kernel; what differs from plain
+    autocast is that ops autocast leaves in fp32 (the embeddings) now run in the autocast
+    dtype too, so the token + position sum is rounded once more and the embedding gradient
+    (tied with the LM head's) is summed in the autocast dtype before its cast to fp32.
+
+    Plain model(*args) outside autocast, and for a DistributedDataParallel or torch.compile'd
+    model (DDP overlaps its all-reduce with the backward per parameter, which one cast at the
+    very end would defeat; a compiled model fuses the casts itself).
+    """
+    params = dict(model.named_parameters())
+    first = next(iter(params.values()), None)
+    if (first is None or not torch.is_autocast_enabled(first.device.type)
+            or isinstance(model, torch.nn.parallel.DistributedDataParallel) or hasattr(model, "_orig_mod")):
+        return model(*args, **kwargs)
+    dtype = torch.get_autocast_dtype(first.device.type)
+    names = [n for n, p in params.items() if p.is_floating_point() and p.dtype != dtype]
+    if not names:
+        return model(*args, **kwargs)
+    copies = _CastParameters.apply(dtype, *(params[n] for n in names))
+    return torch.func.functional_call(model, dict(zip(names, copies)), args, kwargs)

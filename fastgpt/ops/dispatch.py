@@ -21,10 +21,35 @@ The results are the same either way: the op's implementation *is* the plain func
 """
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+import contextvars
+from typing import Callable, Iterator
 
 import torch
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
+
+_replayed: contextvars.ContextVar[bool] = contextvars.ContextVar("fastgpt_replayed", default=False)
+
+
+@contextlib.contextmanager
+def replayed_steps() -> Iterator[None]:
+    """Mark the enclosed work as recorded once and replayed (a CUDA graph): launches cost nothing
+    there, so ops that trade host time for GPU time take the GPU-time side (launch_bound()).
+    GraphedTrainStep wraps its warm-up steps and its capture in it, so that whatever the capture
+    launches was compiled and loaded before (no module may be loaded while a stream captures)."""
+    token = _replayed.set(True)
+    try:
+        yield
+    finally:
+        _replayed.reset(token)
+
+
+def launch_bound() -> bool:
+    """True when an extra kernel launch costs more than it saves: eager execution, where every
+    Triton launch costs tens of microseconds of host time (about 85 us on the H100 machine,
+    benchmarks/host_profile.py) and a GPT-2 step is host-bound. False inside replayed_steps() and
+    while torch.compile traces (its graph launches the custom ops' kernels with little host work)."""
+    return not (torch.compiler.is_compiling() or _replayed.get())   # dynamo reads no ContextVar
 
 
 def call_custom_op(op: Callable, fn: Callable, *args):

@@ -49,7 +49,20 @@ def _cuda_launchers():
     ext = _cuda.load()
     if ext is None or not hasattr(ext, "add_layernorm_fwd"):
         return _triton_launchers()          # an extension without this op runs it as triton
-    return ext.add_layernorm_fwd, ext.add_layernorm_bwd
+    return _parameters_in_activation_dtype(ext.add_layernorm_fwd, ext.add_layernorm_bwd)
+
+
+def _parameters_in_activation_dtype(fwd: Callable, bwd: Callable) -> tuple[Callable, Callable]:
+    """The extension's kernels take weight and bias in the activations' dtype; the Triton ones take
+    any (fp32 parameters beside half-precision activations). Cast them on the way in, and their
+    gradients back on the way out (no-ops when the dtypes already agree)."""
+    def forward(x, residual, weight, bias, eps):
+        return fwd(x, residual, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), eps)
+
+    def backward(dy, ds, s, weight, mean, rstd, has_bias):
+        dx, dweight, dbias = bwd(dy, ds, s, weight.to(s.dtype), mean, rstd, has_bias)
+        return dx, dweight.to(weight.dtype), None if dbias is None else dbias.to(weight.dtype)
+    return forward, backward
 
 
 LAUNCHERS: dict[str, Callable[[], tuple[Callable, Callable]]] = {

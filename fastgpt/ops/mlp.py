@@ -63,7 +63,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastgpt.backend import Op
-from fastgpt.ops.dispatch import absent, call_custom_op
+from fastgpt.ops.dispatch import absent, call_custom_op, launch_bound
 from fastgpt.ops.autocast import autocast_inputs
 
 linear_gelu = Op("linear_gelu")
@@ -248,6 +248,15 @@ def _column_sum(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t.sum(0, dtype=torch.float32).to(dtype)
 
 
+def _proj_bias_grad(dy: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """c_proj's bias gradient: the linear family's column-sum kernel where launches are free (CUDA
+    graphs, torch.compile), torch's reduction eagerly (fastgpt.ops.linear says why)."""
+    if launch_bound():
+        return _column_sum(dy, dtype)
+    from fastgpt.kernels import linear as linear_kernels
+    return linear_kernels.column_sum(dy, dtype)
+
+
 def _linear_gelu_bwd_impl(dh: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor,
                      has_bias: bool, dgrad: str, wgrad: str, schedule: str
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -309,7 +318,7 @@ def _mlp_bwd_impl(dy: torch.Tensor, x: torch.Tensor, fc_weight: torch.Tensor, pr
     if has_fc_bias:
         dfc_bias = dfc_bias.to(x.dtype) if dfc_bias is not None else _column_sum(dpre, x.dtype)
     return (dx, dfc_weight, dfc_bias if has_fc_bias else absent(x), dproj_weight,
-            _column_sum(dy, x.dtype) if has_proj_bias else absent(x))
+            _proj_bias_grad(dy, x.dtype) if has_proj_bias else absent(x))
 
 
 _mlp_bwd = torch.library.custom_op("fastgpt::mlp_bwd", mutates_args=())(_mlp_bwd_impl)
