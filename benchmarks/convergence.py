@@ -3,13 +3,15 @@ losses from the same seed and the same batches.
 
 A small GPT-2-shaped model (6 layers, 384 wide, 6 heads, block 256, no dropout) on character-level
 Tiny Shakespeare (fastgpt/data/tinyshakespeare.txt, 65 characters), AdamW, bf16 autocast, for a
-few hundred steps. Three runs from identical weights and batches:
-    reference       torch backend, bf16 autocast
-    fastgpt         triton backend, bf16 autocast
-    reference-fp32  torch backend without autocast: sets the scale of bf16 rounding noise
+few hundred steps. Four runs from identical weights and batches:
+    reference        torch backend, bf16 autocast
+    fastgpt          triton backend, bf16 autocast (the eager step)
+    fastgpt-graphed  the same with the arithmetic of fastgpt-train's CUDA-graphed step: parameters
+                     cast to bf16 in one copy (embeddings included), the bias-gradient kernels
+    reference-fp32   torch backend without autocast: sets the scale of bf16 rounding noise
 Bound, stated up front: the moving averages (window --smooth steps) of fastgpt and the reference
 differ by at most max(--tolerance, 2 x the largest difference between the reference in bf16 and
-in fp32), in nats, at every step. That is, fastgpt may differ from the reference by no more than
+in fp32), in nats, at every step; the same bound for fastgpt-graphed. That is, fastgpt may differ from the reference by no more than
 twice what bf16 alone does to the reference (and never needs to beat a small absolute floor).
 
 Writes a JSON (every run's per-step losses, the smoothed differences, the bound, the verdict)
@@ -30,6 +32,8 @@ from pathlib import Path
 import torch
 
 import fastgpt
+from fastgpt.ops.autocast import cast_once_forward
+from fastgpt.ops.dispatch import replayed_steps
 
 DATA = Path(fastgpt.__file__).parent / "data" / "tinyshakespeare.txt"
 MODEL = fastgpt.GPTConfig(block_size=256, vocab_size=65, n_layer=6, n_head=6, n_embd=384,
@@ -54,9 +58,13 @@ def batches(data: torch.Tensor, steps: int, batch: int, block: int, seed: int):
 
 
 def train(backend: str, config: fastgpt.GPTConfig, data: torch.Tensor, *, steps: int, batch: int,
-          lr: float, warmup: int, seed: int, device: str, autocast_dtype: torch.dtype | None
-          ) -> list[float]:
-    """Per-step training losses of a fresh model (weights from `seed`) on `backend`."""
+          lr: float, warmup: int, seed: int, device: str, autocast_dtype: torch.dtype | None,
+          graphed_numerics: bool = False) -> list[float]:
+    """Per-step training losses of a fresh model (weights from `seed`) on `backend`.
+
+    graphed_numerics: the arithmetic of fastgpt-train's CUDA-graphed step (GraphedTrainStep), run
+    eagerly: all parameters cast to the autocast dtype by one copy (cast_once_forward) and the
+    kernels of replayed steps (replayed_steps: the bias-gradient column sums)."""
     torch.manual_seed(seed)
     model = fastgpt.GPT(config).to(device)
     optimizer = model.configure_optimizer(weight_decay=0.1, learning_rate=lr, betas=(0.9, 0.95),
@@ -69,7 +77,11 @@ def train(backend: str, config: fastgpt.GPTConfig, data: torch.Tensor, *, steps:
         with fastgpt.use_backend(backend), torch.autocast(torch.device(device).type,
                                                           dtype=autocast_dtype or torch.float32,
                                                           enabled=autocast_dtype is not None):
-            _, loss = model(x, y)
+            if graphed_numerics:
+                with replayed_steps():
+                    _, loss = cast_once_forward(model, x, y)
+            else:
+                _, loss = model(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -112,28 +124,32 @@ def main(argv=None) -> int:
     config = MODEL.replace(vocab_size=vocab)
     common = dict(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup,
                   seed=args.seed, device=args.device)
-    runs = {"reference": ("torch", torch.bfloat16), "fastgpt": ("triton", torch.bfloat16),
-            "reference-fp32": ("torch", None)}
+    # name: (backend, autocast dtype, graphed_numerics)
+    runs = {"reference": ("torch", torch.bfloat16, False), "fastgpt": ("triton", torch.bfloat16, False),
+            "fastgpt-graphed": ("triton", torch.bfloat16, True), "reference-fp32": ("torch", None, False)}
     losses, seconds = {}, {}
-    for name, (backend, dtype) in runs.items():
+    for name, (backend, dtype, graphed) in runs.items():
         start = time.perf_counter()
-        losses[name] = train(backend, config, data, autocast_dtype=dtype, **common)
+        losses[name] = train(backend, config, data, autocast_dtype=dtype, graphed_numerics=graphed, **common)
         seconds[name] = time.perf_counter() - start
         print(f"{name:15s} {args.steps} steps in {seconds[name]:.1f} s, "
               f"final loss {losses[name][-1]:.4f}", flush=True)
 
     smooth = {name: moving_average(v, args.smooth) for name, v in losses.items()}
     diff = max_abs_difference(smooth["fastgpt"], smooth["reference"])
+    graphed_diff = max_abs_difference(smooth["fastgpt-graphed"], smooth["reference"])
     bf16_noise = max_abs_difference(smooth["reference"], smooth["reference-fp32"])
     bound = max(args.tolerance, 2 * bf16_noise)
-    ok = diff <= bound and all(math.isfinite(v) for v in losses["fastgpt"])
+    ok = (max(diff, graphed_diff) <= bound
+          and all(math.isfinite(v) for v in losses["fastgpt"] + losses["fastgpt-graphed"]))
 
-    print(f"\n{'step':>6} | {'reference':>9} | {'fastgpt':>9} | {'ref fp32':>9} | smoothed |diff|")
+    print(f"\n{'step':>6} | {'reference':>9} | {'fastgpt':>9} | {'graphed':>9} | {'ref fp32':>9} | smoothed |diff|")
     for step in sorted(set(range(0, args.steps, max(1, args.steps // 10))) | {args.steps - 1}):
         print(f"{step:6d} | {smooth['reference'][step]:9.4f} | {smooth['fastgpt'][step]:9.4f} | "
-              f"{smooth['reference-fp32'][step]:9.4f} | "
+              f"{smooth['fastgpt-graphed'][step]:9.4f} | {smooth['reference-fp32'][step]:9.4f} | "
               f"{abs(smooth['fastgpt'][step] - smooth['reference'][step]):.4f}")
-    print(f"\nmax |smoothed fastgpt - reference| = {diff:.4f} nats; bf16 noise of the reference "
+    print(f"\nmax |smoothed fastgpt - reference| = {diff:.4f} nats (graphed step's arithmetic: "
+          f"{graphed_diff:.4f}); bf16 noise of the reference "
           f"(bf16 vs fp32) = {bf16_noise:.4f}; bound max({args.tolerance}, 2 x noise) = {bound:.4f}: "
           f"{'PASS' if ok else 'FAIL'}")
 
@@ -141,6 +157,7 @@ def main(argv=None) -> int:
     result = {"device": device_name, "torch": torch.__version__, "model": dataclasses.asdict(config),
               "args": {k: str(v) for k, v in vars(args).items()}, "seconds": seconds,
               "losses": losses, "smoothed": smooth, "max_smoothed_difference": diff,
+              "max_smoothed_difference_graphed": graphed_diff,
               "bf16_noise": bf16_noise, "bound": bound, "passed": ok}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -42,6 +42,22 @@ def test_backends_train_to_the_same_losses(convergence, device):
         assert abs(ours - ref) <= tol * abs(ref), f"step {step}: triton {ours} vs torch {ref}"
 
 
+def test_graphed_step_arithmetic_trains_as_plain_autocast(convergence, device):
+    """bf16: the CUDA-graphed step's arithmetic (one-copy parameter cast, embeddings in bf16 too;
+    the bias-gradient kernels) against plain autocast, 60 steps, with convergence.py's bound:
+    smoothed losses within max(0.05, 2 x what bf16 does to the reference) nats."""
+    data, _ = convergence.char_tokens(convergence.DATA.read_text(encoding="utf-8")[:20000])
+    run = dict(steps=60, batch=4, lr=3e-3, warmup=5, seed=0, device=device)
+    plain = convergence.train("torch", TINY, data, autocast_dtype=torch.bfloat16, **run)
+    graphed = convergence.train("torch", TINY, data, autocast_dtype=torch.bfloat16, graphed_numerics=True, **run)
+    fp32 = convergence.train("torch", TINY, data, autocast_dtype=None, **run)
+    smooth = {name: convergence.moving_average(v, 10) for name, v in
+              (("plain", plain), ("graphed", graphed), ("fp32", fp32))}
+    assert smooth["graphed"][-1] < smooth["graphed"][0] - 0.5          # it learns
+    bound = max(0.05, 2 * convergence.max_abs_difference(smooth["plain"], smooth["fp32"]))
+    assert convergence.max_abs_difference(smooth["graphed"], smooth["plain"]) <= bound
+
+
 def test_moving_average_and_difference(convergence):
     assert convergence.moving_average([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
     assert convergence.max_abs_difference([1.0, 2.0], [1.5, 1.0]) == 1.0

@@ -103,7 +103,7 @@ class _LinearFunction(torch.autograd.Function):
         dy2 = dy.reshape(-1, dy.shape[-1])
         dx = torch.mm(dy2, weight).view(x.shape) if ctx.needs_input_grad[0] else None
         dweight = torch.mm(dy2.t(), x.reshape(-1, x.shape[-1])) if ctx.needs_input_grad[1] else None
-        dbias = bias_grad(dy2.contiguous(), weight.dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        dbias = bias_grad(dy2, weight.dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return dx, dweight, dbias
 
 
