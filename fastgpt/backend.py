@@ -4,7 +4,8 @@ Backends:
   torch   the pure-PyTorch reference of every op (test oracle and CPU fallback)
   triton  our Triton kernels (on CPU tensors only under TRITON_INTERPRET=1)
   cuda    the optional compiled extension `fastgpt._C`; ops it lacks run as triton
-  auto    triton for CUDA tensors, torch otherwise (the default)
+  auto    triton for CUDA tensors, torch otherwise (the default); an op whose kernels cannot take
+          the arguments at hand (e.g. attention with head dim 8) runs on torch, with a warning
 
 The active name comes, first match wins, from `use_backend(...)` / `set_backend(...)`,
 then the environment variable FASTGPT_BACKEND, then "auto". Every op in `fastgpt.ops`
@@ -17,6 +18,7 @@ import contextlib
 import contextvars
 import importlib.util
 import os
+import warnings
 from typing import Callable, Iterator
 
 import torch
@@ -104,6 +106,12 @@ def resolve(device: torch.device | str | None = None) -> str:
 
 
 @torch.compiler.assume_constant_result
+def _auto_selected() -> bool:
+    # as _resolve_device_type below: read at trace time, a constant in the graph
+    return get_backend() == "auto"
+
+
+@torch.compiler.assume_constant_result
 def _resolve_device_type(device_type: str) -> str:
     # torch.compile cannot trace the ContextVar and environment reads in resolve(); this
     # wrapper runs them at trace time and bakes the answer into the graph as a constant (so a
@@ -122,27 +130,51 @@ class Op:
     def __init__(self, name: str):
         self.name = name
         self.impls: dict[str, Callable] = {}
+        self.unsupported: dict[str, Callable[..., str | None]] = {}
+        self._warned: set[str] = set()
 
-    def register(self, backend: str) -> Callable[[Callable], Callable]:
+    def register(self, backend: str, unsupported: Callable[..., str | None] | None = None
+                 ) -> Callable[[Callable], Callable]:
+        """Decorator: fn implements this op on `backend`. `unsupported(*args, **kwargs)`, if given,
+        says why that implementation cannot take these arguments (None when it can); under "auto"
+        the op then runs its torch implementation instead (a backend chosen by name keeps its own
+        error, which the implementation raises)."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}")
 
         def decorator(fn: Callable) -> Callable:
             self.impls[backend] = fn
+            if unsupported is not None:
+                self.unsupported[backend] = unsupported
             return fn
 
         return decorator
 
-    def implementation(self, backend: str) -> Callable:
+    def _provider(self, backend: str) -> str:
+        """The backend whose implementation runs for `backend`, following FALLBACK."""
         name: str | None = backend
         while name is not None:
             if name in self.impls:
-                return self.impls[name]
+                return name
             name = FALLBACK[name]
         raise BackendError(f"op {self.name!r} has no implementation for backend {backend!r}")
 
+    def implementation(self, backend: str) -> Callable:
+        return self.impls[self._provider(backend)]
+
     def __call__(self, *args, device: torch.device, **kwargs):
-        return self.implementation(_resolve_device_type(device.type))(*args, **kwargs)
+        provider = self._provider(_resolve_device_type(device.type))
+        check = self.unsupported.get(provider)
+        if check is not None and _auto_selected():
+            why = check(*args, **kwargs)
+            if why is not None:
+                if why not in self._warned:
+                    self._warned.add(why)
+                    warnings.warn(f"fastgpt: {self.name} runs on the torch backend here: {why} "
+                                  f"(backend 'auto'; choose one by name to make this an error)",
+                                  RuntimeWarning, stacklevel=3)
+                return self.impls["torch"](*args, **kwargs)
+        return self.impls[provider](*args, **kwargs)
 
     def __repr__(self) -> str:
         return f"Op({self.name!r}, backends={sorted(self.impls)})"

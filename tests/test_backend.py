@@ -1,4 +1,6 @@
 """The one backend switch: names, precedence (context > set > environment > auto), resolution."""
+import warnings
+
 import pytest
 import torch
 
@@ -69,3 +71,31 @@ def test_op_dispatch_and_fallback_chain():
         lonely.implementation("triton")
     with pytest.raises(ValueError):
         op.register("tpu")
+
+
+def test_auto_runs_torch_where_the_kernels_cannot_take_the_arguments(monkeypatch):
+    op = Op("demo")
+    op.register("torch")(lambda x: ("torch", x))
+    op.register("triton", unsupported=lambda x: "x is odd" if x % 2 else None)(lambda x: ("triton", x))
+    monkeypatch.setattr(backend, "_resolve_device_type", lambda device_type: "triton")   # as on a GPU
+    cpu = torch.device("cpu")
+    with fastgpt.use_backend("auto"):
+        assert op(2, device=cpu) == ("triton", 2)
+        with pytest.warns(RuntimeWarning, match="demo runs on the torch backend here: x is odd"):
+            assert op(3, device=cpu) == ("torch", 3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")                  # said once
+            assert op(5, device=cpu) == ("torch", 5)
+    with fastgpt.use_backend("triton"):                     # chosen by name: no fallback
+        assert op(3, device=cpu) == ("triton", 3)
+
+
+def test_auto_attention_with_an_unsupported_head_dim_runs_the_reference(monkeypatch):
+    from fastgpt.ops import attention
+    monkeypatch.setattr(backend, "_resolve_device_type", lambda device_type: "triton")
+    qkv = torch.randn(1, 5, 3, 2, 8)                         # head dim 8: no Triton kernel
+    with fastgpt.use_backend("auto"), pytest.warns(RuntimeWarning, match="head dims"):
+        out = fastgpt.flash_attention_qkvpacked(qkv)
+    assert torch.allclose(out, attention.attention_qkvpacked_reference(qkv, True, 8 ** -0.5, 0.0))
+    with fastgpt.use_backend("triton"), pytest.raises(ValueError, match="head dim 8 is not supported"):
+        fastgpt.flash_attention_qkvpacked(qkv)

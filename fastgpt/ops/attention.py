@@ -113,6 +113,16 @@ def _check_kernel_inputs(q: torch.Tensor) -> None:
                          f"it must be one of {KERNEL_HEAD_DIMS} (or use the torch backend)")
 
 
+def _kernel_problem(q: torch.Tensor, *args) -> str | None:
+    """Why the Triton kernels cannot take q (or a packed qkv), or None: the backend switch then
+    runs the torch implementation under "auto" (fastgpt.backend.Op)."""
+    if q.dtype not in KERNEL_DTYPES:
+        return f"the Triton kernels take float16, bfloat16 or float32, not {q.dtype}"
+    if q.shape[-1] not in KERNEL_HEAD_DIMS:
+        return f"the Triton kernels take head dims {KERNEL_HEAD_DIMS}, not {q.shape[-1]}"
+    return None
+
+
 # ---- public function ----
 
 def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True,
@@ -241,7 +251,7 @@ class _FlashAttentionFunction(torch.autograd.Function):
         return dq, dk, dv, None, None, None
 
 
-@attention.register("triton")
+@attention.register("triton", unsupported=_kernel_problem)
 def attention_triton(q, k, v, causal, softmax_scale, dropout_p):
     _check_kernel_inputs(q)
     return _FlashAttentionFunction.apply(q, k, v, causal, softmax_scale, dropout_p)
@@ -297,7 +307,7 @@ class _FlashAttentionQKVPackedFunction(torch.autograd.Function):
         return dqkv, None, None, None
 
 
-@attention_qkvpacked.register("triton")
+@attention_qkvpacked.register("triton", unsupported=_kernel_problem)
 def attention_qkvpacked_triton(qkv, causal, softmax_scale, dropout_p):
     _check_kernel_inputs(qkv)
     return _FlashAttentionQKVPackedFunction.apply(qkv, causal, softmax_scale, dropout_p)
