@@ -12,7 +12,9 @@ zero_grad. Configurations:
     *-compile-cudagraphs  the compiled models with mode="reduce-overhead" (CUDA graph replay)
     *-cudagraph         the eager model, the whole step (forward, backward, AdamW) captured as one
                         CUDA graph by fastgpt.cuda_graph.GraphedTrainStep: what fastgpt-train
-                        runs by default on one GPU without dropout
+                        runs by default on one GPU without dropout (for fastgpt's backends with
+                        its one-copy parameter cast and bias-gradient kernels; the reference's
+                        capture runs the model as a user would write it)
 fullgraph=True makes a graph break an error rather than a slower, unfair compiled baseline.
 
 extra_info of each benchmark: median_ms (do_bench median, ms/step), tokens_per_s, mfu
