@@ -53,7 +53,7 @@ import torch  # noqa: E402
 
 import fastgpt  # noqa: E402
 from fastgpt.backend import _resolve_device_type  # noqa: E402
-from fastgpt.ops import attention, cross_entropy, layernorm, mlp  # noqa: E402
+from fastgpt.ops import attention, cross_entropy, layernorm, linear, mlp  # noqa: E402
 from fastgpt.ops.autocast import autocast_inputs  # noqa: E402
 
 LAYERS = ("public", "function", "ops", "impl", "launchers", "validate", "autocast_inputs", "resolve")
@@ -293,8 +293,8 @@ def mlp_case(B: int = 2, T: int = 8, C: int = 32) -> tuple[str, dict]:
         "ops": lambda: run(torch.ops.fastgpt.mlp_fwd, torch.ops.fastgpt.mlp_bwd),
         "impl": (lambda: run(fwd_impl, bwd_impl)) if fwd_impl and bwd_impl else None,
         "launchers": launchers,
-        "validate": lambda: (mlp._check_linear(x, fw, fb, "fused_mlp (c_fc)"),
-                             mlp._check_linear(x, pw, pb, "fused_mlp (c_proj)", in_features=Hd)),
+        "validate": lambda: (linear.check_linear(x, fw, fb, "fused_mlp (c_fc)"),
+                             linear.check_linear(x, pw, pb, "fused_mlp (c_proj)", in_features=Hd)),
         "autocast_inputs": lambda: autocast_inputs(x, fw, fb, pw, pb),
     }
     return f"mlp ({B}, {T}, {C}) -> {Hd} -> {C} fp32, biases, default MLPOptions", layers

@@ -1,10 +1,40 @@
-"""Helpers the kernel families share (no kernels here)."""
+"""Helpers the kernel families share, and the one kernel they share: the fixed-order sum of fp32
+per-program partials that ends every deterministic column reduction (add+LayerNorm's dweight /
+dbias, the linear family's bias gradient)."""
 from __future__ import annotations
 
 import functools
 import os
 
 import torch
+import triton
+import triton.language as tl
+
+from fastgpt.backend import interpreter_mode
+
+
+@triton.jit
+def sum_partials_kernel(
+    PartialA, PartialB, OutA, OutB,    # partials (P, C) fp32 -> (C,) outputs in their own dtype
+    P, C,
+    HAS_B: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """OutA[c] = sum over p of PartialA[p, c] in p order (deterministic), and OutB from PartialB
+    when HAS_B. One program per BLOCK_C columns, walking P in (BLOCK_P, BLOCK_C) tiles."""
+    cols = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    col_mask = cols < C
+    acc_a = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
+    acc_b = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
+    for first in range(0, P, BLOCK_P):
+        parts = first + tl.arange(0, BLOCK_P)
+        mask = (parts < P)[:, None] & col_mask[None, :]
+        offs = parts.to(tl.int64)[:, None] * C + cols[None, :]
+        acc_a += tl.load(PartialA + offs, mask=mask, other=0.0)
+        if HAS_B:
+            acc_b += tl.load(PartialB + offs, mask=mask, other=0.0)
+    tl.store(OutA + cols, tl.sum(acc_a, axis=0).to(OutA.dtype.element_ty), mask=col_mask)
+    if HAS_B:
+        tl.store(OutB + cols, tl.sum(acc_b, axis=0).to(OutB.dtype.element_ty), mask=col_mask)
 
 
 @functools.lru_cache(maxsize=None)
@@ -34,8 +64,6 @@ def tuning_configs(configs: list, pinned, interpreter) -> list:
     """The configurations one kernel autotunes over: [interpreter] under TRITON_INTERPRET=1 (one
     small tile keeps CPU tests quick), [pinned] with FASTGPT_AUTOTUNE=0 (a tile that fits shared
     memory for every dtype and head size the family takes, fp32 included), else all of `configs`."""
-    from fastgpt.backend import interpreter_mode
-
     if interpreter_mode():
         return [interpreter]
     return configs if autotuning() else [pinned]

@@ -28,8 +28,8 @@ bandwidth x latency = 3 TB/s x ~1 us = ~3 MB of loads in flight chip-wide, ~25 K
   xhat is recomputed from s, mean and rstd; the weight is loaded once per program; the dweight /
   dbias partial sums are fp32 [BLOCK_C] register vectors (the tile's row axis summed in place
   each step) and written once per program as one row of a (programs, C) fp32 buffer. A second
-  small kernel sums that buffer over programs in a fixed order, tall narrow tiles so it has
-  many programs and few steps. No atomics: two runs on the same device give bit-identical
+  small kernel (kernels/common.sum_partials_kernel) sums that buffer over programs in a fixed
+  order, tall narrow tiles so it has many programs and few steps. No atomics: two runs on the same device give bit-identical
   weight and bias gradients. Many short programs rather than a persistent grid sized to the
   SMs: a persistent grid that overshoots the real occupancy runs a second, almost empty wave.
 Statistics are fp32 whatever the input dtype; the sum s is rounded to the input dtype before the
@@ -51,7 +51,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgpt.kernels.common import sm_count
+from fastgpt.kernels.common import sm_count, sum_partials_kernel
 
 MAX_HIDDEN = 65536
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -182,28 +182,6 @@ def _add_layernorm_bwd_kernel(
         tl.store(DB_partial + pid * C + cols, db_acc, mask=col_mask)
 
 
-@triton.jit
-def _add_layernorm_bwd_reduce_kernel(
-    DW_partial, DB_partial, DW, DB,    # partials (P, C) fp32 -> DW, DB (C,) in the weight's dtype
-    P, C,
-    HAS_BIAS: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-):
-    cols = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
-    col_mask = cols < C
-    dw = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
-    db = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
-    for first in range(0, P, BLOCK_P):     # fixed order: deterministic
-        parts = first + tl.arange(0, BLOCK_P)
-        mask = (parts < P)[:, None] & col_mask[None, :]
-        offs = parts[:, None] * C + cols[None, :]
-        dw += tl.load(DW_partial + offs, mask=mask, other=0.0)
-        if HAS_BIAS:
-            db += tl.load(DB_partial + offs, mask=mask, other=0.0)
-    tl.store(DW + cols, tl.sum(dw, axis=0).to(DW.dtype.element_ty), mask=col_mask)
-    if HAS_BIAS:
-        tl.store(DB + cols, tl.sum(db, axis=0).to(DB.dtype.element_ty), mask=col_mask)
-
-
 # ---------------------------------------------------------------------------------------------
 # Launchers: plain tensor-in / tensor-out functions (allocation, grid, block sizes).
 
@@ -311,9 +289,9 @@ def add_layernorm_bwd(dy: torch.Tensor, ds: torch.Tensor | None, s: torch.Tensor
         )
     dweight = torch.empty_like(weight)
     dbias = torch.empty_like(weight) if has_bias else None
-    _add_layernorm_bwd_reduce_kernel[(triton.cdiv(C, REDUCE_BLOCK_C),)](
+    sum_partials_kernel[(triton.cdiv(C, REDUCE_BLOCK_C),)](
         dw_partial, db_partial, dweight, dweight if dbias is None else dbias,
         programs, C,
-        HAS_BIAS=has_bias, BLOCK_P=REDUCE_BLOCK_P, BLOCK_C=REDUCE_BLOCK_C, num_warps=8,
+        HAS_B=has_bias, BLOCK_P=REDUCE_BLOCK_P, BLOCK_C=REDUCE_BLOCK_C, num_warps=8,
     )
     return dx, dweight, dbias

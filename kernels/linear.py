@@ -11,9 +11,10 @@ How. Pass 1: a 2-D grid of (row bands x BLOCK_N columns) programs; each walks it
 (BLOCK_M x BLOCK_N) tiles, adds them into an fp32 register tile, and reduces over rows once at
 the end: one row of an fp32 (bands, N) partials buffer. The band height is chosen so the grid has
 about PROGRAMS_PER_SM programs per SM (a few tiles in flight per SM hide the load latency; plain
-loads are not software-pipelined by Triton). Pass 2: one program per BLOCK_N2 columns sums the
-bands in order and writes the output in the caller's dtype (the bias's), so no cast kernel
-follows. Fixed partition, fixed order, no atomics: bit-identical results run to run on a device.
+loads are not software-pipelined by Triton). Pass 2 (kernels/common.sum_partials_kernel, which
+add+LayerNorm's backward ends with too): one program per BLOCK_N2 columns sums the bands in order
+and writes the output in the caller's dtype (the bias's), so no cast kernel follows. Fixed
+partition, fixed order, no atomics: bit-identical results run to run on a device.
 
 Limits: dy is 2-D with any strides (unit column stride is the fast case, specialised by Triton;
 an expanded gradient has stride 0), fp32 / fp16 / bf16; sums are fp32.
@@ -30,7 +31,7 @@ import triton
 import triton.language as tl
 
 from fastgpt.backend import interpreter_mode
-from fastgpt.kernels.common import sm_count
+from fastgpt.kernels.common import sm_count, sum_partials_kernel
 
 _INTERPRET = interpreter_mode()
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -65,22 +66,6 @@ def _column_sum_partial_kernel(
         acc += tl.load(Dy + rows[:, None] * stride_dym + cols[None, :] * stride_dyn, mask=mask,
                        other=0.0).to(tl.float32)
     tl.store(Partial + band.to(tl.int64) * N + cols, tl.sum(acc, axis=0), mask=cols_ok)
-
-
-@triton.jit
-def _column_sum_reduce_kernel(
-    Partial, Out, BANDS, N,
-    BLOCK_BANDS: tl.constexpr, BLOCK_N: tl.constexpr,
-):
-    """Out[n] = sum over bands of Partial[band, n], in band order, in Out's dtype."""
-    cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols_ok = cols < N
-    acc = tl.zeros((BLOCK_BANDS, BLOCK_N), dtype=tl.float32)
-    for start in range(0, BANDS, BLOCK_BANDS):
-        bands = start + tl.arange(0, BLOCK_BANDS)
-        mask = (bands < BANDS)[:, None] & cols_ok[None, :]
-        acc += tl.load(Partial + bands.to(tl.int64)[:, None] * N + cols[None, :], mask=mask, other=0.0)
-    tl.store(Out + cols, tl.sum(acc, axis=0).to(Out.dtype.element_ty), mask=cols_ok)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,6 +109,6 @@ def column_sum(dy: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.
         dy, partial, M, N, dy.stride(0), dy.stride(1), rows,
         INDEX_64=dy.stride(0) * M + dy.stride(1) * N >= _INT32_LIMIT, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
         num_warps=NUM_WARPS)
-    _column_sum_reduce_kernel[(triton.cdiv(N, BLOCK_N2),)](
-        partial, out, bands, N, BLOCK_BANDS=BLOCK_BANDS, BLOCK_N=BLOCK_N2, num_warps=4)
+    sum_partials_kernel[(triton.cdiv(N, BLOCK_N2),)](
+        partial, partial, out, out, bands, N, HAS_B=False, BLOCK_P=BLOCK_BANDS, BLOCK_C=BLOCK_N2, num_warps=4)
     return out

@@ -9,6 +9,7 @@ The column sum has no tl.dot, so every dtype runs in the CPU interpreter too.
 import pytest
 import torch
 import torch.nn.functional as F
+import triton
 
 import fastgpt
 from fastgpt.kernels import linear as kernels
@@ -59,13 +60,9 @@ def test_column_sum_of_transposed_and_expanded_gradients(poisoned, device):
 
 def test_column_sum_has_several_bands_and_is_deterministic(device):
     M, N = 5000, 40
-    assert triton_cdiv(M, kernels.band_rows(M, N, torch.device(device))) > 1, "one band: pass 2 untested"
+    assert triton.cdiv(M, kernels.band_rows(M, N, torch.device(device))) > 1, "one band: pass 2 untested"
     dy = torch.randn(M, N, device=device)
     assert torch.equal(kernels.column_sum(dy), kernels.column_sum(dy))
-
-
-def triton_cdiv(a, b):
-    return -(-a // b)
 
 
 def test_column_sum_edge_sizes(device):
@@ -133,15 +130,15 @@ def test_fused_linear_under_autocast_casts_as_f_linear(device):
 
 def test_fused_linear_bad_input(device):
     x, w = torch.randn(2, 8, device=device), torch.randn(6, 8, device=device)
-    with pytest.raises(ValueError, match="does not match weight"):
+    with pytest.raises(ValueError, match="fused_linear: inner sizes do not match"):
         fused_linear(x, torch.randn(6, 7, device=device))
-    with pytest.raises(ValueError, match="bias must be"):
+    with pytest.raises(ValueError, match=r"bias must have shape \(6,\)"):
         fused_linear(x, w, torch.randn(5, device=device))
-    with pytest.raises(TypeError, match="share one dtype"):
+    with pytest.raises(TypeError, match="mixed dtypes"):
         fused_linear(x.half(), w)
-    with pytest.raises(TypeError, match="floating point"):
+    with pytest.raises(TypeError, match="floating-point"):
         fused_linear(x.long(), w)
-    with pytest.raises(TypeError, match="torch.Tensor"):
+    with pytest.raises(TypeError, match="must be tensors"):
         fused_linear(x, [[1.0]])
 
 

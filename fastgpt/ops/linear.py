@@ -33,22 +33,36 @@ def linear_reference(x, weight, bias):
     return F.linear(x, weight, bias)
 
 
-def _check(x, weight, bias) -> None:
-    for name, t in (("x", x), ("weight", weight)) + ((("bias", bias),) if bias is not None else ()):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"fused_linear: {name} must be a torch.Tensor, got {type(t).__name__}")
-        if not t.is_floating_point():
-            raise TypeError(f"fused_linear: {name} must be floating point, got {t.dtype}")
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_linear(x, weight, bias, name: str, in_features: int | None = None) -> None:
+    """Clear errors for a linear layer's operands (fused_linear's, and both layers of the MLP's);
+    in_features defaults to x's last size."""
+    if not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{name}: x and weight must be tensors")
+    if x.dim() < 1:
+        raise ValueError(f"{name}: x must have at least one dimension (the features)")
+    if weight.dim() != 2:
+        raise ValueError(f"{name}: weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
+    in_features = x.shape[-1] if in_features is None else in_features
+    if in_features != weight.shape[1]:
+        raise ValueError(f"{name}: inner sizes do not match: the input has {in_features} features "
+                         f"(x of shape {tuple(x.shape)}), weight of shape {tuple(weight.shape)} "
+                         f"expects {weight.shape[1]}")
+    if bias is not None and (bias.dim() != 1 or bias.shape[0] != weight.shape[0]):
+        raise ValueError(f"{name}: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+    for label, t in (("x", x), ("weight", weight), ("bias", bias)):
+        if t is None:
+            continue
+        if t.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"{name}: {label} must be a floating-point tensor "
+                            f"(float16, bfloat16, float32), got {t.dtype}")
+        if t.dtype != x.dtype:
+            raise TypeError(f"{name}: mixed dtypes: x is {x.dtype}, {label} is {t.dtype} "
+                            "(cast them to one dtype, or run under torch.autocast)")
         if t.device != x.device:
-            raise ValueError(f"fused_linear: x is on {x.device} but {name} on {t.device}")
-    if weight.dim() != 2 or x.dim() < 1 or x.shape[-1] != weight.shape[1]:
-        raise ValueError(f"fused_linear: x {tuple(x.shape)} does not match weight {tuple(weight.shape)} "
-                         "(expected x (..., in_features), weight (out_features, in_features))")
-    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"fused_linear: bias must be ({weight.shape[0]},), got {tuple(bias.shape)}")
-    if not (x.dtype == weight.dtype and (bias is None or bias.dtype == x.dtype)):
-        raise TypeError(f"fused_linear: x, weight and bias must share one dtype (or run under autocast), "
-                        f"got x {x.dtype}, weight {weight.dtype}" + (f", bias {bias.dtype}" if bias is not None else ""))
+            raise ValueError(f"{name}: tensors on different devices: x on {x.device}, {label} on {t.device}")
 
 
 def fused_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -65,7 +79,7 @@ def fused_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         ValueError: shapes that do not match, or tensors on different devices.
     """
     x, weight, bias = autocast_inputs(x, weight, bias)
-    _check(x, weight, bias)
+    check_linear(x, weight, bias, "fused_linear")
     return linear(x, weight, bias, device=x.device)
 
 
@@ -85,8 +99,19 @@ def _(dy, dtype):
     return dy.new_empty(dy.shape[1], dtype=dtype)
 
 
+def bias_grad_reference(dy: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """PyTorch's column sum (fp32 accumulation): the test oracle, and what runs where launches cost."""
+    return dy.sum(0, dtype=torch.float32).to(dtype)
+
+
 def bias_grad(dy: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """dy (M, N) summed over rows (fp32 accumulation) -> (N,) in dtype: a linear layer's dbias."""
+    """dy (M, N) summed over rows (fp32 accumulation) -> (N,) in dtype: a linear layer's dbias.
+
+    The column-sum kernel where launches are free (CUDA graphs, torch.compile); PyTorch's
+    reduction eagerly, where the kernel's Triton launch costs more host time than it saves
+    (fastgpt.ops.dispatch.launch_bound)."""
+    if launch_bound():
+        return bias_grad_reference(dy, dtype)
     return call_custom_op(_bias_grad, _bias_grad_impl, dy, dtype)
 
 

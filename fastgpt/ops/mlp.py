@@ -63,13 +63,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastgpt.backend import Op
-from fastgpt.ops.dispatch import absent, call_custom_op, launch_bound
+from fastgpt.ops.dispatch import absent, call_custom_op
+from fastgpt.ops.linear import bias_grad as linear_bias_grad
+from fastgpt.ops.linear import bias_grad_reference, check_linear
 from fastgpt.ops.autocast import autocast_inputs
 
 linear_gelu = Op("linear_gelu")
 mlp = Op("mlp")
 
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,34 +114,6 @@ def mlp_reference(x, fc_weight, fc_bias, proj_weight, proj_bias, options=DEFAULT
 
 # ---- validation (public functions) ----
 
-def _check_linear(x, weight, bias, name: str, in_features: int | None = None) -> None:
-    """Clear errors for a linear layer's operands; in_features defaults to x's last size."""
-    if not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor):
-        raise TypeError(f"{name}: x and weight must be tensors")
-    if x.dim() < 1:
-        raise ValueError(f"{name}: x must have at least one dimension (the features)")
-    if weight.dim() != 2:
-        raise ValueError(f"{name}: weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
-    in_features = x.shape[-1] if in_features is None else in_features
-    if in_features != weight.shape[1]:
-        raise ValueError(f"{name}: inner sizes do not match: the input has {in_features} features "
-                         f"(x of shape {tuple(x.shape)}), weight of shape {tuple(weight.shape)} "
-                         f"expects {weight.shape[1]}")
-    if bias is not None and (bias.dim() != 1 or bias.shape[0] != weight.shape[0]):
-        raise ValueError(f"{name}: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
-    for label, t in (("x", x), ("weight", weight), ("bias", bias)):
-        if t is None:
-            continue
-        if t.dtype not in _FLOAT_DTYPES:
-            raise TypeError(f"{name}: {label} must be a floating-point tensor "
-                            f"(float16, bfloat16, float32), got {t.dtype}")
-        if t.dtype != x.dtype:
-            raise TypeError(f"{name}: mixed dtypes: x is {x.dtype}, {label} is {t.dtype} "
-                            "(cast them to one dtype, or run under torch.autocast)")
-        if t.device != x.device:
-            raise ValueError(f"{name}: tensors on different devices: x on {x.device}, {label} on {t.device}")
-
-
 # ---- public functions ----
 
 def fused_linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
@@ -162,7 +135,7 @@ def fused_linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     The backend (torch / triton / cuda) is chosen by fastgpt.backend.
     """
     x, weight, bias = autocast_inputs(x, weight, bias)
-    _check_linear(x, weight, bias, "fused_linear_gelu")
+    check_linear(x, weight, bias, "fused_linear_gelu")
     return linear_gelu(x, weight, bias, options, device=x.device)
 
 
@@ -184,8 +157,8 @@ def fused_mlp(x: torch.Tensor, fc_weight: torch.Tensor, fc_bias: torch.Tensor | 
     """
     x, fc_weight, fc_bias, proj_weight, proj_bias = autocast_inputs(x, fc_weight, fc_bias, proj_weight,
                                                                    proj_bias)
-    _check_linear(x, fc_weight, fc_bias, "fused_mlp (c_fc)")
-    _check_linear(x, proj_weight, proj_bias, "fused_mlp (c_proj)", in_features=fc_weight.shape[0])
+    check_linear(x, fc_weight, fc_bias, "fused_mlp (c_fc)")
+    check_linear(x, proj_weight, proj_bias, "fused_mlp (c_proj)", in_features=fc_weight.shape[0])
     return mlp(x, fc_weight, fc_bias, proj_weight, proj_bias, options, device=x.device)
 
 
@@ -242,19 +215,6 @@ def _matmul(a, b, backend: str, schedule: str) -> torch.Tensor:
         return torch.mm(a, b)
     from fastgpt.kernels import mlp as kernels
     return kernels.matmul(a, b, schedule=schedule)
-
-
-def _column_sum(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return t.sum(0, dtype=torch.float32).to(dtype)
-
-
-def _proj_bias_grad(dy: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """c_proj's bias gradient: the linear family's column-sum kernel where launches are free (CUDA
-    graphs, torch.compile), torch's reduction eagerly (fastgpt.ops.linear says why)."""
-    if launch_bound():
-        return _column_sum(dy, dtype)
-    from fastgpt.kernels import linear as linear_kernels
-    return linear_kernels.column_sum(dy, dtype)
 
 
 def _linear_gelu_bwd_impl(dh: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor,
@@ -316,9 +276,9 @@ def _mlp_bwd_impl(dy: torch.Tensor, x: torch.Tensor, fc_weight: torch.Tensor, pr
     dx = _matmul(dpre, fc_weight, dgrad, schedule)
     dfc_weight = _matmul(dpre.t(), x, "torch" if wgrad == "torch" else "triton", schedule)
     if has_fc_bias:
-        dfc_bias = dfc_bias.to(x.dtype) if dfc_bias is not None else _column_sum(dpre, x.dtype)
+        dfc_bias = dfc_bias.to(x.dtype) if dfc_bias is not None else bias_grad_reference(dpre, x.dtype)
     return (dx, dfc_weight, dfc_bias if has_fc_bias else absent(x), dproj_weight,
-            _proj_bias_grad(dy, x.dtype) if has_proj_bias else absent(x))
+            linear_bias_grad(dy, x.dtype) if has_proj_bias else absent(x))
 
 
 _mlp_bwd = torch.library.custom_op("fastgpt::mlp_bwd", mutates_args=())(_mlp_bwd_impl)
@@ -474,7 +434,7 @@ class _CudaMLPFunction(torch.autograd.Function):
         dx = torch.mm(da, fc_weight).view(*dy.shape[:-1], x2d.shape[1])
         has_fc_bias, has_proj_bias = ctx.has_biases
         return (dx, torch.mm(da.t(), x2d), dfc_b if has_fc_bias else None, dproj_w,
-                _column_sum(dy2d, dy.dtype) if has_proj_bias else None)
+                bias_grad_reference(dy2d, dy.dtype) if has_proj_bias else None)
 
 
 @linear_gelu.register("cuda")
