@@ -24,13 +24,28 @@ def rows(data: dict) -> list[dict]:
     return found
 
 
-def plot(data: dict, out: Path) -> None:
+def pyplot(script: str):
+    """matplotlib.pyplot drawing to files (Agg), or exit saying that `script` needs matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise SystemExit("plot_train_step.py needs matplotlib: pip install matplotlib") from None
+        raise SystemExit(f"{script} needs matplotlib: pip install matplotlib") from None
+    return plt
+
+
+def save(fig, title: str, out: Path, title_size: float | None = None) -> None:
+    """Title the figure, lay it out and write it as a PNG."""
+    fig.suptitle(title, **({"fontsize": title_size} if title_size else {}))   # None would mean 10, not "large"
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=150)
+    print(f"wrote {out}")
+
+
+def plot(data: dict, out: Path) -> None:
+    plt = pyplot("plot_train_step.py")
     results = rows(data)
     names = [r["config"] for r in results]
     device = results[0].get("device") or data.get("fastgpt", {}).get("device", "unknown device")
@@ -49,12 +64,8 @@ def plot(data: dict, out: Path) -> None:
                         xytext=(0, 4), textcoords="offset points", ha="center", fontsize=7,
                         color="white")
     first = results[0]
-    fig.suptitle(f"GPT-2 124M train step (batch {first.get('batch', '?')} x block "
-                 f"{first.get('block_size', '?')}, bf16 autocast, fused AdamW) on {device}")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=150)
-    print(f"wrote {out}")
+    save(fig, f"GPT-2 124M train step (batch {first.get('batch', '?')} x block "
+              f"{first.get('block_size', '?')}, bf16 autocast, fused AdamW) on {device}", out)
 
 
 def main(argv=None):

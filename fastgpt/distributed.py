@@ -118,6 +118,59 @@ def barrier() -> None:
         dist.barrier()
 
 
+def broadcast_parameters(module: torch.nn.Module, src: int = 0) -> None:
+    """Every rank takes rank `src`'s parameters and buffers (what DDP does when it wraps a
+    model), for ranks that all-reduce their gradients without DDP."""
+    if not _active():
+        return
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor, src=src)
+
+
+def contiguous_span(tensors: list[torch.Tensor]) -> torch.Tensor | None:
+    """The one flat tensor that `tensors` tile exactly (views of consecutive slices of one
+    storage, each contiguous, no gaps), or None when they are not laid out so."""
+    first = tensors[0]
+    storage = first.untyped_storage().data_ptr()
+    if any(t.untyped_storage().data_ptr() != storage or t.dtype != first.dtype or not t.is_contiguous()
+           for t in tensors):
+        return None
+    end = 0
+    for t in sorted(tensors, key=torch.Tensor.storage_offset):
+        if t.storage_offset() != end:
+            return None
+        end += t.numel()
+    return first.new_empty(0).set_(first.untyped_storage(), 0, (end,))
+
+
+def all_reduce_gradients(params: list[torch.Tensor]) -> None:
+    """Average the parameters' gradients over all ranks, in place: DDP's arithmetic without DDP.
+
+    One collective for all of them: when the gradients are slices of one buffer (as
+    fastgpt.ops.autocast.cast_once_forward makes them) the buffer itself is reduced, with no
+    copies; otherwise they are flattened into one buffer and copied back. Every rank must call
+    it with the same parameters in the same order. NCCL averages inside the collective
+    (ReduceOp.AVG); gloo sums, then the sum is divided by the world size."""
+    if not _active():
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if len(grads) != len(params):
+        raise RuntimeError(f"{len(params) - len(grads)} of {len(params)} parameters have no gradient; every "
+                           "rank must all-reduce the same gradients")
+    flat = contiguous_span(grads)
+    copied = flat is None
+    if copied:
+        flat = torch._utils._flatten_dense_tensors(grads)
+    if dist.get_backend() == dist.Backend.NCCL:
+        dist.all_reduce(flat, op=dist.ReduceOp.AVG)
+    else:
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat /= dist.get_world_size()
+    if copied:
+        torch._foreach_copy_(grads, list(torch._utils._unflatten_dense_tensors(flat, grads)))
+
+
 def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
     """The mean of `values` over all ranks (in place), e.g. losses for the record."""
     if _active():

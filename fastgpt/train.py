@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import math
 import signal
 import threading
@@ -88,6 +89,8 @@ class TrainConfig:
     eval_interval: int = setting(500, "evaluate (and write a checkpoint) every this many steps")
     eval_iters: int = setting(200, "batches per split averaged by each evaluation")
     log_interval: int = setting(50, "log the training loss every this many steps")
+    metrics_file: str | None = setting(None, "also write each log line, and the run's summary, as JSON lines "
+                                             "to this file (rank 0; replaced at the start)", metavar="PATH")
     out_dir: str = setting("out", "folder of the checkpoint ckpt.pt", metavar="PATH")
     sample_tokens: int = setting(500, "characters/tokens of the sample printed at the end (0: none)")
     progress: bool = setting(True, "show a progress bar")
@@ -155,6 +158,16 @@ def model_config(cfg: TrainConfig, tokenizer: Tokenizer) -> GPTConfig:
         return gpt_preset(cfg.model, vocab_size=tokenizer.model_vocab_size, **overrides)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+
+
+def initial_model_and_optimizer(cfg: TrainConfig, mc: GPTConfig,
+                                device: torch.device) -> tuple[GPT, torch.optim.Optimizer]:
+    """A run's model before its first step (seeded by cfg.seed: every rank builds the same one)
+    and its AdamW (fused on CUDA)."""
+    torch.manual_seed(cfg.seed)
+    model = GPT(mc).to(device)
+    return model, model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
+                                            device.type)
 
 
 def learning_rate_at(step: int, cfg: TrainConfig) -> float:
@@ -282,6 +295,7 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.ckpt_path = Path(cfg.out_dir).expanduser() / CHECKPOINT_NAME
+        self.metrics = MetricsLog(cfg.metrics_file if self.env.is_main else None)
         if self.env.is_main:
             ensure_writable_folder(self.ckpt_path.parent)
             if resume is None and self.ckpt_path.exists():
@@ -304,10 +318,7 @@ class Trainer:
                               for split in ("train", "val")}
 
         # model and optimizer: the same initialisation on every rank
-        torch.manual_seed(cfg.seed)
-        self.model = GPT(self.model_config).to(self.device)
-        self.optimizer = self.model.configure_optimizer(cfg.weight_decay, cfg.learning_rate,
-                                                        (cfg.beta1, cfg.beta2), self.device.type)
+        self.model, self.optimizer = initial_model_and_optimizer(cfg, self.model_config, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.step, self.best_val_loss, self.last_eval_step = 0, math.inf, None
         torch.manual_seed(cfg.seed + rank)     # each rank its own dropout stream
@@ -316,25 +327,27 @@ class Trainer:
         # forward_model evaluates; train_model (under DDP, the same wrapped) trains
         self.forward_model = torch.compile(self.model) if cfg.compile else self.model
         self.train_model = self.forward_model
-        if self.env.is_distributed:
+        self.graphed_step = self._graphed_step()
+        if self.env.is_distributed and self.graphed_step is None:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.forward_model, device_ids=device_ids)
-        self.graphed_step = self._graphed_step()
 
     def _graphed_step(self) -> GraphedTrainStep | None:
-        """The CUDA-graphed step where cfg.cuda_graph asks for it (None: where the run allows it)."""
+        """The CUDA-graphed step where cfg.cuda_graph asks for it (None: where the run allows it).
+        Under torchrun it averages the gradients over the ranks itself, in place of DDP."""
         cfg = self.cfg
         if cfg.cuda_graph is False:
             return None
-        problem = GraphedTrainStep.problem(self.train_model, self.precision)
+        problem = GraphedTrainStep.problem(self.forward_model, self.precision)
         if problem is None and cfg.compile:
             problem = "--compile is on (torch.compile's mode='reduce-overhead' makes its own CUDA graphs)"
         if problem is not None:
             if cfg.cuda_graph:
                 raise ConfigError(f"--cuda-graph: cannot capture the training step as a CUDA graph: {problem}")
             return None
-        return GraphedTrainStep(self.train_model, self.optimizer, cfg.gradient_accumulation_steps,
-                                cfg.grad_clip, self.precision)
+        dist.broadcast_parameters(self.model)     # as DDP does when it wraps a model
+        return GraphedTrainStep(self.forward_model, self.optimizer, cfg.gradient_accumulation_steps,
+                                cfg.grad_clip, self.precision, average_over_ranks=self.env.is_distributed)
 
     # ---- checkpoints ----
 
@@ -415,7 +428,15 @@ class Trainer:
                  f"backend {resolve(self.device)}; global batch {cfg.batch_size} x {mc.block_size} tokens x "
                  f"{cfg.gradient_accumulation_steps} accumulation x {self.env.world_size} rank(s) = "
                  f"{self.tokens_per_step:,} tokens/step; "
-                 f"{'CUDA-graphed' if self.graphed_step is not None else 'eager'} training step")
+                 f"{self.step_kind} training step")
+
+    @property
+    def step_kind(self) -> str:
+        kind = "CUDA-graphed" if self.graphed_step is not None else "eager"
+        if self.env.is_distributed:
+            kind += (" (gradients all-reduced inside the graph)" if self.graphed_step is not None
+                     else " DDP")
+        return kind
 
     def run(self) -> TrainResult:
         cfg = self.cfg
@@ -466,6 +487,7 @@ class Trainer:
                     break
         if not dist.replicas_in_sync(self.model):
             raise RuntimeError("the ranks' model replicas differ: DDP training went out of sync")
+        self.summarise(losses, evals, timer.total)
         if stop.signum is not None:
             self.say(f"stopped at step {self.step}; checkpoint {self.ckpt_path}; continue with: fastgpt-train "
                      f"--resume --out-dir {cfg.out_dir}")
@@ -473,16 +495,57 @@ class Trainer:
                            timer.total, stopped_by=stop.signum)
 
     def log_step(self, loss: float, lr: float, seconds_per_step: float, bar, print_line: bool) -> None:
-        """Loss, learning rate, the job's tokens/s and (on GPUs of known peak) MFU."""
+        """Loss, learning rate, the job's tokens/s, (on GPUs of known peak) MFU and rank 0's peak
+        GPU memory so far; the same as a JSON line in --metrics-file."""
         tokens_per_s = self.tokens_per_step / seconds_per_step
         bar.set_postfix_str(f"loss {loss:.4f}, {tokens_per_s:,.0f} tok/s", refresh=False)
+        record = {"step": self.step, "loss": loss, "lr": lr, "tokens_per_s": tokens_per_s,
+                  "ms_per_step": 1000 * seconds_per_step}
         line = (f"step {self.step}/{self.cfg.max_iters} | loss {loss:.4f} | lr {lr:.2e} | "
                 f"{tokens_per_s:,.0f} tok/s | {1000 * seconds_per_step:.1f} ms/step")
         if self.peak:
             tokens_per_rank = self.tokens_per_step // self.env.world_size
-            line += f" | mfu {100 * self.model.estimate_mfu(tokens_per_rank, seconds_per_step, self.peak):.1f}%"
+            record["mfu"] = self.model.estimate_mfu(tokens_per_rank, seconds_per_step, self.peak)
+            line += f" | mfu {100 * record['mfu']:.1f}%"
+        if self.device.type == "cuda":
+            record["peak_memory_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+            line += f" | {record['peak_memory_gib']:.2f} GiB peak"
+        self.metrics.write(record)
         if print_line:
             self.say(line)
+
+    def summarise(self, losses: dict[int, float], evals: dict[int, dict[str, float]], train_seconds: float) -> None:
+        """The run's summary (every rank must call it: it gathers each rank's peak GPU memory)."""
+        on_gpu = self.device.type == "cuda"
+        peaks = dist.all_gather_object(torch.cuda.max_memory_allocated(self.device) / 2**30 if on_gpu else None)
+        if on_gpu:
+            self.say("peak GPU memory per rank: " + ", ".join(f"{p:.2f}" for p in peaks) + " GiB")
+        self.metrics.write({
+            "summary": True, "steps": self.step, "world_size": self.env.world_size,
+            "device": torch.cuda.get_device_name(self.device) if on_gpu else "cpu",
+            "backend": resolve(self.device), "step_kind": self.step_kind, "tokens_per_step": self.tokens_per_step,
+            "train_seconds": train_seconds, "losses": losses, "evals": evals,
+            "peak_memory_gib_per_rank": peaks if on_gpu else None,
+            "torch": torch.__version__, "train_config": dataclasses.asdict(self.cfg)})
+
+
+class MetricsLog:
+    """JSON lines, one record each, written through at once (a run cut short keeps its lines);
+    a no-op without a path (--metrics-file unset, or not rank 0)."""
+
+    def __init__(self, path: str | None):
+        self.path = Path(path).expanduser() if path else None
+        if self.path is not None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.write_text("")
+            except OSError as e:
+                raise ConfigError(f"cannot write the metrics file {str(self.path)!r}: {e.strerror or e}") from None
+
+    def write(self, record: dict) -> None:
+        if self.path is not None:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
 
 
 @dataclasses.dataclass

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import fastgpt
+from fastgpt.distributed import contiguous_span
 from fastgpt.ops.autocast import autocast_inputs, cast_once_forward
 from fastgpt.testing import REL_TOL, assert_rel_close
 
@@ -36,6 +37,23 @@ def test_matches_plain_autocast(backend, device):
         assert g.dtype == torch.float32, name
         assert_rel_close(g, ref[name], REL_TOL[torch.bfloat16], name)
     assert model.lm_head.weight is model.transformer.wte.weight   # still tied after the call
+
+
+def test_gradients_are_slices_of_one_buffer_that_accumulation_keeps(device):
+    """What lets a multi-GPU graphed step all-reduce them as one tensor, without copies."""
+    torch.manual_seed(0)
+    model = fastgpt.GPT(CONFIG).to(device)
+    idx, targets = (torch.randint(0, 64, (3, 16), device=device) for _ in range(2))
+    with fastgpt.use_backend("torch"):
+        _, grads = loss_and_grads(model, cast_once_forward, idx, targets, device)
+        flat = contiguous_span(list(grads.values()))
+        assert flat is not None and flat.numel() == sum(p.numel() for p in model.parameters())
+        first = {n: g.clone() for n, g in grads.items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16):    # a second micro-step accumulates
+            cast_once_forward(model, idx, targets)[1].backward()
+    for name, p in model.named_parameters():
+        assert p.grad.untyped_storage().data_ptr() == flat.untyped_storage().data_ptr(), name
+        torch.testing.assert_close(p.grad, 2 * first[name], msg=name)
 
 
 def test_model_sees_bf16_parameters_and_tied_weights_stay_tied(device):

@@ -3,7 +3,11 @@ concatenated global batch, gradient accumulation defers the all-reduce (no_sync)
 checkpoint resumes on 2 ranks (every rank restored: the replicas stay in sync) and on 1.
 
 Run with the torch backend and with our Triton kernels (in the interpreter: slow, so fewer
-steps), so the fused ops' autograd Functions are checked under DDP too."""
+steps), so the fused ops' autograd Functions are checked under DDP too.
+
+With 2 GPUs, the same equality for the CUDA-graphed step, which averages the gradients over the
+ranks itself (fastgpt.distributed.all_reduce_gradients, NCCL, inside the graph), and for eager
+DDP over NCCL; the gradient average itself is checked on 2 CPU processes."""
 import re
 import subprocess
 import sys
@@ -11,11 +15,12 @@ import sys
 import pytest
 import torch
 
+from fastgpt import distributed
 from fastgpt.backend import use_backend
 from fastgpt.checkpoint import load_checkpoint
 from fastgpt.data import BatchSampler, prepare_dataset
-from fastgpt.model import GPT
-from fastgpt.train import learning_rate_at, main, model_config, train_step
+from fastgpt.testing import REL_TOL, assert_rel_close
+from fastgpt.train import initial_model_and_optimizer, learning_rate_at, main, model_config, train_step
 from test_train import tiny_config, tiny_flags
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is missing")
@@ -36,23 +41,22 @@ def logged_losses(stdout: str) -> dict[int, float]:
     return {int(s): float(v) for s, v in re.findall(r"^step (\d+)/\d+ \| loss ([\d.]+)", stdout, re.M)}
 
 
-def single_process_reference(cfg, steps):
+def single_process_reference(cfg, steps, device=torch.device("cpu")):
     """One process, each step on the ranks' micro-batches concatenated: what DDP must equal."""
     dataset = prepare_dataset(cfg.data, cfg.tokenizer, cfg.cache_dir, log=lambda *a: None)
     mc = model_config(cfg, dataset.tokenizer)
     samplers = [BatchSampler(dataset.train, cfg.batch_size, mc.block_size, cfg.seed, "train", rank, WORLD)
                 for rank in range(WORLD)]
-    torch.manual_seed(cfg.seed)
-    model = GPT(mc)
-    optimizer = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), "cpu")
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    model, optimizer = initial_model_and_optimizer(cfg, mc, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=False)
     losses = {}
     with use_backend(cfg.backend):
         for step in range(steps):
-            micro = [tuple(torch.cat(parts) for parts in zip(*(s.batch(step * ACCUMULATION + m) for s in samplers)))
+            micro = [tuple(torch.cat(parts).to(device)
+                           for parts in zip(*(s.batch(step * ACCUMULATION + m) for s in samplers)))
                      for m in range(ACCUMULATION)]
             loss = train_step(model, optimizer, scaler, iter(micro), ACCUMULATION, learning_rate_at(step, cfg),
-                              cfg.grad_clip, torch.autocast("cpu", enabled=False))
+                              cfg.grad_clip, distributed.autocast(device, distributed.resolve_dtype(cfg.dtype, device)))
             losses[step + 1] = loss.item()
     return model, losses
 
@@ -90,3 +94,88 @@ def test_a_two_rank_checkpoint_continues_in_one_process(tmp_path, corpus, capsys
     assert main(["--resume", "--out-dir", str(tmp_path / "out"), "--max-iters", "3"]) == 0
     assert "resuming a 2-rank checkpoint on 1 rank(s)" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "out")["step"] == 3
+
+
+# ---- the gradient average without DDP (what the multi-GPU CUDA-graphed step calls) ----
+
+def _average_gradients_on_rank(rank: int, store: str, layout: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    try:
+        shapes = [(3, 5), (7,), (2, 2, 2)]
+        params = [torch.zeros(shape, requires_grad=True) for shape in shapes]
+        values = [torch.randn(shape, generator=torch.Generator().manual_seed(10 * rank + i))
+                  for i, shape in enumerate(shapes)]
+        if layout == "one buffer":   # slices of one buffer, as cast_once_forward leaves them
+            flat = torch.cat([v.flatten() for v in values])
+            for p, piece in zip(params, flat.split([v.numel() for v in values])):
+                p.grad = piece.view(p.shape)
+        else:
+            for p, v in zip(params, values):
+                p.grad = v.clone()
+        before = [p.grad.data_ptr() for p in params]
+        distributed.all_reduce_gradients(params)
+        for i, (p, shape) in enumerate(zip(params, shapes)):
+            expected = sum(torch.randn(shape, generator=torch.Generator().manual_seed(10 * r + i))
+                           for r in range(WORLD)) / WORLD
+            torch.testing.assert_close(p.grad, expected, rtol=1e-6, atol=1e-7)
+        assert [p.grad.data_ptr() for p in params] == before      # in place, whatever the layout
+        if layout == "one buffer":
+            assert distributed.contiguous_span([p.grad for p in params]) is not None
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("layout", ["one buffer", "separate tensors"])
+def test_all_reduce_gradients_averages_over_ranks_in_place(tmp_path, layout):
+    torch.multiprocessing.spawn(_average_gradients_on_rank, args=(str(tmp_path / "store"), layout), nprocs=WORLD)
+
+
+def test_contiguous_span_only_for_gap_free_slices_of_one_storage():
+    flat = torch.arange(10.0)
+    a, b, c = flat[:3], flat[3:7].view(2, 2), flat[7:]
+    assert torch.equal(distributed.contiguous_span([c, a, b]), flat)     # any order
+    assert distributed.contiguous_span([a, c]) is None                   # a gap
+    assert distributed.contiguous_span([a, torch.zeros(7)]) is None      # two storages
+    assert distributed.contiguous_span([flat[:4], flat[4:8].view(2, 2).t()]) is None   # not contiguous
+
+
+# ---- 2 GPUs: NCCL ----
+
+@pytest.mark.skipif(torch.cuda.device_count() < WORLD, reason=f"needs {WORLD} GPUs")
+@pytest.mark.parametrize("cuda_graph, dtype", [(True, "float32"), (True, "bfloat16"), (False, "float32")],
+                         ids=["graphed-fp32", "graphed-bf16", "eager-ddp-fp32"])
+def test_two_gpus_equal_one_gpu_on_the_global_batch(tmp_path, corpus, cuda_graph, dtype):  # noqa: F811
+    """bf16: the gradients lie in one buffer (cast_once_forward), reduced in place; fp32: the
+    flatten-and-copy-back path.
+
+    Not bitwise, unlike on CPUs: cuBLAS rounds GEMMs of other shapes (B vs 2B rows; TF32 in fp32)
+    differently, and AdamW's first steps move each weight by about +-lr whatever its gradient's
+    size, so a gradient element at rounding level may move its weight either way. The learning
+    rate is kept small (3e-4) so those flips move the loss by far less than the tolerance (at 2e-3
+    they moved step 2's loss by 0.26% in fp32); the CPU test above is the bitwise one."""
+    steps = 6   # 2 eager warm-up steps, then captured ones
+    settings = dict(max_iters=steps, gradient_accumulation_steps=ACCUMULATION, eval_interval=steps,
+                    sample_tokens=0, dropout=0.0, learning_rate=3e-4, min_lr=3e-5, device="cuda", dtype=dtype,
+                    backend="triton", cuda_graph=cuda_graph)
+    tol = REL_TOL[distributed.DTYPES[dtype]]
+    out = torchrun(tiny_flags(tmp_path, corpus, **settings), timeout=300)
+    kind = "CUDA-graphed (gradients all-reduced inside the graph)" if cuda_graph else "eager DDP"
+    assert f"{kind} training step" in out and "peak GPU memory per rank: " in out
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True       # as fastgpt-train sets it on GPUs
+    try:
+        model, ref_losses = single_process_reference(tiny_config(tmp_path, corpus, **settings), steps,
+                                                     torch.device("cuda"))
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    ddp_losses = logged_losses(out)
+    assert sorted(ddp_losses) == list(range(1, steps + 1))
+    for step, loss in ddp_losses.items():
+        assert loss == pytest.approx(ref_losses[step], rel=tol / 2), step
+    # all weights as one vector: GEMMs of other shapes round differently, and AdamW's first steps
+    # move each element by about +-lr whatever its gradient's size, so an element whose gradient
+    # is ~0 may move either way (a zero-initialised bias alone can differ by O(1) relatively)
+    final = load_checkpoint(tmp_path / "out")["model"]
+    names = list(model.state_dict())
+    assert_rel_close(torch.cat([final[n].flatten() for n in names]),
+                     torch.cat([t.flatten() for t in model.state_dict().values()]), tol, "weights")

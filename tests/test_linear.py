@@ -6,6 +6,8 @@ torch.compile(fullgraph=True) through the custom op, and the attention module us
 
 The column sum has no tl.dot, so every dtype runs in the CPU interpreter too.
 """
+import threading
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,6 +17,7 @@ import fastgpt
 from fastgpt.kernels import linear as kernels
 from fastgpt.ops.dispatch import launch_bound, replayed_steps
 from fastgpt.ops.linear import fused_linear, linear_triton
+from fastgpt.ops.mlp import fused_mlp
 from fastgpt.testing import REL_TOL, assert_rel_close, poison_
 
 HAS_CUDA = torch.cuda.is_available()
@@ -103,21 +106,38 @@ def test_fused_linear_matches_float64(dtype, lead, bias, poisoned, device):
         assert_rel_close(out, r, REL_TOL[dtype], name)
 
 
-def test_kernel_runs_in_replayed_steps_only(monkeypatch, device):
-    """Eagerly (launch-bound) the triton backend is F.linear; in replayed steps the column sum runs."""
+def _backward_on_another_thread(loss: torch.Tensor) -> None:
+    """As autograd runs a CUDA backward: on a thread that does not see the caller's contextvars
+    (so not its replayed_steps() either)."""
+    thread = threading.Thread(target=loss.backward)
+    thread.start()
+    thread.join()
+
+
+@pytest.mark.parametrize("op", ["fused_linear", "fused_mlp"])
+def test_bias_kernel_runs_for_forwards_in_replayed_steps_only(monkeypatch, device, op):
+    """Eagerly (launch-bound) the bias gradient is PyTorch's sum (fused_linear is F.linear); for
+    a forward inside replayed steps the column-sum kernel runs, wherever the backward runs."""
     calls = []
-    monkeypatch.setattr(kernels, "column_sum", lambda dy, out_dtype=None: calls.append(dy.shape) or
+    monkeypatch.setattr(kernels, "column_sum", lambda dy, out_dtype=None: calls.append(tuple(dy.shape)) or
                         dy.float().sum(0).to(out_dtype))
+    torch.manual_seed(0)
     x = torch.randn(3, 8, device=device, requires_grad=True)
-    lin = torch.nn.Linear(8, 5).to(device)
+    if op == "fused_linear":
+        lin = torch.nn.Linear(8, 5).to(device)
+        forward, bias_width = (lambda: fused_linear(x, lin.weight, lin.bias)), 5
+    else:
+        fc, proj = torch.nn.Linear(8, 16).to(device), torch.nn.Linear(16, 8).to(device)
+        forward, bias_width = (lambda: fused_mlp(x, fc.weight, fc.bias, proj.weight, proj.bias)), 8
     assert launch_bound()
     with fastgpt.use_backend("triton"):
-        fused_linear(x, lin.weight, lin.bias).sum().backward()
+        _backward_on_another_thread(forward().sum())
         assert calls == []
         with replayed_steps():
             assert not launch_bound()
-            fused_linear(x, lin.weight, lin.bias).sum().backward()
-    assert calls == [(3, 5)] and launch_bound()
+            loss = forward().sum()
+        _backward_on_another_thread(loss)
+    assert calls == [(3, bias_width)] and launch_bound()
 
 
 def test_fused_linear_under_autocast_casts_as_f_linear(device):

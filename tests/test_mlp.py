@@ -303,10 +303,10 @@ def test_custom_ops_pass_opcheck(device):
     _, pre, _ = torch.ops.fastgpt.mlp_fwd(*fwd_args)
     torch.library.opcheck(torch.ops.fastgpt.mlp_bwd.default,
                           (dy, x, p["fc_weight"], p["proj_weight"], pre, x.new_empty(0), True, True,
-                           "cublas", "triton", "torch", "fused", "persistent_tma"))
+                           "cublas", "triton", "torch", "fused", "persistent_tma", True))
     torch.library.opcheck(torch.ops.fastgpt.mlp_bwd.default,
                           (dy, x, p["fc_weight"], p["proj_weight"], pre, x.new_empty(0), True, True,
-                           "gemm_epilogue", "triton", "torch", "fused", "persistent_tma"))
+                           "gemm_epilogue", "triton", "torch", "fused", "persistent_tma", False))
     torch.library.opcheck(torch.ops.fastgpt.linear_gelu_fwd.default, (x, p["fc_weight"], None, True, "tiled"))
 
 

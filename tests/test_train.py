@@ -1,7 +1,9 @@
 """fastgpt-train and fastgpt-sample end to end on a tiny model (through the console scripts and
 in-process), the config layers (preset < file < flags), the schedule, gradient accumulation,
 Ctrl-C, and a one-line error with a non-zero exit for each bad input."""
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -87,6 +89,29 @@ def test_main_in_process(tmp_path, corpus, capsys):
     assert sample_main(["--checkpoint", str(tmp_path / "out"), "--prompt", "", "--max-new-tokens", "5",
                         "--num-samples", "1"]) == 0
     assert capsys.readouterr().out.endswith("---------------\n")
+
+
+def test_metrics_file_has_each_logged_step_and_a_summary(tmp_path, corpus, capsys):
+    metrics = tmp_path / "metrics" / "run.jsonl"
+    metrics.parent.mkdir()
+    metrics.write_text("an earlier run's line\n")      # replaced, not appended to
+    assert main(tiny_flags(tmp_path, corpus, max_iters=6, log_interval=2, metrics_file=metrics)) == 0
+    out = capsys.readouterr().out
+    *records, summary = (json.loads(line) for line in metrics.read_text().splitlines())
+    assert [r["step"] for r in records] == [2, 4, 6]
+    logged = {int(s): float(v) for s, v in re.findall(r"^step (\d+)/6 \| loss ([\d.]+)", out, re.M)}
+    assert {r["step"]: round(r["loss"], 4) for r in records} == logged
+    assert all(r["tokens_per_s"] > 0 and r["ms_per_step"] > 0 for r in records)
+    assert summary["summary"] and summary["steps"] == 6 and summary["world_size"] == 1
+    assert sorted(map(int, summary["losses"])) == list(range(1, 7))
+    assert summary["losses"]["6"] == records[-1]["loss"]
+    assert sorted(summary["evals"]) == ["0", "3", "6"] and summary["train_config"]["max_iters"] == 6
+
+
+def test_unwritable_metrics_file(tmp_path, corpus, capsys):
+    (tmp_path / "a_file").write_text("")
+    assert_user_error(tiny_flags(tmp_path, corpus, metrics_file=tmp_path / "a_file" / "m.jsonl"),
+                      "cannot write the metrics file", capsys)
 
 
 def test_sample_in_process_is_seeded(tmp_path, corpus, capsys):

@@ -27,6 +27,17 @@ def autocast_inputs(*tensors: torch.Tensor | None) -> tuple[torch.Tensor | None,
     return tuple(t.to(dtype) if t is not None and t.is_floating_point() else t for t in tensors)
 
 
+def _gradient_buffers(grads: list[torch.Tensor], dtypes: list[torch.dtype]) -> list[torch.Tensor]:
+    """Empty tensors shaped as `grads`, in `dtypes`: consecutive slices of one buffer when the
+    dtypes agree. Autograd keeps them as the parameters' .grad (it takes a fresh gradient
+    without copying it), so all gradients then lie in one buffer, which a multi-GPU step
+    all-reduces as one collective in place (fastgpt.distributed.all_reduce_gradients)."""
+    if len(set(dtypes)) != 1:
+        return [torch.empty_like(g, dtype=d) for g, d in zip(grads, dtypes)]
+    flat = torch.empty(sum(g.numel() for g in grads), dtype=dtypes[0], device=grads[0].device)
+    return [piece.view(g.shape) for piece, g in zip(flat.split([g.numel() for g in grads]), grads)]
+
+
 class _CastParameters(torch.autograd.Function):
     """(dtype, *params) -> the params' copies in dtype, made by one multi-tensor copy; the
     backward casts the copies' gradients back to each param's dtype the same way."""
@@ -44,7 +55,7 @@ class _CastParameters(torch.autograd.Function):
         present = [i for i, g in enumerate(grads) if g is not None]
         out: list[torch.Tensor | None] = [None] * len(grads)
         if present:
-            full = [torch.empty_like(grads[i], dtype=ctx.dtypes[i]) for i in present]
+            full = _gradient_buffers([grads[i] for i in present], [ctx.dtypes[i] for i in present])
             torch._foreach_copy_(full, [grads[i] for i in present])
             for i, g in zip(present, full):
                 out[i] = g

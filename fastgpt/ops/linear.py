@@ -104,13 +104,15 @@ def bias_grad_reference(dy: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return dy.sum(0, dtype=torch.float32).to(dtype)
 
 
-def bias_grad(dy: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def bias_grad(dy: torch.Tensor, dtype: torch.dtype, kernel: bool) -> torch.Tensor:
     """dy (M, N) summed over rows (fp32 accumulation) -> (N,) in dtype: a linear layer's dbias.
 
-    The column-sum kernel where launches are free (CUDA graphs, torch.compile); PyTorch's
-    reduction eagerly, where the kernel's Triton launch costs more host time than it saves
-    (fastgpt.ops.dispatch.launch_bound)."""
-    if launch_bound():
+    kernel: the column-sum kernel, for where launches are free (CUDA graphs, torch.compile),
+    else PyTorch's reduction, for eager execution, where the kernel's Triton launch costs more
+    host time than it saves. Callers decide in their forward, by `not launch_bound()`: a backward
+    on CUDA runs on autograd's device thread, which does not see the forward's replayed_steps()
+    context (fastgpt.ops.dispatch)."""
+    if not kernel:
         return bias_grad_reference(dy, dtype)
     return call_custom_op(_bias_grad, _bias_grad_impl, dy, dtype)
 
@@ -128,7 +130,8 @@ class _LinearFunction(torch.autograd.Function):
         dy2 = dy.reshape(-1, dy.shape[-1])
         dx = torch.mm(dy2, weight).view(x.shape) if ctx.needs_input_grad[0] else None
         dweight = torch.mm(dy2.t(), x.reshape(-1, x.shape[-1])) if ctx.needs_input_grad[1] else None
-        dbias = bias_grad(dy2, weight.dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        # linear_triton applies this Function only where launches are free: the kernel
+        dbias = bias_grad(dy2, weight.dtype, kernel=True) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return dx, dweight, dbias
 
 

@@ -63,7 +63,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastgpt.backend import Op
-from fastgpt.ops.dispatch import absent, call_custom_op
+from fastgpt.ops.dispatch import absent, call_custom_op, launch_bound
 from fastgpt.ops.linear import bias_grad as linear_bias_grad
 from fastgpt.ops.linear import bias_grad_reference, check_linear
 from fastgpt.ops.autocast import autocast_inputs
@@ -257,7 +257,7 @@ def _(x, fc_weight, fc_bias, proj_weight, proj_bias, save_pre, save_gelu, proj, 
 
 def _mlp_bwd_impl(dy: torch.Tensor, x: torch.Tensor, fc_weight: torch.Tensor, proj_weight: torch.Tensor,
              pre: torch.Tensor, saved_gelu: torch.Tensor, has_fc_bias: bool, has_proj_bias: bool,
-             gelu_grad: str, dgrad: str, wgrad: str, bias_grad: str, schedule: str
+             gelu_grad: str, dgrad: str, wgrad: str, bias_grad: str, schedule: str, proj_bias_kernel: bool
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     from fastgpt.kernels import mlp as kernels
     have_h = saved_gelu.numel() > 0
@@ -278,14 +278,14 @@ def _mlp_bwd_impl(dy: torch.Tensor, x: torch.Tensor, fc_weight: torch.Tensor, pr
     if has_fc_bias:
         dfc_bias = dfc_bias.to(x.dtype) if dfc_bias is not None else bias_grad_reference(dpre, x.dtype)
     return (dx, dfc_weight, dfc_bias if has_fc_bias else absent(x), dproj_weight,
-            linear_bias_grad(dy, x.dtype) if has_proj_bias else absent(x))
+            linear_bias_grad(dy, x.dtype, proj_bias_kernel) if has_proj_bias else absent(x))
 
 
 _mlp_bwd = torch.library.custom_op("fastgpt::mlp_bwd", mutates_args=())(_mlp_bwd_impl)
 
 @_mlp_bwd.register_fake
 def _(dy, x, fc_weight, proj_weight, pre, saved_gelu, has_fc_bias, has_proj_bias, gelu_grad, dgrad, wgrad,
-      bias_grad, schedule):
+      bias_grad, schedule, proj_bias_kernel):
     return (torch.empty_like(x), torch.empty_like(fc_weight),
             x.new_empty(fc_weight.shape[0]) if has_fc_bias else absent(x),
             torch.empty_like(proj_weight),
@@ -326,6 +326,8 @@ class _MLPFunction(torch.autograd.Function):
             needs_grad and options.save_gelu, options.proj, options.schedule)
         ctx.save_for_backward(x2d, fc_weight, proj_weight, pre, saved_gelu)
         ctx.has_biases, ctx.options = (fc_bias is not None, proj_bias is not None), options
+        # decided here: the backward runs on autograd's device thread, blind to replayed_steps()
+        ctx.proj_bias_kernel = not launch_bound()
         return y.view(*x.shape[:-1], proj_weight.shape[0])
 
     @staticmethod
@@ -334,7 +336,7 @@ class _MLPFunction(torch.autograd.Function):
         o = ctx.options
         dx, dfc_w, dfc_b, dproj_w, dproj_b = call_custom_op(_mlp_bwd, _mlp_bwd_impl,
             _rows(dy), x2d, fc_weight, proj_weight, pre, saved_gelu, *ctx.has_biases,
-            o.gelu_grad, o.dgrad, o.wgrad, o.bias_grad, o.schedule)
+            o.gelu_grad, o.dgrad, o.wgrad, o.bias_grad, o.schedule, ctx.proj_bias_kernel)
         has_fc_bias, has_proj_bias = ctx.has_biases
         return (dx.view(*dy.shape[:-1], x2d.shape[1]), dfc_w, dfc_b if has_fc_bias else None,
                 dproj_w, dproj_b if has_proj_bias else None, None, None)
