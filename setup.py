@@ -65,11 +65,13 @@ def cuda_extensions():
                 print(f"fastgpt: the optional CUDA extension failed to build and is skipped ({e}); "
                       "FASTGPT_BUILD_CUDA=1 makes this an error", file=sys.stderr)
 
+    cublaslt_includes, cublaslt_ldflags = settings.cublaslt_build_flags(CUDA_HOME)
     extension = CUDAExtension(
         "fastgpt._C",
         sources=[os.path.join("csrc", s) for s in settings.SOURCES],
-        include_dirs=[os.path.join(HERE, "csrc")],
+        include_dirs=[os.path.join(HERE, "csrc"), *cublaslt_includes],
         extra_compile_args={"cxx": settings.CXX_FLAGS, "nvcc": settings.NVCC_FLAGS},
+        extra_link_args=cublaslt_ldflags,
     )
     return [extension], {"build_ext": BuildOptionalExtension}
 

@@ -107,10 +107,17 @@ def test_mlp_triton(benchmark, variant, mode):
 
 @pytest.mark.skipif(not (HAS_CUDA and cuda_extension_available()), reason="CUDA extension not built")
 @pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
-def test_mlp_cuda(benchmark, mode):
+@pytest.mark.parametrize("cuda_gemm", ["cublas", "cublaslt"])
+def test_mlp_cuda(benchmark, mode, cuda_gemm):
+    """The cuda backend: cuBLAS GEMMs + the extension's bias+GELU passes, or cuBLASLt's GEMMs
+    with those in their epilogues (MLPOptions.cuda_gemm)."""
+    from fastgpt import _cuda
+    if cuda_gemm == "cublaslt" and not _cuda.load().gemm_epilogues:
+        pytest.skip("the extension was built without cublasLt.h")
     module, x, dy = setup()
-    measure(benchmark, mlp_step(fused(module, backend="cuda"), module, x, dy, mode), flops=FLOPS[mode],
-            impl="cuda", mode=mode, tokens=TOKENS, n_embd=C)
+    forward = fused(module, MLPOptions(cuda_gemm=cuda_gemm), backend="cuda")
+    measure(benchmark, mlp_step(forward, module, x, dy, mode), flops=FLOPS[mode],
+            impl="cuda" if cuda_gemm == "cublas" else "cuda-cublaslt", mode=mode, tokens=TOKENS, n_embd=C)
 
 
 def gemm_cases(schedule):

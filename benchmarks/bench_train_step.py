@@ -9,6 +9,9 @@ zero_grad. Configurations:
     triton              fastgpt's Triton kernels
     triton-compile      the same, torch.compile(model, fullgraph=True)
     cuda                the compiled CUDA extension (skipped where it is not built)
+    cuda-cublaslt-*     the same with the MLP's GEMMs on cuBLASLt with the bias, GELU and
+                        bias-gradient epilogues (MLPOptions(cuda_gemm="cublaslt"); skipped where
+                        the extension was built without cublasLt.h)
     *-compile-cudagraphs  the compiled models with mode="reduce-overhead" (CUDA graph replay)
     *-cudagraph         the eager model, the whole step (forward, backward, AdamW) captured as one
                         CUDA graph by fastgpt.cuda_graph.GraphedTrainStep: what fastgpt-train
@@ -38,6 +41,7 @@ import torch
 import fastgpt
 from fastgpt.backend import cuda_extension_available
 from fastgpt.cuda_graph import GraphedTrainStep
+from fastgpt.ops.mlp import MLPOptions
 from timing import environment, measure
 
 BATCH = 32
@@ -46,6 +50,7 @@ class Config(NamedTuple):
     backend: str                      # fastgpt backend the model runs on
     compile_mode: str | None = None   # torch.compile(model, mode=...) or eager
     cuda_graph: bool = False          # the whole step as one CUDA graph (GraphedTrainStep)
+    mlp: MLPOptions | None = None     # every block's MLPOptions (None: the default)
 
 
 CONFIGS = {
@@ -60,6 +65,8 @@ CONFIGS = {
     "triton-compile-cudagraphs": Config("triton", "reduce-overhead"),
     "cuda": Config("cuda"),
     "cuda-cudagraph": Config("cuda", cuda_graph=True),
+    # the MLP's GEMMs with cuBLASLt's bias, GELU and bias-gradient epilogues
+    "cuda-cublaslt-cudagraph": Config("cuda", cuda_graph=True, mlp=MLPOptions(cuda_gemm="cublaslt")),
 }
 CONFIG_ORDER = list(CONFIGS)              # tables and the plot list configurations in this order
 HAS_CUDA = torch.cuda.is_available()
@@ -70,6 +77,9 @@ def build(setup: Config):
     torch.manual_seed(0)
     config = fastgpt.gpt_preset("gpt2")
     model = fastgpt.GPT(config).cuda()
+    if setup.mlp is not None:
+        for block in model.transformer.h:
+            block.mlp.options = setup.mlp
     optimizer = model.configure_optimizer(weight_decay=0.1, learning_rate=6e-4, betas=(0.9, 0.95),
                                           device_type="cuda")
     g = torch.Generator(device="cuda").manual_seed(0)
@@ -132,6 +142,10 @@ def test_train_step(benchmark, name):
     compiled = compile_mode is not None
     if backend == "cuda" and not cuda_extension_available():
         pytest.skip("the CUDA extension fastgpt._C is not built")
+    if setup.mlp is not None and setup.mlp.cuda_gemm == "cublaslt":
+        from fastgpt import _cuda
+        if not _cuda.load().gemm_epilogues:
+            pytest.skip("the CUDA extension was built without cublasLt.h")
     model, step = build(setup)
     cfg = model.config
     tokens = BATCH * cfg.block_size

@@ -5,7 +5,8 @@
 # against the kernels (catches declarations without definitions). Nothing is run.
 # Exit status non-zero on any compile or link error, or when nvcc or torch is missing.
 #
-#   bash csrc/compile_check.sh            (PYTHON=... and NVCC=... override the tools)
+#   bash csrc/compile_check.sh            (PYTHON=... and NVCC=... override the tools;
+#                                          CUBLASLT_INCLUDE=DIR also checks mlp.cu's cuBLASLt half)
 #
 # Two gaps of a CPU wheel + this CUDA are bridged here, never in the sources: the wheel lacks the
 # generated c10/cuda/impl/cuda_cmake_macros.h (written into the scratch include folder), and
@@ -68,6 +69,18 @@ for src in $(printf '%s\n' "${sources[@]}" | grep '\.cpp$') $(printf '%s\n' "${s
 done
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 [ $status -eq 0 ] || { echo "compile_check: FAILED"; exit 1; }
+
+# mlp.cu's cuBLASLt half compiles only where cublasLt.h is found: with CUBLASLT_INCLUDE naming its
+# folder (.ci/run takes it from the nvidia-cublas wheel), compile it once more with that half in.
+if [ -n "${CUBLASLT_INCLUDE:-}" ]; then
+  start_lt=$SECONDS
+  if "$NVCC" "${nvcc_flags[@]}" "${includes[@]}" -I"$CUBLASLT_INCLUDE" -DFASTGPT_REQUIRE_CUBLASLT \
+       -c csrc/fastgpt/mlp.cu -o "$scratch/obj/mlp_cublaslt.o" > "$scratch/mlp_cublaslt.log" 2>&1; then
+    echo "ok    $((SECONDS - start_lt))s  csrc/fastgpt/mlp.cu (with cuBLASLt)"
+  else
+    echo "FAIL  csrc/fastgpt/mlp.cu (with cuBLASLt)"; cat "$scratch/mlp_cublaslt.log"; exit 1
+  fi
+fi
 
 # Link the C++ test against the kernels: every launcher it calls must be defined.
 objs=("$scratch"/obj/csrc_fastgpt_layernorm.cu.o "$scratch"/obj/csrc_fastgpt_mlp.cu.o "$scratch"/obj/csrc_test_test_ops.cu.o)

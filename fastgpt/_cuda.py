@@ -59,6 +59,10 @@ SCHEMAS = {
                          " Tensor rstd, bool has_bias) -> (Tensor, Tensor, Tensor)",
     "bias_gelu_fwd": "bias_gelu_fwd(Tensor a, Tensor bias) -> Tensor",
     "bias_gelu_bwd": "bias_gelu_bwd(Tensor dh, Tensor a, Tensor bias) -> (Tensor, Tensor)",
+    "linear_bias_gelu": "linear_bias_gelu(Tensor x, Tensor weight, Tensor bias) -> (Tensor, Tensor)",
+    "matmul_gelu_grad_bias_grad": "matmul_gelu_grad_bias_grad(Tensor dy, Tensor weight, Tensor pre)"
+                                  " -> (Tensor, Tensor)",
+    "weight_grad_bias_grad": "weight_grad_bias_grad(Tensor dy, Tensor x) -> (Tensor, Tensor)",
 }
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
@@ -68,6 +72,29 @@ CXX_FLAGS = ["-O3"]
 NVCC_FLAGS = ["-O3", "--use_fast_math", "-lineinfo"]
 # Hopper (the target) and Ampere; used when TORCH_CUDA_ARCH_LIST is not set.
 DEFAULT_ARCH_LIST = "8.0;9.0"
+
+
+def cublaslt_build_flags(cuda_home: str | None) -> tuple[list[str], list[str]]:
+    """(include folders, linker flags) for the cuBLASLt half of csrc/fastgpt/mlp.cu: the
+    nvidia-cublas wheel torch's CUDA builds depend on first (the header and library torch runs
+    with), else the CUDA toolkit's; ([], []) when neither has cublasLt.h, and mlp.cu then builds
+    without those GEMMs (fastgpt._C.gemm_epilogues is False)."""
+    candidates = []
+    spec = importlib.util.find_spec("nvidia")
+    for root in (spec.submodule_search_locations or []) if spec is not None else []:
+        for header in sorted(Path(root).glob("*/include/cublasLt.h")):
+            libs = sorted(header.parent.parent.glob("lib/libcublasLt.so*"))
+            if libs:
+                candidates.append((header.parent, libs[0]))
+    if cuda_home is not None:
+        home = Path(cuda_home)
+        libs = sorted((home / "lib64").glob("libcublasLt.so*"))
+        if (home / "include" / "cublasLt.h").is_file() and libs:
+            candidates.append((home / "include", libs[0]))
+    if not candidates:
+        return [], []
+    include, library = candidates[0]
+    return [str(include)], [f"-L{library.parent}", f"-l:{library.name}", f"-Wl,-rpath,{library.parent}"]
 
 class _LoaderState:
     """What this process learned about the extension: loaded once, a JIT build tried once."""
@@ -134,7 +161,10 @@ def load(build: bool | None = None) -> types.SimpleNamespace | None:
         _register_fakes(NAMESPACE)
         _state.ops = types.SimpleNamespace(
             add_layernorm_fwd=add_layernorm_fwd, add_layernorm_bwd=add_layernorm_bwd,
-            bias_gelu_fwd=bias_gelu_fwd, bias_gelu_bwd=bias_gelu_bwd, module=module)
+            bias_gelu_fwd=bias_gelu_fwd, bias_gelu_bwd=bias_gelu_bwd,
+            linear_bias_gelu=linear_bias_gelu, matmul_gelu_grad_bias_grad=matmul_gelu_grad_bias_grad,
+            weight_grad_bias_grad=weight_grad_bias_grad,
+            gemm_epilogues=bool(getattr(module, "gemm_epilogues", False)), module=module)
         _state.last_error = None
         return _state.ops
 
@@ -162,12 +192,14 @@ def _jit_build(raise_errors: bool):
     directory = build_directory()
     directory.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCH_LIST)
+    cublaslt_includes, cublaslt_ldflags = cublaslt_build_flags(cpp_extension.CUDA_HOME)
     print(f"fastgpt: JIT-building the CUDA extension in {directory} (compiles only the first time)",
           file=sys.stderr)
     try:
         return cpp_extension.load(
             name="fastgpt_C_jit", sources=[str(CSRC / s) for s in SOURCES],
-            extra_include_paths=[str(CSRC)], extra_cflags=CXX_FLAGS, extra_cuda_cflags=NVCC_FLAGS,
+            extra_include_paths=[str(CSRC), *cublaslt_includes], extra_cflags=CXX_FLAGS,
+            extra_cuda_cflags=NVCC_FLAGS, extra_ldflags=cublaslt_ldflags,
             build_directory=str(directory), is_python_module=True, verbose=False)
     except Exception as e:  # compiler errors come as RuntimeError with the ninja log
         _state.jit_failed = True
@@ -281,6 +313,48 @@ def bias_gelu_bwd(dh, a, bias):
     return da, dbias
 
 
+def _check_gemm_operand(op: str, name: str, t) -> None:
+    _check_input(op, name, t)
+    if t.dtype == torch.float32:
+        raise InputError(f"{op}: {name} must be float16 or bfloat16 (the cuBLASLt epilogues' GELU input is "
+                         "kept in the output's dtype), got torch.float32")
+    if t.shape[1] % 8:
+        raise InputError(f"{op}: {name} must have a multiple of 8 columns, got {t.shape[1]}")
+
+
+def linear_bias_gelu(x, weight, bias):
+    """(h, pre): pre = x @ weight^T + bias, h = gelu_tanh(pre), in one cuBLASLt GEMM."""
+    op = "fastgpt_cuda::linear_bias_gelu"
+    _check_gemm_operand(op, "x", x)
+    _check_gemm_operand(op, "weight", weight)
+    M, K = weight.shape[0], x.shape[1]
+    _check_tensor(op, "weight", weight, x, x.dtype, (M, K))
+    if M % 8:
+        raise InputError(f"{op}: weight must have a multiple of 8 rows, got {M}")
+    _check_tensor(op, "bias", bias, x, x.dtype, (M,))
+    return torch.ops.fastgpt_cuda.linear_bias_gelu.default(x, weight, bias)
+
+
+def matmul_gelu_grad_bias_grad(dy, weight, pre):
+    """(dpre, dbias): dpre = (dy @ weight) * gelu_tanh'(pre), dbias = dpre.sum(0), in one GEMM."""
+    op = "fastgpt_cuda::matmul_gelu_grad_bias_grad"
+    _check_gemm_operand(op, "dy", dy)
+    _check_gemm_operand(op, "pre", pre)
+    (N, K), M = dy.shape, pre.shape[1]
+    _check_tensor(op, "weight", weight, dy, dy.dtype, (K, M))
+    _check_tensor(op, "pre", pre, dy, dy.dtype, (N, M))
+    return torch.ops.fastgpt_cuda.matmul_gelu_grad_bias_grad.default(dy, weight, pre)
+
+
+def weight_grad_bias_grad(dy, x):
+    """(dweight, dbias): dweight = dy^T @ x, dbias = dy.sum(0), in one GEMM."""
+    op = "fastgpt_cuda::weight_grad_bias_grad"
+    _check_gemm_operand(op, "dy", dy)
+    _check_gemm_operand(op, "x", x)
+    _check_tensor(op, "x", x, dy, dy.dtype, (dy.shape[0], x.shape[1]))
+    return torch.ops.fastgpt_cuda.weight_grad_bias_grad.default(dy, x)
+
+
 # ---- fake (meta) implementations: shapes and dtypes only, for torch.compile / opcheck ----
 
 def _register_fakes(namespace: str) -> None:
@@ -302,8 +376,21 @@ def _register_fakes(namespace: str) -> None:
     def bias_gelu_bwd_fake(dh, a, bias):
         return torch.empty_like(dh), torch.empty_like(bias)
 
+    def linear_bias_gelu_fake(x, weight, bias):
+        out = x.new_empty(x.shape[0], weight.shape[0])
+        return out, torch.empty_like(out)
+
+    def matmul_gelu_grad_bias_grad_fake(dy, weight, pre):
+        return torch.empty_like(pre), pre.new_empty(pre.shape[1])
+
+    def weight_grad_bias_grad_fake(dy, x):
+        return dy.new_empty(dy.shape[1], x.shape[1]), dy.new_empty(dy.shape[1])
+
     fakes = {"add_layernorm_fwd": add_layernorm_fwd_fake, "add_layernorm_bwd": add_layernorm_bwd_fake,
-             "bias_gelu_fwd": bias_gelu_fwd_fake, "bias_gelu_bwd": bias_gelu_bwd_fake}
+             "bias_gelu_fwd": bias_gelu_fwd_fake, "bias_gelu_bwd": bias_gelu_bwd_fake,
+             "linear_bias_gelu": linear_bias_gelu_fake,
+             "matmul_gelu_grad_bias_grad": matmul_gelu_grad_bias_grad_fake,
+             "weight_grad_bias_grad": weight_grad_bias_grad_fake}
     for name, fake in fakes.items():
         torch.library.register_fake(f"{namespace}::{name}")(fake)
     _state.faked.add(namespace)

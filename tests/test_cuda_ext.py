@@ -144,6 +144,23 @@ def test_every_build_compiles_the_same_sources():
     assert sorted(a + b for a, b in registered) == sorted(_cuda.SCHEMAS.values())
 
 
+def test_cublaslt_flags_prefer_torchs_nvidia_cublas_wheel_then_the_toolkit(tmp_path, monkeypatch):
+    wheel = tmp_path / "site" / "nvidia" / "cu13"
+    toolkit = tmp_path / "cuda"
+    for root, lib in ((wheel, "lib"), (toolkit, "lib64")):
+        (root / "include").mkdir(parents=True)
+        (root / lib).mkdir()
+        (root / "include" / "cublasLt.h").write_text("")
+        (root / lib / "libcublasLt.so.13").write_text("")
+    assert _cuda.cublaslt_build_flags(str(toolkit)) == (
+        [str(toolkit / "include")], [f"-L{toolkit / 'lib64'}", "-l:libcublasLt.so.13", f"-Wl,-rpath,{toolkit / 'lib64'}"])
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))       # "nvidia" becomes a namespace package
+    monkeypatch.delitem(sys.modules, "nvidia", raising=False)
+    includes, flags = _cuda.cublaslt_build_flags(str(toolkit))
+    assert includes == [str(wheel / "include")] and f"-L{wheel / 'lib'}" in flags
+    assert _cuda.cublaslt_build_flags(str(tmp_path / "nowhere"))[0] == [str(wheel / "include")]
+
+
 @pytest.mark.skipif(torch.version.cuda is not None, reason="checks the skip on a torch without CUDA")
 @pytest.mark.parametrize("required", [False, True])
 def test_setup_skips_the_extension_with_one_line_or_fails_when_required(required, tmp_path):
@@ -188,8 +205,21 @@ def _reference_ops():
             da, db = bias_gelu_bwd_closed_form(dh, a, bias)
             return da.to(a.dtype), db.to(bias.dtype)
 
+        def linear_gelu(x, weight, bias):
+            pre = x.double() @ weight.double().t() + bias.double()
+            return gelu_reference(pre).to(x.dtype), pre.to(x.dtype)
+
+        def matmul_gelu_grad(dy, weight, pre):
+            dpre, dbias = bias_gelu_bwd_closed_form(dy.double() @ weight.double(), pre, torch.zeros_like(pre[0]))
+            return dpre.to(dy.dtype), dbias.to(dy.dtype)
+
+        def weight_grad(dy, x):
+            return (dy.double().t() @ x.double()).to(dy.dtype), dy.double().sum(0).to(dy.dtype)
+
         for name, fn in (("add_layernorm_fwd", fwd), ("add_layernorm_bwd", bwd),
-                         ("bias_gelu_fwd", gelu_fwd), ("bias_gelu_bwd", gelu_bwd)):
+                         ("bias_gelu_fwd", gelu_fwd), ("bias_gelu_bwd", gelu_bwd),
+                         ("linear_bias_gelu", linear_gelu), ("matmul_gelu_grad_bias_grad", matmul_gelu_grad),
+                         ("weight_grad_bias_grad", weight_grad)):
             lib.impl(name, fn, "CPU")
         _cuda._register_fakes(_REFERENCE_NAMESPACE)
         _reference_library = lib
@@ -212,10 +242,18 @@ def _op_samples(device, dtype=torch.float32, N=5, C=12):
         ("add_layernorm_bwd", (randn(N, C), None, s, w, mean, rstd, False)),
         ("bias_gelu_fwd", (randn(N, 3 * C), randn(3 * C))),
         ("bias_gelu_bwd", (randn(N, 3 * C), randn(N, 3 * C), randn(3 * C))),
+        # the cuBLASLt GEMMs (sizes multiples of 8: K = 16, M = 48)
+        ("linear_bias_gelu", (randn(N, 16), randn(48, 16), randn(48))),
+        ("matmul_gelu_grad_bias_grad", (randn(N, 16), randn(16, 48), randn(N, 48))),
+        ("weight_grad_bias_grad", (randn(N, 48), randn(N, 16))),
     ]
 
 
-@pytest.mark.parametrize("index", range(6))
+GEMM_OPS = ("linear_bias_gelu", "matmul_gelu_grad_bias_grad", "weight_grad_bias_grad")
+N_SAMPLES = len(_op_samples("cpu"))
+
+
+@pytest.mark.parametrize("index", range(N_SAMPLES))
 def test_schemas_and_fakes_pass_opcheck_on_the_cpu_stand_in(index):
     ops = _reference_ops()
     name, args = _op_samples("cpu")[index]
@@ -255,9 +293,11 @@ def test_registered_schemas_are_the_documented_ones(ext):
 
 @needs_gpu
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("index", range(6))
+@pytest.mark.parametrize("index", range(N_SAMPLES))
 def test_opcheck(ext, dtype, index):
     name, args = _op_samples("cuda", dtype)[index]
+    if name in GEMM_OPS and (dtype == torch.float32 or not ext.gemm_epilogues):
+        pytest.skip("the cuBLASLt GEMMs: fp16 and bf16, in an extension built with cublasLt.h")
     torch.library.opcheck(getattr(torch.ops.fastgpt_cuda, name).default, args)
 
 

@@ -283,6 +283,8 @@ def test_bad_input_is_a_clear_error():
         MLPOptions(schedule="stream-k")
     with pytest.raises(ValueError, match="MLPOptions.gelu_grad"):
         MLPOptions(gelu_grad="triton")
+    with pytest.raises(ValueError, match="MLPOptions.cuda_gemm"):
+        MLPOptions(cuda_gemm="cutlass")
 
 
 def test_autocast_casts_operands_as_linear_does():
@@ -367,3 +369,37 @@ def test_gpu_large(backend, dtype, options):
     with fastgpt.use_backend(backend):
         outs = run(lambda *a: fused_mlp(*a, options=options), x, params, dy)
     check(outs, reference(x, params, dy), dtype)
+
+
+def _cublaslt_available() -> bool:
+    from fastgpt import _cuda
+    ext = _cuda.load() if HAS_CUDA and cuda_extension_available() else None
+    return ext is not None and ext.gemm_epilogues
+
+
+@pytest.mark.skipif(not _cublaslt_available(), reason="needs a GPU and the extension built with cuBLASLt")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("tokens, C", [(1, 64), (37, 64), (4 * 512 + 7, 768)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_cuda_cublaslt_mlp(dtype, tokens, C, bias):
+    """MLPOptions(cuda_gemm="cublaslt"): cuBLASLt's bias, GELU and bias-gradient epilogues (and
+    its GELU: the tanh form) against the float64 reference; outputs over poisoned memory."""
+    x, dy = inputs((tokens,), C, dtype, "cuda")
+    params = make_params(C, 4 * C, dtype, "cuda", bias=bias)
+    poison_(torch.empty(8 * tokens * 4 * C, device="cuda", dtype=dtype))   # freed: later outputs start as NaN
+    with fastgpt.use_backend("cuda"):
+        outs = run(lambda *a: fused_mlp(*a, options=MLPOptions(cuda_gemm="cublaslt")), x, params, dy)
+    check(outs, reference(x, params, dy), dtype)
+
+
+@pytest.mark.skipif(not _cublaslt_available(), reason="needs a GPU and the extension built with cuBLASLt")
+def test_cuda_cublaslt_mlp_refuses_what_cublaslt_cannot_take():
+    from fastgpt import _cuda
+    x, _ = inputs((4,), 60, torch.bfloat16, "cuda")                # 60 columns: not a multiple of 8
+    params = make_params(60, 240, torch.bfloat16, "cuda")
+    with fastgpt.use_backend("cuda"), pytest.raises(_cuda.InputError, match="multiple of 8"):
+        fused_mlp(x, *params.values(), options=MLPOptions(cuda_gemm="cublaslt"))
+    x32, _ = inputs((4,), 64, torch.float32, "cuda")
+    params32 = make_params(64, 256, torch.float32, "cuda")
+    with fastgpt.use_backend("cuda"), pytest.raises(_cuda.InputError, match="float16 or bfloat16"):
+        fused_mlp(x32, *params32.values(), options=MLPOptions(cuda_gemm="cublaslt"))

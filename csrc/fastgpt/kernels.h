@@ -2,7 +2,8 @@
 The C API of fastgpt's CUDA kernels: launchers over raw device pointers and a cudaStream_t.
 
 Plain C++ (only <cuda_runtime_api.h>), so the torch-facing ops.cpp, the C++ test and anyone
-embedding the kernels without PyTorch can call them. Implemented in layernorm.cu and mlp.cu.
+embedding the kernels without PyTorch can call them. Implemented in layernorm.cu and mlp.cu (whose
+GEMMs with epilogues are cuBLASLt's, called from the host).
 Every tensor is dense row-major (contiguous); element types are given by DType; mean / rstd and
 workspaces are fp32. Launchers return the launch status (cudaGetLastError()), never throw, and
 never synchronise. Sizes: N >= 0 rows, 1 <= C <= kMaxChannels (layernorm), M >= 1 (bias+GELU).
@@ -52,5 +53,36 @@ size_t bias_gelu_backward_workspace_size(int64_t N, int M, DType dtype);
 cudaError_t bias_gelu_backward(void* da, void* dbias, void* workspace, size_t workspace_bytes,
                                const void* dh, const void* a, const void* bias, int64_t N, int M,
                                DType dtype, cudaStream_t stream);
+
+// ---- mlp.cu: the MLP's GEMMs with cuBLASLt epilogues (fp16 and bf16) ----
+// Row-major operands; fp32 accumulation; bias and bias gradients in the operands' dtype. They
+// need the cuBLASLt header at build time: without it (gemm_epilogues_available() false) every
+// one returns cudaErrorNotSupported. cuBLASLt may also refuse a shape or alignment
+// (cudaErrorNotSupported; then gemm_epilogue_error() says which call). Sizes must be multiples
+// of 8 (cuBLASLt's alignment for the GELU auxiliary matrix), pointers 16-byte aligned.
+
+bool gemm_epilogues_available();
+
+// Workspace bytes every call below may use (any device memory of at least this size).
+constexpr size_t kGemmWorkspaceBytes = size_t(32) << 20;
+
+// The last failing cuBLASLt call of this thread and its status, for error messages.
+const char* gemm_epilogue_error();
+
+// pre = x @ w^T + bias, h = gelu_tanh(pre): x (N, K), w (M, K), bias (M,), h and pre (N, M).
+cudaError_t linear_bias_gelu(void* h, void* pre, const void* x, const void* w, const void* bias,
+                             int64_t N, int M, int K, DType dtype, void* workspace,
+                             size_t workspace_bytes, cudaStream_t stream);
+
+// dpre = (dy @ w) * gelu_tanh'(pre), dbias = sum over rows of dpre: dy (N, K), w (K, M),
+// pre and dpre (N, M), dbias (M,).
+cudaError_t matmul_gelu_grad_bias_grad(void* dpre, void* dbias, const void* dy, const void* w,
+                                       const void* pre, int64_t N, int M, int K, DType dtype,
+                                       void* workspace, size_t workspace_bytes, cudaStream_t stream);
+
+// dw = dy^T @ x, dbias = sum over rows of dy: dy (N, M), x (N, K), dw (M, K), dbias (M,).
+cudaError_t weight_grad_bias_grad(void* dw, void* dbias, const void* dy, const void* x, int64_t N,
+                                  int M, int K, DType dtype, void* workspace, size_t workspace_bytes,
+                                  cudaStream_t stream);
 
 }  // namespace fastgpt

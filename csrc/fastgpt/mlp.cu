@@ -19,9 +19,35 @@ per blockIdx.y; column_sum_kernel (common.cuh) adds those rows in a fixed order.
 no atomics. dbias sums da in fp32 before it is rounded to the dtype.
 
 Limits: contiguous a, dh (N, M) and bias (M,) of one dtype (fp32, fp16, bf16); math in fp32.
+
+GEMMs with cuBLASLt epilogues (the second half of this file; host code). The passes above still
+cost a round trip over the (N, 4C) activation each way. cuBLASLt can apply them inside its own
+GEMMs, at cuBLAS speed: the forward c_fc GEMM adds the bias and applies GELU, writing both h and
+the GELU input pre (CUBLASLT_EPILOGUE_GELU_AUX_BIAS); the backward dh GEMM (dy @ W_proj) applies
+GELU's derivative at pre and sums dbias_fc (DGELU_BGRAD); the c_proj weight-gradient GEMM sums
+dbias_proj over dy on the way (BGRADB). What is left of the MLP is six GEMMs and no elementwise
+pass (benchmarks/NOTES.md, "Why 1.25x ...", has the arithmetic this was built for).
+cuBLASLt is column-major: a row-major (R, C) matrix is, as it stands in memory, a column-major
+(C, R) one, so each row-major product P = X Y is computed as P^T = Y^T X^T; the comment on each
+launcher gives its mapping. Limits: fp16 and bf16 only (the epilogues' GELU input matrix is
+stored in the output's dtype); every size a multiple of 8 (the auxiliary matrix's leading
+dimension must be); bias gradients come back in the operands' dtype, summed by cuBLASLt in fp32.
+Built only where cublasLt.h is found (setup.py looks in CUDA_HOME and in torch's nvidia-cublas
+wheel); elsewhere the launchers say cudaErrorNotSupported. The GELU is cuBLASLt's, the tanh form.
 */
 #include <algorithm>
+#include <cstdio>
 #include <type_traits>
+
+#if __has_include(<cublasLt.h>)
+#include <cublasLt.h>
+#define FASTGPT_HAVE_CUBLASLT 1
+#else
+#define FASTGPT_HAVE_CUBLASLT 0
+#endif
+#if defined(FASTGPT_REQUIRE_CUBLASLT) && !FASTGPT_HAVE_CUBLASLT
+#error "FASTGPT_REQUIRE_CUBLASLT: cublasLt.h is not on the include path"
+#endif
 
 #include "fastgpt/common.cuh"
 
@@ -177,5 +203,198 @@ cudaError_t bias_gelu_backward(void* da, void* dbias, void* workspace, size_t wo
     });
   });
 }
+
+// ------------------------------------------------------------------------------------------
+// GEMMs with cuBLASLt epilogues
+
+namespace {
+
+thread_local char gemm_error_text[256] = "";
+
+#if FASTGPT_HAVE_CUBLASLT
+
+// cuBLASLt's status as ours: a refusal (shape, alignment, no algorithm) is NotSupported.
+cudaError_t failed(cublasStatus_t status, const char* call) {
+  std::snprintf(gemm_error_text, sizeof(gemm_error_text), "%.150s returned cuBLAS status %d", call, (int)status);
+  return status == CUBLAS_STATUS_NOT_SUPPORTED || status == CUBLAS_STATUS_INVALID_VALUE ? cudaErrorNotSupported
+                                                                                        : cudaErrorUnknown;
+}
+
+#define FASTGPT_LT(call)                                      \
+  do {                                                        \
+    const cublasStatus_t status_ = (call);                    \
+    if (status_ != CUBLAS_STATUS_SUCCESS) return failed(status_, #call); \
+  } while (0)
+
+// One handle for the process: a cuBLASLt handle holds no per-device or per-stream state.
+cublasLtHandle_t lt_handle() {
+  static cublasLtHandle_t handle = [] {
+    cublasLtHandle_t h = nullptr;
+    return cublasLtCreate(&h) == CUBLAS_STATUS_SUCCESS ? h : nullptr;
+  }();
+  return handle;
+}
+
+// Owners of cuBLASLt descriptors (destroyed on every return path).
+struct MatmulDesc {
+  cublasLtMatmulDesc_t desc = nullptr;
+  ~MatmulDesc() { if (desc) cublasLtMatmulDescDestroy(desc); }
+};
+struct Layout {
+  cublasLtMatrixLayout_t layout = nullptr;
+  ~Layout() { if (layout) cublasLtMatrixLayoutDestroy(layout); }
+};
+struct Preference {
+  cublasLtMatmulPreference_t pref = nullptr;
+  ~Preference() { if (pref) cublasLtMatmulPreferenceDestroy(pref); }
+};
+
+// The column-major GEMM D (m x n, leading dimension m) = op(A) op(B) with `epilogue`, where A is
+// stored (k x m, lda) when trans_a else (m x k, lda), and B (n x k, ldb) when trans_b else
+// (k x n, ldb); fp32 accumulation. `bias` is the epilogue's bias or bias gradient vector, `aux`
+// its GELU input matrix (m x n, leading dimension m), either nullptr when the epilogue has none.
+cudaError_t lt_matmul(void* D, const void* A, bool trans_a, int64_t lda, const void* B, bool trans_b,
+                      int64_t ldb, int64_t m, int64_t n, int64_t k, cudaDataType_t type,
+                      cublasLtEpilogue_t epilogue, void* bias, void* aux, void* workspace,
+                      size_t workspace_bytes, cudaStream_t stream) {
+  cublasLtHandle_t handle = lt_handle();
+  if (handle == nullptr) return failed(CUBLAS_STATUS_NOT_INITIALIZED, "cublasLtCreate");
+  MatmulDesc op;
+  FASTGPT_LT(cublasLtMatmulDescCreate(&op.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  FASTGPT_LT(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
+  FASTGPT_LT(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+  FASTGPT_LT(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+  if (bias != nullptr)
+    FASTGPT_LT(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  if (aux != nullptr) {
+    const int64_t aux_ld = m;
+    FASTGPT_LT(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
+    FASTGPT_LT(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld,
+                                              sizeof(aux_ld)));
+  }
+  Layout a_layout, b_layout, d_layout;
+  FASTGPT_LT(cublasLtMatrixLayoutCreate(&a_layout.layout, type, trans_a ? k : m, trans_a ? m : k, lda));
+  FASTGPT_LT(cublasLtMatrixLayoutCreate(&b_layout.layout, type, trans_b ? n : k, trans_b ? k : n, ldb));
+  FASTGPT_LT(cublasLtMatrixLayoutCreate(&d_layout.layout, type, m, n, m));
+  Preference preference;
+  FASTGPT_LT(cublasLtMatmulPreferenceCreate(&preference.pref));
+  const uint64_t max_workspace = workspace_bytes;
+  FASTGPT_LT(cublasLtMatmulPreferenceSetAttribute(preference.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                  &max_workspace, sizeof(max_workspace)));
+  cublasLtMatmulHeuristicResult_t heuristic = {};
+  int found = 0;
+  FASTGPT_LT(cublasLtMatmulAlgoGetHeuristic(handle, op.desc, a_layout.layout, b_layout.layout, d_layout.layout,
+                                            d_layout.layout, preference.pref, 1, &heuristic, &found));
+  if (found == 0) return failed(CUBLAS_STATUS_NOT_SUPPORTED, "cublasLtMatmulAlgoGetHeuristic (no algorithm)");
+  const float alpha = 1.f, beta = 0.f;
+  FASTGPT_LT(cublasLtMatmul(handle, op.desc, &alpha, A, a_layout.layout, B, b_layout.layout, &beta, D,
+                            d_layout.layout, D, d_layout.layout, &heuristic.algo, workspace, workspace_bytes,
+                            stream));
+  return cudaSuccess;
+}
+
+#undef FASTGPT_LT
+
+// The cuBLASLt element type of a half dtype; false for fp32 (not offered, see the header).
+bool lt_type(DType dtype, cudaDataType_t* type) {
+  if (dtype == DType::kFloat16) *type = CUDA_R_16F;
+  else if (dtype == DType::kBFloat16) *type = CUDA_R_16BF;
+  else return false;
+  return true;
+}
+
+// The checks every launcher shares: sizes, dtype and workspace; sets *type.
+cudaError_t check_gemm(int64_t N, int M, int K, DType dtype, size_t workspace_bytes, cudaDataType_t* type) {
+  if (!lt_type(dtype, type)) {
+    std::snprintf(gemm_error_text, sizeof(gemm_error_text), "the cuBLASLt epilogues take float16 and bfloat16 only");
+    return cudaErrorNotSupported;
+  }
+  if (N < 0 || M < 1 || K < 1 || M % 8 != 0 || K % 8 != 0 || workspace_bytes < kGemmWorkspaceBytes) {
+    std::snprintf(gemm_error_text, sizeof(gemm_error_text),
+                  "sizes must be positive multiples of 8 and the workspace kGemmWorkspaceBytes");
+    return cudaErrorInvalidValue;
+  }
+  return cudaSuccess;
+}
+
+size_t element_bytes(DType dtype) { return dtype == DType::kFloat32 ? 4 : 2; }
+
+#endif  // FASTGPT_HAVE_CUBLASLT
+
+}  // namespace
+
+bool gemm_epilogues_available() { return FASTGPT_HAVE_CUBLASLT; }
+
+const char* gemm_epilogue_error() { return gemm_error_text; }
+
+#if FASTGPT_HAVE_CUBLASLT
+
+// pre^T (M x N) = W_fc (col-major M x K: w's rows, transposed) x^T (K x N); h^T = gelu(pre^T).
+cudaError_t linear_bias_gelu(void* h, void* pre, const void* x, const void* w, const void* bias,
+                             int64_t N, int M, int K, DType dtype, void* workspace,
+                             size_t workspace_bytes, cudaStream_t stream) {
+  cudaDataType_t type;
+  if (const cudaError_t err = check_gemm(N, M, K, dtype, workspace_bytes, &type); err != cudaSuccess) return err;
+  if (N == 0) return cudaSuccess;
+  return lt_matmul(h, w, /*trans_a=*/true, K, x, /*trans_b=*/false, K, M, N, K, type,
+                   CUBLASLT_EPILOGUE_GELU_AUX_BIAS, const_cast<void*>(bias), pre, workspace, workspace_bytes,
+                   stream);
+}
+
+// dpre^T (M x N) = w^T (w as stored: col-major M x K) dy^T (K x N), times gelu'(pre^T);
+// dbias: the sum of dpre^T along n (over the rows of dpre).
+cudaError_t matmul_gelu_grad_bias_grad(void* dpre, void* dbias, const void* dy, const void* w,
+                                       const void* pre, int64_t N, int M, int K, DType dtype,
+                                       void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  cudaDataType_t type;
+  if (const cudaError_t err = check_gemm(N, M, K, dtype, workspace_bytes, &type); err != cudaSuccess) return err;
+  if (N == 0) return cudaMemsetAsync(dbias, 0, (size_t)M * element_bytes(dtype), stream);
+  return lt_matmul(dpre, w, /*trans_a=*/false, M, dy, /*trans_b=*/false, K, M, N, K, type,
+                   CUBLASLT_EPILOGUE_DGELU_BGRAD, dbias, const_cast<void*>(pre), workspace, workspace_bytes,
+                   stream);
+}
+
+// dw^T (K x M) = x^T (x as stored: col-major K x N) dy (dy as stored is col-major M x N: transposed);
+// dbias: B's gradient (BGRADB), the sum of dy over k = N rows.
+cudaError_t weight_grad_bias_grad(void* dw, void* dbias, const void* dy, const void* x, int64_t N,
+                                  int M, int K, DType dtype, void* workspace, size_t workspace_bytes,
+                                  cudaStream_t stream) {
+  cudaDataType_t type;
+  if (const cudaError_t err = check_gemm(N, M, K, dtype, workspace_bytes, &type); err != cudaSuccess) return err;
+  if (N == 0) {
+    const cudaError_t err = cudaMemsetAsync(dw, 0, (size_t)M * K * element_bytes(dtype), stream);
+    return err != cudaSuccess ? err : cudaMemsetAsync(dbias, 0, (size_t)M * element_bytes(dtype), stream);
+  }
+  return lt_matmul(dw, x, /*trans_a=*/false, K, dy, /*trans_b=*/true, M, K, M, N, type,
+                   CUBLASLT_EPILOGUE_BGRADB, dbias, nullptr, workspace, workspace_bytes, stream);
+}
+
+#else  // no cublasLt.h at build time
+
+namespace {
+cudaError_t not_built() {
+  std::snprintf(gemm_error_text, sizeof(gemm_error_text),
+                "fastgpt's extension was built without cublasLt.h (install nvidia-cublas or a full CUDA toolkit)");
+  return cudaErrorNotSupported;
+}
+}  // namespace
+
+cudaError_t linear_bias_gelu(void*, void*, const void*, const void*, const void*, int64_t, int, int, DType,
+                             void*, size_t, cudaStream_t) {
+  return not_built();
+}
+
+cudaError_t matmul_gelu_grad_bias_grad(void*, void*, const void*, const void*, const void*, int64_t, int, int,
+                                       DType, void*, size_t, cudaStream_t) {
+  return not_built();
+}
+
+cudaError_t weight_grad_bias_grad(void*, void*, const void*, const void*, int64_t, int, int, DType, void*,
+                                  size_t, cudaStream_t) {
+  return not_built();
+}
+
+#endif  // FASTGPT_HAVE_CUBLASLT
 
 }  // namespace fastgpt

@@ -1,7 +1,8 @@
 /*
 The Python module fastgpt._C. Importing it loads this shared library, whose static
 initialisers (ops.cpp) register the torch.ops.fastgpt_cuda.* operators; the module itself only
-reports how it was built. Python code calls the ops through fastgpt._cuda, not through here.
+reports how it was built (CUDA runtime, LayerNorm's channel limit, whether the cuBLASLt GEMMs
+were compiled in). Python code calls the ops through fastgpt._cuda, not through here.
 */
 #include <cuda_runtime_api.h>
 #include <pybind11/pybind11.h>
@@ -17,4 +18,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("ops_namespace") = "fastgpt_cuda";
   m.attr("cuda_runtime_version") = CUDART_VERSION;
   m.attr("max_channels") = fastgpt::kMaxChannels;
+  // whether cublasLt.h was found at build time (the MLP's GEMMs with cuBLASLt epilogues, mlp.cu)
+  m.attr("gemm_epilogues") = fastgpt::gemm_epilogues_available();
 }

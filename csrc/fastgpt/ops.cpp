@@ -177,6 +177,75 @@ std::tuple<Tensor, Tensor> bias_gelu_bwd(const Tensor& dh, const Tensor& a, cons
   return {da, dbias};
 }
 
+// ---- the MLP's GEMMs with cuBLASLt epilogues (fp16, bf16; sizes multiples of 8) ----
+
+void check_gemm_operand(const char* op, const char* name, const Tensor& t) {
+  check_input(op, name, t);
+  TORCH_CHECK(t.scalar_type() != at::kFloat, op, ": ", name, " must be float16 or bfloat16 (the cuBLASLt "
+              "epilogues' GELU input is kept in the output's dtype), got float32");
+  TORCH_CHECK(t.size(1) % 8 == 0, op, ": ", name, " must have a multiple of 8 columns, got ", num(t.size(1)));
+}
+
+void check_gemm_launch(const char* op, cudaError_t err) {
+  TORCH_CHECK(err == cudaSuccess, op, ": ", cudaGetErrorString(err), " (", gemm_epilogue_error(), ")");
+}
+
+Tensor gemm_workspace(const Tensor& like) {
+  return at::empty({(int64_t)kGemmWorkspaceBytes}, like.options().dtype(at::kByte));
+}
+
+std::tuple<Tensor, Tensor> linear_bias_gelu_op(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  constexpr const char* op = "fastgpt_cuda::linear_bias_gelu";
+  check_gemm_operand(op, "x", x);
+  check_gemm_operand(op, "weight", weight);
+  const int64_t N = x.size(0), K = x.size(1), M = weight.size(0);
+  check_tensor(op, "weight", weight, x, x.scalar_type(), {M, K});
+  TORCH_CHECK(M % 8 == 0, op, ": weight must have a multiple of 8 rows, got ", num(M));
+  check_tensor(op, "bias", bias, x, x.scalar_type(), {M});
+
+  const c10::cuda::CUDAGuard guard(x.device());
+  Tensor h = at::empty({N, M}, x.options()), pre = at::empty({N, M}, x.options());
+  Tensor workspace = gemm_workspace(x);
+  check_gemm_launch(op, linear_bias_gelu(h.data_ptr(), pre.data_ptr(), x.data_ptr(), weight.data_ptr(),
+                                         bias.data_ptr(), N, (int)M, (int)K, to_dtype(op, "x", x),
+                                         workspace.data_ptr(), kGemmWorkspaceBytes, current_stream(x)));
+  return {h, pre};
+}
+
+std::tuple<Tensor, Tensor> matmul_gelu_grad_bias_grad_op(const Tensor& dy, const Tensor& weight, const Tensor& pre) {
+  constexpr const char* op = "fastgpt_cuda::matmul_gelu_grad_bias_grad";
+  check_gemm_operand(op, "dy", dy);
+  check_gemm_operand(op, "pre", pre);
+  const int64_t N = dy.size(0), K = dy.size(1), M = pre.size(1);
+  check_tensor(op, "weight", weight, dy, dy.scalar_type(), {K, M});
+  check_tensor(op, "pre", pre, dy, dy.scalar_type(), {N, M});
+
+  const c10::cuda::CUDAGuard guard(dy.device());
+  Tensor dpre = at::empty({N, M}, dy.options()), dbias = at::empty({M}, dy.options());
+  Tensor workspace = gemm_workspace(dy);
+  check_gemm_launch(op, matmul_gelu_grad_bias_grad(dpre.data_ptr(), dbias.data_ptr(), dy.data_ptr(),
+                                                   weight.data_ptr(), pre.data_ptr(), N, (int)M, (int)K,
+                                                   to_dtype(op, "dy", dy), workspace.data_ptr(),
+                                                   kGemmWorkspaceBytes, current_stream(dy)));
+  return {dpre, dbias};
+}
+
+std::tuple<Tensor, Tensor> weight_grad_bias_grad_op(const Tensor& dy, const Tensor& x) {
+  constexpr const char* op = "fastgpt_cuda::weight_grad_bias_grad";
+  check_gemm_operand(op, "dy", dy);
+  check_gemm_operand(op, "x", x);
+  const int64_t N = dy.size(0), M = dy.size(1), K = x.size(1);
+  check_tensor(op, "x", x, dy, dy.scalar_type(), {N, K});
+
+  const c10::cuda::CUDAGuard guard(dy.device());
+  Tensor dweight = at::empty({M, K}, dy.options()), dbias = at::empty({M}, dy.options());
+  Tensor workspace = gemm_workspace(dy);
+  check_gemm_launch(op, weight_grad_bias_grad(dweight.data_ptr(), dbias.data_ptr(), dy.data_ptr(), x.data_ptr(),
+                                              N, (int)M, (int)K, to_dtype(op, "dy", dy), workspace.data_ptr(),
+                                              kGemmWorkspaceBytes, current_stream(dy)));
+  return {dweight, dbias};
+}
+
 }  // namespace
 
 TORCH_LIBRARY(fastgpt_cuda, m) {
@@ -186,6 +255,9 @@ TORCH_LIBRARY(fastgpt_cuda, m) {
         " bool has_bias) -> (Tensor, Tensor, Tensor)");
   m.def("bias_gelu_fwd(Tensor a, Tensor bias) -> Tensor");
   m.def("bias_gelu_bwd(Tensor dh, Tensor a, Tensor bias) -> (Tensor, Tensor)");
+  m.def("linear_bias_gelu(Tensor x, Tensor weight, Tensor bias) -> (Tensor, Tensor)");
+  m.def("matmul_gelu_grad_bias_grad(Tensor dy, Tensor weight, Tensor pre) -> (Tensor, Tensor)");
+  m.def("weight_grad_bias_grad(Tensor dy, Tensor x) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(fastgpt_cuda, CUDA, m) {
@@ -193,6 +265,9 @@ TORCH_LIBRARY_IMPL(fastgpt_cuda, CUDA, m) {
   m.impl("add_layernorm_bwd", &add_layernorm_bwd);
   m.impl("bias_gelu_fwd", &bias_gelu_fwd);
   m.impl("bias_gelu_bwd", &bias_gelu_bwd);
+  m.impl("linear_bias_gelu", &linear_bias_gelu_op);
+  m.impl("matmul_gelu_grad_bias_grad", &matmul_gelu_grad_bias_grad_op);
+  m.impl("weight_grad_bias_grad", &weight_grad_bias_grad_op);
 }
 
 }  // namespace fastgpt

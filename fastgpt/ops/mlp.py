@@ -49,9 +49,14 @@ forward and backward), and dpre's pass then writes dpre only (one M*4C store few
 1.73 for torch.compile, and a default must not hold more than what a user would otherwise
 pick; with save_gelu=False the MLP keeps only pre (half of eager's saved activations).
 
-The `cuda` backend (fastgpt._cuda, csrc/) has the elementwise bias + GELU forward and backward
-only: its Functions run the GEMMs with torch (cuBLAS) and the epilogues with the extension,
-keeping a = x W_fc^T (M x 4C, as pre above) and recomputing h in the backward.
+The `cuda` backend (fastgpt._cuda, csrc/) has two MLPs (`MLPOptions.cuda_gemm`). "cublas" (the
+default): the GEMMs by torch (cuBLAS) and the elementwise bias + GELU forward and backward by the
+extension, keeping a = x W_fc^T (M x 4C, as pre above) and recomputing h in the backward.
+"cublaslt": every pass inside a GEMM, by cuBLASLt's epilogues (csrc/fastgpt/mlp.cu): the fc
+GEMM adds the bias and applies GELU, keeping pre (and h, for dW_proj); the backward's dh GEMM
+applies gelu'(pre) and sums db_fc, the dW_proj GEMM sums db_proj. Six GEMMs and no elementwise
+pass, at cuBLAS speed: the path benchmarks/NOTES.md names towards issue 7's 1.25x. fp16 and bf16,
+sizes multiples of 8; it needs an extension built with cublasLt.h. Not yet run on a GPU.
 """
 from __future__ import annotations
 
@@ -87,11 +92,15 @@ class MLPOptions:
     # 3.689, benchmarks/results/runs/run5-mlp.json), for one more (N, 4C) activation held
     save_gelu: bool = True
     schedule: str = "persistent_tma"   # Triton GEMMs: "tiled" | "persistent" | "persistent_tma"
+    # the cuda backend's MLP: "cublas" (cuBLAS GEMMs + the extension's bias+GELU passes) |
+    # "cublaslt" (cuBLASLt GEMMs with the bias, GELU and bias-gradient epilogues; see above)
+    cuda_gemm: str = "cublas"
 
     def __post_init__(self):
         choices = {"schedule": ("tiled", "persistent", "persistent_tma"), "proj": ("triton", "torch"),
                    "gelu_grad": ("cublas", "gemm_epilogue"), "dgrad": ("triton", "torch"),
-                   "wgrad": ("torch", "triton", "recompute"), "bias_grad": ("fused", "torch")}
+                   "wgrad": ("torch", "triton", "recompute"), "bias_grad": ("fused", "torch"),
+                   "cuda_gemm": ("cublas", "cublaslt")}
         for field, allowed in choices.items():
             if getattr(self, field) not in allowed:
                 raise ValueError(f"MLPOptions.{field} must be one of {allowed}, got {getattr(self, field)!r}")
@@ -444,6 +453,42 @@ def linear_gelu_cuda(x, weight, bias, options=DEFAULT_OPTIONS):
     return _CudaLinearGeluFunction.apply(x, weight, bias)
 
 
+class _CudaLtMLPFunction(torch.autograd.Function):
+    """MLPOptions(cuda_gemm="cublaslt"): the extension's cuBLASLt GEMMs with epilogues."""
+
+    @staticmethod
+    def forward(ctx, x, fc_weight, fc_bias, proj_weight, proj_bias):
+        ext = _extension()
+        x2d = _rows(x).contiguous()
+        h, pre = ext.linear_bias_gelu(x2d, fc_weight, _bias_or_zeros(fc_bias, fc_weight))
+        y = F.linear(h, proj_weight, proj_bias)
+        ctx.save_for_backward(x2d, fc_weight, proj_weight, h, pre)
+        ctx.has_biases = (fc_bias is not None, proj_bias is not None)
+        return y.view(*x.shape[:-1], proj_weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, dy):
+        ext = _extension()
+        x2d, fc_weight, proj_weight, h, pre = ctx.saved_tensors
+        dy2d = _rows(dy).contiguous()
+        dproj_w, dproj_b = ext.weight_grad_bias_grad(dy2d, h)                # (C, H), db_proj
+        dpre, dfc_b = ext.matmul_gelu_grad_bias_grad(dy2d, proj_weight, pre)  # (M, H), db_fc
+        dx = torch.mm(dpre, fc_weight).view(*dy.shape[:-1], x2d.shape[1])
+        has_fc_bias, has_proj_bias = ctx.has_biases
+        return (dx, torch.mm(dpre.t(), x2d), dfc_b if has_fc_bias else None, dproj_w,
+                dproj_b if has_proj_bias else None)
+
+
+def _check_cublaslt_mlp() -> None:
+    if not _extension().gemm_epilogues:
+        raise RuntimeError("MLPOptions(cuda_gemm='cublaslt') needs fastgpt's CUDA extension built with "
+                           "cuBLASLt (cublasLt.h was not found at build time: install nvidia-cublas, or a CUDA "
+                           "toolkit with cuBLAS, and rebuild); MLPOptions(cuda_gemm='cublas') runs without it")
+
+
 @mlp.register("cuda")
 def mlp_cuda(x, fc_weight, fc_bias, proj_weight, proj_bias, options=DEFAULT_OPTIONS):
+    if options.cuda_gemm == "cublaslt":
+        _check_cublaslt_mlp()
+        return _CudaLtMLPFunction.apply(x, fc_weight, fc_bias, proj_weight, proj_bias)
     return _CudaMLPFunction.apply(x, fc_weight, fc_bias, proj_weight, proj_bias)
