@@ -77,7 +77,8 @@ def launch(name: str, gpus: int, flags: list[str], out: Path, timeout: float) ->
     start = time.perf_counter()
     with log.open("w") as f:
         done = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout)
-    metrics = [json.loads(line) for line in Path(flags[flags.index("--metrics-file") + 1]).read_text().splitlines()]
+    metrics_file = Path(flags[flags.index("--metrics-file") + 1])
+    metrics = [json.loads(line) for line in metrics_file.read_text().splitlines()] if metrics_file.exists() else []
     if done.returncode != 0 or not metrics or not metrics[-1].get("summary"):
         raise RuntimeError(f"{name} failed (exit {done.returncode}); see {log}")
     print(f"{name}: {time.perf_counter() - start:.0f} s wall", flush=True)

@@ -5,7 +5,7 @@
     fastgpt-train --data my_texts/ --max-iters 5000 --out-dir runs/mine
     fastgpt-train --config run.toml --learning-rate 3e-4    # flags win over the file
     fastgpt-train --resume --out-dir runs/mine              # continue exactly where it stopped
-    torchrun --nproc_per_node 8 -m fastgpt.train --preset gpt2   # DDP (see README for multi-node)
+    torchrun --nproc_per_node 8 -m fastgpt.train --preset gpt2   # 8 GPUs (see README for multi-node)
 
 Settings are one `TrainConfig`, taken from a preset (default: shakespeare-char when a GPU is
 there, cpu-char otherwise), then a TOML/YAML file (--config), then flags. With --resume the
@@ -101,7 +101,8 @@ class TrainConfig:
     backend: str = setting("auto", "which kernels run the model", BACKEND_CHOICES)
     compile: bool = setting(False, "torch.compile the model")
     cuda_graph: bool | None = setting(None, "replay each training step as one CUDA graph (default: on where the run "
-                                            "allows it: one CUDA process, dropout 0, no float16, no --compile)")
+                                            "allows it: CUDA, dropout 0, no float16, no --compile; under "
+                                            "torchrun it averages the gradients itself, without DDP)")
     seed: int = setting(1337, "seed of the model's initialisation, the batches and dropout")
     peak_flops: float | None = setting(None, "one GPU's peak FLOP/s for MFU (default: its bf16 peak, "
                                              "when known)")
@@ -324,7 +325,8 @@ class Trainer:
         torch.manual_seed(cfg.seed + rank)     # each rank its own dropout stream
         if resume is not None:
             self._restore(resume)
-        # forward_model evaluates; train_model (under DDP, the same wrapped) trains
+        # forward_model evaluates; train_model trains: the same model, wrapped in DDP under torchrun
+        # unless the CUDA-graphed step (which averages the gradients itself) runs
         self.forward_model = torch.compile(self.model) if cfg.compile else self.model
         self.train_model = self.forward_model
         self.graphed_step = self._graphed_step()
