@@ -29,7 +29,8 @@ dbias_proj over dy on the way (BGRADB). What is left of the MLP is six GEMMs and
 pass (benchmarks/NOTES.md, "Why 1.25x ...", has the arithmetic this was built for).
 cuBLASLt is column-major: a row-major (R, C) matrix is, as it stands in memory, a column-major
 (C, R) one, so each row-major product P = X Y is computed as P^T = Y^T X^T; the comment on each
-launcher gives its mapping. Limits: fp16 and bf16 only (the epilogues' GELU input matrix is
+launcher gives its mapping (the same as llm.c's matmul_cublaslt for its forward, dinp and dweight
+GEMMs). Limits: fp16 and bf16 only (the epilogues' GELU input matrix is
 stored in the output's dtype); every size a multiple of 8 (the auxiliary matrix's leading
 dimension must be); bias gradients come back in the operands' dtype, summed by cuBLASLt in fp32.
 Built only where cublasLt.h is found (setup.py looks in CUDA_HOME and in torch's nvidia-cublas
@@ -265,8 +266,12 @@ cudaError_t lt_matmul(void* D, const void* A, bool trans_a, int64_t lda, const v
   FASTGPT_LT(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
   FASTGPT_LT(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
   FASTGPT_LT(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
-  if (bias != nullptr)
+  if (bias != nullptr) {   // bias and bias gradients in the operands' dtype (as D's, said explicitly)
+    const int32_t bias_type = type;
+    FASTGPT_LT(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
+                                              sizeof(bias_type)));
     FASTGPT_LT(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  }
   if (aux != nullptr) {
     const int64_t aux_ld = m;
     FASTGPT_LT(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
