@@ -11,21 +11,19 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 import scaling  # noqa: E402
 
-CORPUS = Path(__file__).resolve().parents[1] / "fastgpt" / "data" / "tinyshakespeare.txt"
+from test_train import CORPUS, tiny_flags  # noqa: E402
 
 
-def tiny_flags(tmp_path, name):
-    return ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "2",
-            "--max-iters", "6", "--eval-interval", "6", "--eval-iters", "1", "--log-interval", "2",
-            "--sample-tokens", "0", "--no-progress", "--device", "cpu", "--data", str(CORPUS),
-            "--cache-dir", str(tmp_path / "cache"), "--metrics-file", str(tmp_path / f"{name}.jsonl"),
-            "--out-dir", str(tmp_path / name)]
+def run_flags(tmp_path, name):
+    """A tiny CPU run as fastgpt-train flags, its metrics in tmp_path/name.jsonl."""
+    return tiny_flags(tmp_path, CORPUS, max_iters=6, eval_interval=6, log_interval=2, sample_tokens=0,
+                      device="cpu", metrics_file=tmp_path / f"{name}.jsonl", out_dir=tmp_path / name)
 
 
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_launch_returns_the_runs_records_and_summary(tmp_path, ranks):
     (tmp_path / "logs").mkdir()
-    run = scaling.launch(f"{ranks}cpu", ranks, tiny_flags(tmp_path, f"{ranks}cpu"), tmp_path, timeout=240)
+    run = scaling.launch(f"{ranks}cpu", ranks, run_flags(tmp_path, f"{ranks}cpu"), tmp_path, timeout=240)
     assert [r["step"] for r in run["records"]] == [2, 4, 6]
     summary = run["summary"]
     assert summary["world_size"] == ranks and sorted(map(int, summary["losses"])) == list(range(1, 7))
@@ -36,7 +34,7 @@ def test_launch_returns_the_runs_records_and_summary(tmp_path, ranks):
 
 def test_a_failed_run_is_an_error_naming_its_log(tmp_path):
     (tmp_path / "logs").mkdir()
-    flags = tiny_flags(tmp_path, "bad") + ["--batch-size", "0"]
+    flags = run_flags(tmp_path, "bad") + ["--batch-size", "0"]
     with pytest.raises(RuntimeError, match="bad failed .*logs/bad.log"):
         scaling.launch("bad", 1, flags, tmp_path, timeout=120)
 

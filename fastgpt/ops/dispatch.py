@@ -48,7 +48,12 @@ def launch_bound() -> bool:
     """True when an extra kernel launch costs more than it saves: eager execution, where every
     Triton launch costs tens of microseconds of host time (about 85 us on the H100 machine,
     benchmarks/host_profile.py) and a GPT-2 step is host-bound. False inside replayed_steps() and
-    while torch.compile traces (its graph launches the custom ops' kernels with little host work)."""
+    while torch.compile traces (its graph launches the custom ops' kernels with little host work).
+
+    Ask in a forward, never in a backward: autograd runs a CUDA backward on its own thread, which
+    does not see the caller's replayed_steps() (a ContextVar), so there the answer is always
+    True. A Function whose backward depends on it decides in its forward and keeps the answer in
+    ctx (fastgpt.ops.mlp's c_proj bias gradient)."""
     return not (torch.compiler.is_compiling() or _replayed.get())   # dynamo reads no ContextVar
 
 

@@ -459,6 +459,11 @@ class _CudaLtMLPFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, fc_weight, fc_bias, proj_weight, proj_bias):
         ext = _extension()
+        if not ext.gemm_epilogues:
+            raise RuntimeError("MLPOptions(cuda_gemm='cublaslt') needs fastgpt's CUDA extension built with "
+                               "cuBLASLt (cublasLt.h was not found at build time: install nvidia-cublas, or a "
+                               "CUDA toolkit with cuBLAS, and rebuild); MLPOptions(cuda_gemm='cublas') runs "
+                               "without it")
         x2d = _rows(x).contiguous()
         h, pre = ext.linear_bias_gelu(x2d, fc_weight, _bias_or_zeros(fc_bias, fc_weight))
         y = F.linear(h, proj_weight, proj_bias)
@@ -479,16 +484,8 @@ class _CudaLtMLPFunction(torch.autograd.Function):
                 dproj_b if has_proj_bias else None)
 
 
-def _check_cublaslt_mlp() -> None:
-    if not _extension().gemm_epilogues:
-        raise RuntimeError("MLPOptions(cuda_gemm='cublaslt') needs fastgpt's CUDA extension built with "
-                           "cuBLASLt (cublasLt.h was not found at build time: install nvidia-cublas, or a CUDA "
-                           "toolkit with cuBLAS, and rebuild); MLPOptions(cuda_gemm='cublas') runs without it")
-
-
 @mlp.register("cuda")
 def mlp_cuda(x, fc_weight, fc_bias, proj_weight, proj_bias, options=DEFAULT_OPTIONS):
     if options.cuda_gemm == "cublaslt":
-        _check_cublaslt_mlp()
         return _CudaLtMLPFunction.apply(x, fc_weight, fc_bias, proj_weight, proj_bias)
     return _CudaMLPFunction.apply(x, fc_weight, fc_bias, proj_weight, proj_bias)
