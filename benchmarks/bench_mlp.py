@@ -107,17 +107,17 @@ def test_mlp_triton(benchmark, variant, mode):
 
 @pytest.mark.skipif(not (HAS_CUDA and cuda_extension_available()), reason="CUDA extension not built")
 @pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
-@pytest.mark.parametrize("cuda_gemm", ["cublas", "cublaslt"])
+@pytest.mark.parametrize("cuda_gemm", ["cublas", "cublaslt", "cublaslt_forward"])
 def test_mlp_cuda(benchmark, mode, cuda_gemm):
     """The cuda backend: cuBLAS GEMMs + the extension's bias+GELU passes, or cuBLASLt's GEMMs
-    with those in their epilogues (MLPOptions.cuda_gemm)."""
+    with those in their epilogues, in both passes or the forward only (MLPOptions.cuda_gemm)."""
     from fastgpt import _cuda
-    if cuda_gemm == "cublaslt" and not _cuda.load().gemm_epilogues:
+    if cuda_gemm != "cublas" and not _cuda.load().gemm_epilogues:
         pytest.skip("the extension was built without cublasLt.h")
     module, x, dy = setup()
     forward = fused(module, MLPOptions(cuda_gemm=cuda_gemm), backend="cuda")
     measure(benchmark, mlp_step(forward, module, x, dy, mode), flops=FLOPS[mode],
-            impl="cuda" if cuda_gemm == "cublas" else "cuda-cublaslt", mode=mode, tokens=TOKENS, n_embd=C)
+            impl="cuda" if cuda_gemm == "cublas" else f"cuda-{cuda_gemm}", mode=mode, tokens=TOKENS, n_embd=C)
 
 
 def gemm_cases(schedule):
@@ -175,3 +175,30 @@ def test_gemm(benchmark, gemm, impl):
     measure(benchmark, fn, flops=GEMM_FLOPS, impl=impl, gemm=gemm)
     if impl in kernels.SCHEDULES:
         benchmark.extra_info["config"] = str(kernels.best_config(schedule))
+
+
+CUBLASLT_GEMMS = ["fc_fwd_bias_gelu", "dpre_gelu_grad_no_h", "dW_proj_bias_grad"]
+
+
+@pytest.mark.skipif(not (HAS_CUDA and cuda_extension_available()), reason="CUDA extension not built")
+@pytest.mark.parametrize("gemm", CUBLASLT_GEMMS)
+def test_gemm_cublaslt(benchmark, gemm):
+    """The extension's cuBLASLt GEMMs one at a time (MLPOptions(cuda_gemm="cublaslt")), beside
+    test_gemm's rows of the same GEMM: fc with GELU_AUX_BIAS (h and pre) against cuBLAS + eager's
+    GELU; dh with DGELU_BGRAD (dpre, db_fc) against "cublas_pass" (cuBLAS + our one pass); dW_proj
+    with BGRADB (db_proj) against the plain cuBLAS dW_proj (no bias sum at all)."""
+    from fastgpt import _cuda
+    ext = _cuda.load()
+    if not ext.gemm_epilogues:
+        pytest.skip("the extension was built without cublasLt.h")
+    g = torch.Generator(device="cuda").manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(*shape, device="cuda", dtype=DTYPE, generator=g)
+
+    x, w_fc, b_fc, w_proj = rand(TOKENS, C), rand(H, C), rand(H), rand(C, H)
+    pre, h, dy = rand(TOKENS, H), rand(TOKENS, H), rand(TOKENS, C)
+    fn = {"fc_fwd_bias_gelu": lambda: ext.linear_bias_gelu(x, w_fc, b_fc),
+          "dpre_gelu_grad_no_h": lambda: ext.matmul_gelu_grad_bias_grad(dy, w_proj, pre),
+          "dW_proj_bias_grad": lambda: ext.weight_grad_bias_grad(dy, h)}[gemm]
+    measure(benchmark, fn, flops=GEMM_FLOPS, impl="cublaslt", gemm=gemm)

@@ -8,10 +8,12 @@ zero_grad. Configurations:
     reference-compile   the same, torch.compile(model, fullgraph=True)
     triton              fastgpt's Triton kernels
     triton-compile      the same, torch.compile(model, fullgraph=True)
-    cuda                the compiled CUDA extension (skipped where it is not built)
-    cuda-cublaslt-*     the same with the MLP's GEMMs on cuBLASLt with the bias, GELU and
-                        bias-gradient epilogues (MLPOptions(cuda_gemm="cublaslt"); skipped where
-                        the extension was built without cublasLt.h)
+    cuda                the compiled CUDA extension (skipped where it is not built); its MLP
+                        as MLPOptions(cuda_gemm="auto") picks: cuBLASLt's bias + GELU epilogue
+                        in the forward where the extension was built with cublasLt.h
+    cuda-cublas-*       the same with the MLP on cuBLAS + the extension's passes ("cublas")
+    cuda-cublaslt-*     the same with every MLP pass in a cuBLASLt epilogue ("cublaslt"; skipped
+                        where the extension was built without cublasLt.h)
     *-compile-cudagraphs  the compiled models with mode="reduce-overhead" (CUDA graph replay)
     *-cudagraph         the eager model, the whole step (forward, backward, AdamW) captured as one
                         CUDA graph by fastgpt.cuda_graph.GraphedTrainStep: what fastgpt-train
@@ -65,7 +67,9 @@ CONFIGS = {
     "triton-compile-cudagraphs": Config("triton", "reduce-overhead"),
     "cuda": Config("cuda"),
     "cuda-cudagraph": Config("cuda", cuda_graph=True),
-    # the MLP's GEMMs with cuBLASLt's bias, GELU and bias-gradient epilogues
+    # the cuda backend's other MLPs (the default, "auto", is cuBLASLt's forward epilogue where
+    # the extension has it): cuBLAS + the extension's passes, and every pass in a cuBLASLt epilogue
+    "cuda-cublas-cudagraph": Config("cuda", cuda_graph=True, mlp=MLPOptions(cuda_gemm="cublas")),
     "cuda-cublaslt-cudagraph": Config("cuda", cuda_graph=True, mlp=MLPOptions(cuda_gemm="cublaslt")),
 }
 CONFIG_ORDER = list(CONFIGS)              # tables and the plot list configurations in this order
@@ -142,7 +146,7 @@ def test_train_step(benchmark, name):
     compiled = compile_mode is not None
     if backend == "cuda" and not cuda_extension_available():
         pytest.skip("the CUDA extension fastgpt._C is not built")
-    if setup.mlp is not None and setup.mlp.cuda_gemm == "cublaslt":
+    if setup.mlp is not None and setup.mlp.cuda_gemm.startswith("cublaslt"):
         from fastgpt import _cuda
         if not _cuda.load().gemm_epilogues:
             pytest.skip("the CUDA extension was built without cublasLt.h")

@@ -20,12 +20,15 @@ OP_RUNS = [
     ("Fused residual-add + LayerNorm: triton, cuda, torch, torch.compile", "run9-layernorm.json"),
     ("Fused residual-add + LayerNorm: Triton tile variants", "run5-layernorm.json"),
     ("Fused bias + GELU MLP", "run5-mlp.json"),
+    ("Fused bias + GELU MLP: the cuda backend's three MLPs, and its cuBLASLt epilogue GEMMs one at a "
+     "time beside cuBLAS + our passes", "run22-mlp.json"),
     ("Fused LM head + cross-entropy", "run4-cross_entropy.json"),
     ("Linear: the bias gradient (column sum) and fused_linear fwd+bwd against F.linear", "run15-linear.json"),
     ("Linear: column-sum tile variants", "run13-linear-variants.json"),
 ]
-TRAIN_STEP_RUN = "run17-train_step"
+TRAIN_STEP_RUN = "run23-train_step"
 SCALING_RUN = "run19-scaling"
+CONVERGENCE_RUN = "run22-convergence.json"
 SCALING_NOTE = """The val loss column is each run's own: 300 steps of 16k (1 GPU) or 32k (2 GPUs) tokens pass
 over Tiny Shakespeare's 304k training tokens 16 or 32 times, so the 2-GPU run overfits further.
 The loss check compares like with like: the 2-GPU run against one GPU trained on the same global
@@ -44,17 +47,20 @@ eager; `eager ms` is the plain do_bench median of the same callable. NOTES.md ha
 the log of variants.
 """
 
-TRAIN_STEP_NOTE = """`results/runs/run17-train_step/*.json`: one row per configuration, written by bench_train_step.py
-as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100 (torch 2.11.0+cu130,
-triton 3.6.0); their pytest-benchmark JSONs are in `pytest/` beside them. `*-cudagraph` is the
-whole step replayed as one CUDA graph (fastgpt.cuda_graph.GraphedTrainStep, fastgpt-train's
-default on one GPU without dropout; for fastgpt's backends it also casts the parameters to bf16
-in one multi-tensor copy and runs the bias gradients on fastgpt's column-sum kernel). The eager
-rows are host-bound and vary from call to call on the same machine (`triton` eager measured
-41.0 ms in run 16 and 63.2 ms here, at 37.6-74.7 ms min-max within run 16; see NOTES.md).
-`triton-compile` did not finish compiling within 330 s (inductor was still printing IR when
-stopped: `runs/logs/run17-triton-compile-timeout.log`); the `*-compile-cudagraphs`
-configurations were not measured. Command per configuration:
+TRAIN_STEP_NOTE = """`results/runs/run23-train_step/*.json`: one row per configuration, written by bench_train_step.py
+as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100 of a 2 x H100 machine
+(torch 2.11.0+cu130, triton 3.6.0), while the test suite ran on the other GPU; their
+pytest-benchmark JSONs are in `pytest/` beside them. `*-cudagraph` is the whole step replayed as
+one CUDA graph (fastgpt.cuda_graph.GraphedTrainStep, fastgpt-train's default without dropout; for
+fastgpt's backends it also casts the parameters to bf16 in one multi-tensor copy and runs the bias
+gradients on fastgpt's column-sum kernel). `cuda-*` differ in the MLP (MLPOptions.cuda_gemm):
+`cuda-cudagraph` is the default ("auto": cuBLASLt's bias + GELU epilogue in the forward),
+`cuda-cublas-*` cuBLAS + the extension's passes, `cuda-cublaslt-*` every pass in a cuBLASLt
+epilogue. The eager rows are host-bound and vary from call to call on the same machine (`triton`
+eager measured 41.0 ms in run 16 and 63.2 in run 17; see NOTES.md), and here shared the host's
+CPUs with the test suite. `triton-compile` did not
+finish compiling within 330 s in run 17 (`runs/logs/run17-triton-compile-timeout.log`) and the
+`*-compile-cudagraphs` configurations have not been measured. Command per configuration:
 `FASTGPT_BENCH_OUT=DIR pytest "benchmarks/bench_train_step.py::test_train_step[CONFIG]" --benchmark-only`.
 """
 
@@ -71,8 +77,10 @@ def train_step_table(folder: Path) -> str:
 
 def convergence_line(path: Path) -> str:
     c = json.loads(path.read_text())
+    graphed = c.get("max_smoothed_difference_graphed")
+    graphed = "" if graphed is None else f" (with the CUDA-graphed step's arithmetic: {graphed:.4f})"
     return (f"`benchmarks/results/runs/{path.name}` ({c['device']}, torch {c['torch']}, {c['args']['steps']} steps): "
-            f"max |smoothed fastgpt - reference| = {c['max_smoothed_difference']:.4f} nats; bf16 noise of "
+            f"max |smoothed fastgpt - reference| = {c['max_smoothed_difference']:.4f} nats{graphed}; bf16 noise of "
             f"the reference (bf16 vs fp32) = {c['bf16_noise']:.4f}; bound {c['bound']}: "
             f"{'PASS' if c['passed'] else 'FAIL'}. Command: `python benchmarks/convergence.py "
             f"--steps {c['args']['steps']}`.\n")
@@ -96,7 +104,7 @@ def main():
         parts.append(f"## {title}\n\n`results/runs/{name}`\n\n" + render(json.loads((runs / name).read_text())))
     parts.append("## GPT-2 124M training step\n\n" + TRAIN_STEP_NOTE + "\n" + train_step_table(runs / TRAIN_STEP_RUN))
     parts.append("## Convergence: fastgpt (triton) against the reference (torch), bf16\n\n"
-                 + convergence_line(runs / "run6-convergence.json"))
+                 + convergence_line(runs / CONVERGENCE_RUN))
     parts.append("## Multi-GPU scaling: fastgpt-train on 1 and 2 GPUs\n\n"
                  + scaling_section(runs / SCALING_RUN).replace("](benchmarks/results/", "](results/"))
     (HERE / "RESULTS.md").write_text("\n".join(parts))
@@ -105,7 +113,7 @@ def main():
     readme = HERE.parent / "README.md"
     section = (train_step_table(runs / TRAIN_STEP_RUN) + "\n"
                + "![tokens/s and peak memory per configuration](benchmarks/results/train_step.png)\n\n"
-               + "Convergence: " + convergence_line(runs / "run6-convergence.json"))
+               + "Convergence: " + convergence_line(runs / CONVERGENCE_RUN))
     text = replace_section(readme.read_text(), "train_step", section)
     readme.write_text(replace_section(text, "scaling", scaling_section(runs / SCALING_RUN)))
     print(f"updated {readme}")

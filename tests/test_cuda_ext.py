@@ -8,6 +8,7 @@ fp16, bf16; odd and large row lengths; misaligned pointers), bit-identical param
 across runs, outputs over poisoned memory, clear errors for bad input, and torch.compile.
 The compile check of every .cu file runs in CI as `bash csrc/compile_check.sh`.
 """
+import importlib.util
 import os
 import re
 import subprocess
@@ -152,10 +153,15 @@ def test_cublaslt_flags_prefer_torchs_nvidia_cublas_wheel_then_the_toolkit(tmp_p
         (root / lib).mkdir()
         (root / "include" / "cublasLt.h").write_text("")
         (root / lib / "libcublasLt.so.13").write_text("")
-    assert _cuda.cublaslt_build_flags(str(toolkit)) == (
-        [str(toolkit / "include")], [f"-L{toolkit / 'lib64'}", "-l:libcublasLt.so.13", f"-Wl,-rpath,{toolkit / 'lib64'}"])
+    find_spec = importlib.util.find_spec
+    with monkeypatch.context() as no_wheel:   # as where torch's CUDA wheels are not installed
+        no_wheel.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nvidia" else find_spec(name, *a))
+        assert _cuda.cublaslt_build_flags(str(toolkit)) == (
+            [str(toolkit / "include")], [f"-L{toolkit / 'lib64'}", "-l:libcublasLt.so.13",
+                                         f"-Wl,-rpath,{toolkit / 'lib64'}"])
     monkeypatch.syspath_prepend(str(tmp_path / "site"))       # "nvidia" becomes a namespace package
     monkeypatch.delitem(sys.modules, "nvidia", raising=False)
+    # the real nvidia packages (torch's CUDA wheels, where installed) come later on the path
     includes, flags = _cuda.cublaslt_build_flags(str(toolkit))
     assert includes == [str(wheel / "include")] and f"-L{wheel / 'lib'}" in flags
     assert _cuda.cublaslt_build_flags(str(tmp_path / "nowhere"))[0] == [str(wheel / "include")]

@@ -287,6 +287,25 @@ def test_bad_input_is_a_clear_error():
         MLPOptions(cuda_gemm="cutlass")
 
 
+@pytest.mark.parametrize("built_with_cublaslt", [True, False])
+def test_cuda_gemm_auto_takes_cublaslt_only_where_it_applies(monkeypatch, built_with_cublaslt):
+    """MLPOptions(cuda_gemm="auto"), the default: cuBLASLt's forward epilogue for 16-bit operands
+    with sizes multiples of 8 and contiguous weights, on an extension that has it; else cuBLAS."""
+    from types import SimpleNamespace
+    from fastgpt.ops import mlp as mlp_ops
+    assert MLPOptions().cuda_gemm == "auto"
+    monkeypatch.setattr(mlp_ops, "_extension", lambda: SimpleNamespace(gemm_epilogues=built_with_cublaslt))
+
+    def applies(dtype=torch.bfloat16, C=64, H=256, C_out=64, transposed=False):
+        fc = torch.empty(C, H, dtype=dtype).t() if transposed else torch.empty(H, C, dtype=dtype)
+        return mlp_ops._cublaslt_applies(torch.empty(3, C, dtype=dtype), fc, torch.empty(C_out, H, dtype=dtype))
+
+    assert applies() is built_with_cublaslt and applies(torch.float16) is built_with_cublaslt
+    assert not applies(torch.float32)
+    assert not applies(C=60) and not applies(H=252) and not applies(C_out=60)
+    assert not applies(transposed=True)
+
+
 def test_autocast_casts_operands_as_linear_does():
     mlp = FusedMLP(n_embd=32)
     x = torch.randn(3, 32)
@@ -381,14 +400,16 @@ def _cublaslt_available() -> bool:
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("tokens, C", [(1, 64), (37, 64), (4 * 512 + 7, 768)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_cuda_cublaslt_mlp(dtype, tokens, C, bias):
+@pytest.mark.parametrize("cuda_gemm", ["cublaslt", "cublaslt_forward"])
+def test_cuda_cublaslt_mlp(dtype, tokens, C, bias, cuda_gemm):
     """MLPOptions(cuda_gemm="cublaslt"): cuBLASLt's bias, GELU and bias-gradient epilogues (and
-    its GELU: the tanh form) against the float64 reference; outputs over poisoned memory."""
+    its GELU: the tanh form) against the float64 reference; "cublaslt_forward": the forward's
+    epilogue, the backward on cuBLAS and the extension's pass; outputs over poisoned memory."""
     x, dy = inputs((tokens,), C, dtype, "cuda")
     params = make_params(C, 4 * C, dtype, "cuda", bias=bias)
     poison_(torch.empty(8 * tokens * 4 * C, device="cuda", dtype=dtype))   # freed: later outputs start as NaN
     with fastgpt.use_backend("cuda"):
-        outs = run(lambda *a: fused_mlp(*a, options=MLPOptions(cuda_gemm="cublaslt")), x, params, dy)
+        outs = run(lambda *a: fused_mlp(*a, options=MLPOptions(cuda_gemm=cuda_gemm)), x, params, dy)
     check(outs, reference(x, params, dy), dtype)
 
 

@@ -49,14 +49,19 @@ forward and backward), and dpre's pass then writes dpre only (one M*4C store few
 1.73 for torch.compile, and a default must not hold more than what a user would otherwise
 pick; with save_gelu=False the MLP keeps only pre (half of eager's saved activations).
 
-The `cuda` backend (fastgpt._cuda, csrc/) has two MLPs (`MLPOptions.cuda_gemm`). "cublas" (the
-default): the GEMMs by torch (cuBLAS) and the elementwise bias + GELU forward and backward by the
-extension, keeping a = x W_fc^T (M x 4C, as pre above) and recomputing h in the backward.
+The `cuda` backend (fastgpt._cuda, csrc/) has three MLPs (`MLPOptions.cuda_gemm`). "cublas": the
+GEMMs by torch (cuBLAS) and the elementwise bias + GELU forward and backward by the extension,
+keeping a = x W_fc^T (M x 4C, as pre above) and recomputing h in the backward.
 "cublaslt": every pass inside a GEMM, by cuBLASLt's epilogues (csrc/fastgpt/mlp.cu): the fc
 GEMM adds the bias and applies GELU, keeping pre (and h, for dW_proj); the backward's dh GEMM
-applies gelu'(pre) and sums db_fc, the dW_proj GEMM sums db_proj. Six GEMMs and no elementwise
-pass, at cuBLAS speed: the path benchmarks/NOTES.md names towards issue 7's 1.25x. fp16 and bf16,
-sizes multiples of 8; it needs an extension built with cublasLt.h. Not yet run on a GPU.
+applies gelu'(pre) and sums db_fc (DGELU_BGRAD), the dW_proj GEMM sums db_proj (BGRADB).
+"cublaslt_forward": the forward's epilogue only; the backward is "cublas"'s on the kept h.
+Measured on an H100 (benchmarks/NOTES.md, runs 21-22, 65536 tokens, bf16): the forward epilogue
+GEMM 0.680 ms against 0.762 for cuBLAS + a GELU pass, but the DGELU_BGRAD GEMM 1.749 ms against
+0.910 for cuBLAS + our one pass (cuBLASLt runs that epilogue at 177 TFLOP/s), and BGRADB 0.489
+against 0.436 for the plain GEMM. So the MLP fwd+bwd: "cublaslt_forward" 3.51 ms, "cublas" 3.77,
+"cublaslt" 4.11. "auto" (the default) takes "cublaslt_forward" where it applies (an extension
+built with cublasLt.h, fp16 / bf16, contiguous weights, sizes multiples of 8), else "cublas".
 """
 from __future__ import annotations
 
@@ -93,14 +98,17 @@ class MLPOptions:
     save_gelu: bool = True
     schedule: str = "persistent_tma"   # Triton GEMMs: "tiled" | "persistent" | "persistent_tma"
     # the cuda backend's MLP: "cublas" (cuBLAS GEMMs + the extension's bias+GELU passes) |
-    # "cublaslt" (cuBLASLt GEMMs with the bias, GELU and bias-gradient epilogues; see above)
-    cuda_gemm: str = "cublas"
+    # "cublaslt" (cuBLASLt GEMMs with the bias, GELU and bias-gradient epilogues; see above) |
+    # "cublaslt_forward" (the forward's epilogue only, the backward as "cublas" but on the kept h) |
+    # "auto": "cublaslt_forward" where it applies (extension built with cuBLASLt, 16-bit
+    # operands, sizes multiples of 8), else "cublas"
+    cuda_gemm: str = "auto"
 
     def __post_init__(self):
         choices = {"schedule": ("tiled", "persistent", "persistent_tma"), "proj": ("triton", "torch"),
                    "gelu_grad": ("cublas", "gemm_epilogue"), "dgrad": ("triton", "torch"),
                    "wgrad": ("torch", "triton", "recompute"), "bias_grad": ("fused", "torch"),
-                   "cuda_gemm": ("cublas", "cublaslt")}
+                   "cuda_gemm": ("auto", "cublas", "cublaslt", "cublaslt_forward")}
         for field, allowed in choices.items():
             if getattr(self, field) not in allowed:
                 raise ValueError(f"MLPOptions.{field} must be one of {allowed}, got {getattr(self, field)!r}")
@@ -454,10 +462,11 @@ def linear_gelu_cuda(x, weight, bias, options=DEFAULT_OPTIONS):
 
 
 class _CudaLtMLPFunction(torch.autograd.Function):
-    """MLPOptions(cuda_gemm="cublaslt"): the extension's cuBLASLt GEMMs with epilogues."""
+    """MLPOptions(cuda_gemm="cublaslt" | "cublaslt_forward"): the extension's cuBLASLt GEMMs with
+    epilogues, in both passes or in the forward only (backward_epilogues)."""
 
     @staticmethod
-    def forward(ctx, x, fc_weight, fc_bias, proj_weight, proj_bias):
+    def forward(ctx, x, fc_weight, fc_bias, proj_weight, proj_bias, backward_epilogues):
         ext = _extension()
         if not ext.gemm_epilogues:
             raise RuntimeError("MLPOptions(cuda_gemm='cublaslt') needs fastgpt's CUDA extension built with "
@@ -469,23 +478,40 @@ class _CudaLtMLPFunction(torch.autograd.Function):
         y = F.linear(h, proj_weight, proj_bias)
         ctx.save_for_backward(x2d, fc_weight, proj_weight, h, pre)
         ctx.has_biases = (fc_bias is not None, proj_bias is not None)
+        ctx.backward_epilogues = backward_epilogues
         return y.view(*x.shape[:-1], proj_weight.shape[0])
 
     @staticmethod
     def backward(ctx, dy):
-        ext = _extension()
         x2d, fc_weight, proj_weight, h, pre = ctx.saved_tensors
         dy2d = _rows(dy).contiguous()
-        dproj_w, dproj_b = ext.weight_grad_bias_grad(dy2d, h)                # (C, H), db_proj
-        dpre, dfc_b = ext.matmul_gelu_grad_bias_grad(dy2d, proj_weight, pre)  # (M, H), db_fc
-        dx = torch.mm(dpre, fc_weight).view(*dy.shape[:-1], x2d.shape[1])
         has_fc_bias, has_proj_bias = ctx.has_biases
+        if ctx.backward_epilogues:
+            ext = _extension()
+            dproj_w, dproj_b = ext.weight_grad_bias_grad(dy2d, h)                # (C, H), db_proj
+            dpre, dfc_b = ext.matmul_gelu_grad_bias_grad(dy2d, proj_weight, pre)  # (M, H), db_fc
+        else:   # cuBLAS GEMMs, and the extension's GELU-backward pass over pre (the bias is in it)
+            dproj_w = torch.mm(dy2d.t(), h)
+            dproj_b = bias_grad_reference(dy2d, dy.dtype) if has_proj_bias else None
+            dpre, dfc_b = call_custom_op(_bias_gelu_bwd, _bias_gelu_bwd_impl, torch.mm(dy2d, proj_weight), pre,
+                                         pre.new_zeros(pre.shape[1]))
+        dx = torch.mm(dpre, fc_weight).view(*dy.shape[:-1], x2d.shape[1])
         return (dx, torch.mm(dpre.t(), x2d), dfc_b if has_fc_bias else None, dproj_w,
-                dproj_b if has_proj_bias else None)
+                dproj_b if has_proj_bias else None, None)
+
+
+def _cublaslt_applies(x, fc_weight, proj_weight) -> bool:
+    """Whether the cuBLASLt GEMMs take these operands (MLPOptions(cuda_gemm="auto"))."""
+    return (x.dtype in (torch.float16, torch.bfloat16) and _extension().gemm_epilogues
+            and fc_weight.is_contiguous() and proj_weight.is_contiguous()
+            and all(n % 8 == 0 for n in (*fc_weight.shape, proj_weight.shape[0])))
 
 
 @mlp.register("cuda")
 def mlp_cuda(x, fc_weight, fc_bias, proj_weight, proj_bias, options=DEFAULT_OPTIONS):
-    if options.cuda_gemm == "cublaslt":
-        return _CudaLtMLPFunction.apply(x, fc_weight, fc_bias, proj_weight, proj_bias)
+    gemm = options.cuda_gemm
+    if gemm == "auto":
+        gemm = "cublaslt_forward" if _cublaslt_applies(x, fc_weight, proj_weight) else "cublas"
+    if gemm != "cublas":
+        return _CudaLtMLPFunction.apply(x, fc_weight, fc_bias, proj_weight, proj_bias, gemm == "cublaslt")
     return _CudaMLPFunction.apply(x, fc_weight, fc_bias, proj_weight, proj_bias)
