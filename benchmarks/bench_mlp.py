@@ -107,7 +107,7 @@ def test_mlp_triton(benchmark, variant, mode):
 
 @pytest.mark.skipif(not (HAS_CUDA and cuda_extension_available()), reason="CUDA extension not built")
 @pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
-@pytest.mark.parametrize("cuda_gemm", ["cublas", "cublaslt", "cublaslt_forward"])
+@pytest.mark.parametrize("cuda_gemm", ["cublas", "cublaslt", "cublaslt_dgelu", "cublaslt_forward"])
 def test_mlp_cuda(benchmark, mode, cuda_gemm):
     """The cuda backend: cuBLAS GEMMs + the extension's bias+GELU passes, or cuBLASLt's GEMMs
     with those in their epilogues, in both passes or the forward only (MLPOptions.cuda_gemm)."""
@@ -177,7 +177,7 @@ def test_gemm(benchmark, gemm, impl):
         benchmark.extra_info["config"] = str(kernels.best_config(schedule))
 
 
-CUBLASLT_GEMMS = ["fc_fwd_bias_gelu", "dpre_gelu_grad_no_h", "dW_proj_bias_grad"]
+CUBLASLT_GEMMS = ["fc_fwd_bias_gelu", "dpre_gelu_grad_no_h", "dpre_gelu_grad_no_h_no_bias", "dW_proj_bias_grad"]
 
 
 @pytest.mark.skipif(not (HAS_CUDA and cuda_extension_available()), reason="CUDA extension not built")
@@ -185,7 +185,8 @@ CUBLASLT_GEMMS = ["fc_fwd_bias_gelu", "dpre_gelu_grad_no_h", "dW_proj_bias_grad"
 def test_gemm_cublaslt(benchmark, gemm):
     """The extension's cuBLASLt GEMMs one at a time (MLPOptions(cuda_gemm="cublaslt")), beside
     test_gemm's rows of the same GEMM: fc with GELU_AUX_BIAS (h and pre) against cuBLAS + eager's
-    GELU; dh with DGELU_BGRAD (dpre, db_fc) against "cublas_pass" (cuBLAS + our one pass); dW_proj
+    GELU; dh with DGELU_BGRAD (dpre, db_fc) or DGELU alone (dpre: "_no_bias") against
+    "cublas_pass" (cuBLAS + our one pass, which also sums db_fc); dW_proj
     with BGRADB (db_proj) against the plain cuBLAS dW_proj (no bias sum at all)."""
     from fastgpt import _cuda
     ext = _cuda.load()
@@ -200,5 +201,6 @@ def test_gemm_cublaslt(benchmark, gemm):
     pre, h, dy = rand(TOKENS, H), rand(TOKENS, H), rand(TOKENS, C)
     fn = {"fc_fwd_bias_gelu": lambda: ext.linear_bias_gelu(x, w_fc, b_fc),
           "dpre_gelu_grad_no_h": lambda: ext.matmul_gelu_grad_bias_grad(dy, w_proj, pre),
+          "dpre_gelu_grad_no_h_no_bias": lambda: ext.matmul_gelu_grad(dy, w_proj, pre),
           "dW_proj_bias_grad": lambda: ext.weight_grad_bias_grad(dy, h)}[gemm]
     measure(benchmark, fn, flops=GEMM_FLOPS, impl="cublaslt", gemm=gemm)

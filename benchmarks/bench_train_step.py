@@ -9,11 +9,14 @@ zero_grad. Configurations:
     triton              fastgpt's Triton kernels
     triton-compile      the same, torch.compile(model, fullgraph=True)
     cuda                the compiled CUDA extension (skipped where it is not built); its MLP
-                        as MLPOptions(cuda_gemm="auto") picks: cuBLASLt's bias + GELU epilogue
-                        in the forward where the extension was built with cublasLt.h
+                        as MLPOptions(cuda_gemm="auto") picks: cuBLASLt GEMMs with the bias +
+                        GELU, GELU-gradient and bias-gradient epilogues where the extension was
+                        built with cublasLt.h ("cublaslt_dgelu"; before run 24 the forward's
+                        epilogue only, "cublaslt_forward")
     cuda-cublas-*       the same with the MLP on cuBLAS + the extension's passes ("cublas")
     cuda-cublaslt-*     the same with every MLP pass in a cuBLASLt epilogue ("cublaslt"; skipped
-                        where the extension was built without cublasLt.h)
+                        where the extension was built without cublasLt.h); cuda-cublaslt_dgelu-*:
+                        the dh GEMM's DGELU epilogue without the bias gradient ("cublaslt_dgelu")
     *-compile-cudagraphs  the compiled models with mode="reduce-overhead" (CUDA graph replay)
     *-cudagraph         the eager model, the whole step (forward, backward, AdamW) captured as one
                         CUDA graph by fastgpt.cuda_graph.GraphedTrainStep: what fastgpt-train
@@ -67,10 +70,11 @@ CONFIGS = {
     "triton-compile-cudagraphs": Config("triton", "reduce-overhead"),
     "cuda": Config("cuda"),
     "cuda-cudagraph": Config("cuda", cuda_graph=True),
-    # the cuda backend's other MLPs (the default, "auto", is cuBLASLt's forward epilogue where
-    # the extension has it): cuBLAS + the extension's passes, and every pass in a cuBLASLt epilogue
+    # the cuda backend's other MLPs (the default, "auto", is "cublaslt_dgelu" where the extension
+    # has cuBLASLt): cuBLAS + the extension's passes, every pass in a cuBLASLt epilogue
     "cuda-cublas-cudagraph": Config("cuda", cuda_graph=True, mlp=MLPOptions(cuda_gemm="cublas")),
     "cuda-cublaslt-cudagraph": Config("cuda", cuda_graph=True, mlp=MLPOptions(cuda_gemm="cublaslt")),
+    "cuda-cublaslt_dgelu-cudagraph": Config("cuda", cuda_graph=True, mlp=MLPOptions(cuda_gemm="cublaslt_dgelu")),
 }
 CONFIG_ORDER = list(CONFIGS)              # tables and the plot list configurations in this order
 HAS_CUDA = torch.cuda.is_available()

@@ -20,13 +20,22 @@ OP_RUNS = [
     ("Fused residual-add + LayerNorm: triton, cuda, torch, torch.compile", "run9-layernorm.json"),
     ("Fused residual-add + LayerNorm: Triton tile variants", "run5-layernorm.json"),
     ("Fused bias + GELU MLP", "run5-mlp.json"),
-    ("Fused bias + GELU MLP: the cuda backend's three MLPs, and its cuBLASLt epilogue GEMMs one at a "
+    ("Fused bias + GELU MLP: the cuda backend's MLPs, and its cuBLASLt epilogue GEMMs one at a "
      "time beside cuBLAS + our passes", "run22-mlp.json"),
+    ("Fused bias + GELU MLP: the cuda backend's MLPs again, with DGELU alone (no bias gradient)",
+     "run24-mlp.json"),
     ("Fused LM head + cross-entropy", "run4-cross_entropy.json"),
     ("Linear: the bias gradient (column sum) and fused_linear fwd+bwd against F.linear", "run15-linear.json"),
     ("Linear: column-sum tile variants", "run13-linear-variants.json"),
 ]
 TRAIN_STEP_RUN = "run23-train_step"
+TRAIN_STEP_FOLLOWUP_RUN = "run24-train_step"
+TRAIN_STEP_FOLLOWUP_NOTE = """Run 24 (`results/runs/run24-train_step/`, one later call on the same kind of machine, the four
+configurations side by side): the cuda backend's MLP with cuBLASLt's DGELU epilogue alone and c_fc's
+bias gradient by fastgpt's column-sum kernel (`cuda-cublaslt_dgelu-cudagraph`), the cuda
+backend's default since this run. In it `cuda-cudagraph` is the previous default
+("cublaslt_forward": only the forward's epilogue).
+"""
 SCALING_RUN = "run19-scaling"
 CONVERGENCE_RUN = "run22-convergence.json"
 SCALING_NOTE = """The val loss column is each run's own: 300 steps of 16k (1 GPU) or 32k (2 GPUs) tokens pass
@@ -54,7 +63,8 @@ pytest-benchmark JSONs are in `pytest/` beside them. `*-cudagraph` is the whole 
 one CUDA graph (fastgpt.cuda_graph.GraphedTrainStep, fastgpt-train's default without dropout; for
 fastgpt's backends it also casts the parameters to bf16 in one multi-tensor copy and runs the bias
 gradients on fastgpt's column-sum kernel). `cuda-*` differ in the MLP (MLPOptions.cuda_gemm):
-`cuda-cudagraph` is the default ("auto": cuBLASLt's bias + GELU epilogue in the forward),
+`cuda-cudagraph` is the default of this run ("auto", then "cublaslt_forward": cuBLASLt's bias +
+GELU epilogue in the forward only),
 `cuda-cublas-*` cuBLAS + the extension's passes, `cuda-cublaslt-*` every pass in a cuBLASLt
 epilogue. The eager rows are host-bound and vary from call to call on the same machine (`triton`
 eager measured 41.0 ms in run 16 and 63.2 in run 17; see NOTES.md), and here shared the host's
@@ -102,7 +112,8 @@ def main():
     parts = [HEADER]
     for title, name in OP_RUNS:
         parts.append(f"## {title}\n\n`results/runs/{name}`\n\n" + render(json.loads((runs / name).read_text())))
-    parts.append("## GPT-2 124M training step\n\n" + TRAIN_STEP_NOTE + "\n" + train_step_table(runs / TRAIN_STEP_RUN))
+    parts.append("## GPT-2 124M training step\n\n" + TRAIN_STEP_NOTE + "\n" + train_step_table(runs / TRAIN_STEP_RUN)
+                 + "\n" + TRAIN_STEP_FOLLOWUP_NOTE + "\n" + train_step_table(runs / TRAIN_STEP_FOLLOWUP_RUN))
     parts.append("## Convergence: fastgpt (triton) against the reference (torch), bf16\n\n"
                  + convergence_line(runs / CONVERGENCE_RUN))
     parts.append("## Multi-GPU scaling: fastgpt-train on 1 and 2 GPUs\n\n"
@@ -112,6 +123,8 @@ def main():
     # the README shows the training-step table and the convergence check, copied from the same files
     readme = HERE.parent / "README.md"
     section = (train_step_table(runs / TRAIN_STEP_RUN) + "\n"
+               + TRAIN_STEP_FOLLOWUP_NOTE.replace("`results/runs/", "`benchmarks/results/runs/") + "\n"
+               + train_step_table(runs / TRAIN_STEP_FOLLOWUP_RUN) + "\n"
                + "![tokens/s and peak memory per configuration](benchmarks/results/train_step.png)\n\n"
                + "Convergence: " + convergence_line(runs / CONVERGENCE_RUN))
     text = replace_section(readme.read_text(), "train_step", section)

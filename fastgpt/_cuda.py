@@ -62,6 +62,7 @@ SCHEMAS = {
     "linear_bias_gelu": "linear_bias_gelu(Tensor x, Tensor weight, Tensor bias) -> (Tensor, Tensor)",
     "matmul_gelu_grad_bias_grad": "matmul_gelu_grad_bias_grad(Tensor dy, Tensor weight, Tensor pre)"
                                   " -> (Tensor, Tensor)",
+    "matmul_gelu_grad": "matmul_gelu_grad(Tensor dy, Tensor weight, Tensor pre) -> Tensor",
     "weight_grad_bias_grad": "weight_grad_bias_grad(Tensor dy, Tensor x) -> (Tensor, Tensor)",
 }
 
@@ -163,7 +164,7 @@ def load(build: bool | None = None) -> types.SimpleNamespace | None:
             add_layernorm_fwd=add_layernorm_fwd, add_layernorm_bwd=add_layernorm_bwd,
             bias_gelu_fwd=bias_gelu_fwd, bias_gelu_bwd=bias_gelu_bwd,
             linear_bias_gelu=linear_bias_gelu, matmul_gelu_grad_bias_grad=matmul_gelu_grad_bias_grad,
-            weight_grad_bias_grad=weight_grad_bias_grad,
+            matmul_gelu_grad=matmul_gelu_grad, weight_grad_bias_grad=weight_grad_bias_grad,
             gemm_epilogues=bool(getattr(module, "gemm_epilogues", False)), module=module)
         _state.last_error = None
         return _state.ops
@@ -335,15 +336,24 @@ def linear_bias_gelu(x, weight, bias):
     return torch.ops.fastgpt_cuda.linear_bias_gelu.default(x, weight, bias)
 
 
-def matmul_gelu_grad_bias_grad(dy, weight, pre):
-    """(dpre, dbias): dpre = (dy @ weight) * gelu_tanh'(pre), dbias = dpre.sum(0), in one GEMM."""
-    op = "fastgpt_cuda::matmul_gelu_grad_bias_grad"
+def _check_gelu_grad_gemm(op: str, dy, weight, pre) -> None:
     _check_gemm_operand(op, "dy", dy)
     _check_gemm_operand(op, "pre", pre)
     (N, K), M = dy.shape, pre.shape[1]
     _check_tensor(op, "weight", weight, dy, dy.dtype, (K, M))
     _check_tensor(op, "pre", pre, dy, dy.dtype, (N, M))
+
+
+def matmul_gelu_grad_bias_grad(dy, weight, pre):
+    """(dpre, dbias): dpre = (dy @ weight) * gelu_tanh'(pre), dbias = dpre.sum(0), in one GEMM."""
+    _check_gelu_grad_gemm("fastgpt_cuda::matmul_gelu_grad_bias_grad", dy, weight, pre)
     return torch.ops.fastgpt_cuda.matmul_gelu_grad_bias_grad.default(dy, weight, pre)
+
+
+def matmul_gelu_grad(dy, weight, pre):
+    """dpre = (dy @ weight) * gelu_tanh'(pre) in one GEMM (cuBLASLt's DGELU), no bias gradient."""
+    _check_gelu_grad_gemm("fastgpt_cuda::matmul_gelu_grad", dy, weight, pre)
+    return torch.ops.fastgpt_cuda.matmul_gelu_grad.default(dy, weight, pre)
 
 
 def weight_grad_bias_grad(dy, x):
@@ -383,6 +393,9 @@ def _register_fakes(namespace: str) -> None:
     def matmul_gelu_grad_bias_grad_fake(dy, weight, pre):
         return torch.empty_like(pre), pre.new_empty(pre.shape[1])
 
+    def matmul_gelu_grad_fake(dy, weight, pre):
+        return torch.empty_like(pre)
+
     def weight_grad_bias_grad_fake(dy, x):
         return dy.new_empty(dy.shape[1], x.shape[1]), dy.new_empty(dy.shape[1])
 
@@ -390,6 +403,7 @@ def _register_fakes(namespace: str) -> None:
              "bias_gelu_fwd": bias_gelu_fwd_fake, "bias_gelu_bwd": bias_gelu_bwd_fake,
              "linear_bias_gelu": linear_bias_gelu_fake,
              "matmul_gelu_grad_bias_grad": matmul_gelu_grad_bias_grad_fake,
+             "matmul_gelu_grad": matmul_gelu_grad_fake,
              "weight_grad_bias_grad": weight_grad_bias_grad_fake}
     for name, fake in fakes.items():
         torch.library.register_fake(f"{namespace}::{name}")(fake)

@@ -219,13 +219,16 @@ def _reference_ops():
             dpre, dbias = bias_gelu_bwd_closed_form(dy.double() @ weight.double(), pre, torch.zeros_like(pre[0]))
             return dpre.to(dy.dtype), dbias.to(dy.dtype)
 
+        def dgelu(dy, weight, pre):
+            return matmul_gelu_grad(dy, weight, pre)[0]
+
         def weight_grad(dy, x):
             return (dy.double().t() @ x.double()).to(dy.dtype), dy.double().sum(0).to(dy.dtype)
 
         for name, fn in (("add_layernorm_fwd", fwd), ("add_layernorm_bwd", bwd),
                          ("bias_gelu_fwd", gelu_fwd), ("bias_gelu_bwd", gelu_bwd),
                          ("linear_bias_gelu", linear_gelu), ("matmul_gelu_grad_bias_grad", matmul_gelu_grad),
-                         ("weight_grad_bias_grad", weight_grad)):
+                         ("matmul_gelu_grad", dgelu), ("weight_grad_bias_grad", weight_grad)):
             lib.impl(name, fn, "CPU")
         _cuda._register_fakes(_REFERENCE_NAMESPACE)
         _reference_library = lib
@@ -251,11 +254,12 @@ def _op_samples(device, dtype=torch.float32, N=5, C=12):
         # the cuBLASLt GEMMs (sizes multiples of 8: K = 16, M = 48)
         ("linear_bias_gelu", (randn(N, 16), randn(48, 16), randn(48))),
         ("matmul_gelu_grad_bias_grad", (randn(N, 16), randn(16, 48), randn(N, 48))),
+        ("matmul_gelu_grad", (randn(N, 16), randn(16, 48), randn(N, 48))),
         ("weight_grad_bias_grad", (randn(N, 48), randn(N, 16))),
     ]
 
 
-GEMM_OPS = ("linear_bias_gelu", "matmul_gelu_grad_bias_grad", "weight_grad_bias_grad")
+GEMM_OPS = ("linear_bias_gelu", "matmul_gelu_grad_bias_grad", "matmul_gelu_grad", "weight_grad_bias_grad")
 N_SAMPLES = len(_op_samples("cpu"))
 
 

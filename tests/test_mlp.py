@@ -400,11 +400,12 @@ def _cublaslt_available() -> bool:
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("tokens, C", [(1, 64), (37, 64), (4 * 512 + 7, 768)])
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("cuda_gemm", ["cublaslt", "cublaslt_forward"])
+@pytest.mark.parametrize("cuda_gemm", ["cublaslt", "cublaslt_dgelu", "cublaslt_forward"])
 def test_cuda_cublaslt_mlp(dtype, tokens, C, bias, cuda_gemm):
     """MLPOptions(cuda_gemm="cublaslt"): cuBLASLt's bias, GELU and bias-gradient epilogues (and
-    its GELU: the tanh form) against the float64 reference; "cublaslt_forward": the forward's
-    epilogue, the backward on cuBLAS and the extension's pass; outputs over poisoned memory."""
+    its GELU: the tanh form) against the float64 reference; "cublaslt_dgelu": DGELU without the
+    bias gradient, db_fc by the column-sum kernel; "cublaslt_forward": the forward's epilogue,
+    the backward on cuBLAS and the extension's pass; outputs over poisoned memory."""
     x, dy = inputs((tokens,), C, dtype, "cuda")
     params = make_params(C, 4 * C, dtype, "cuda", bias=bias)
     poison_(torch.empty(8 * tokens * 4 * C, device="cuda", dtype=dtype))   # freed: later outputs start as NaN

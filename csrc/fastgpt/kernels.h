@@ -80,6 +80,10 @@ cudaError_t matmul_gelu_grad_bias_grad(void* dpre, void* dbias, const void* dy, 
                                        const void* pre, int64_t N, int M, int K, DType dtype,
                                        void* workspace, size_t workspace_bytes, cudaStream_t stream);
 
+// dpre = (dy @ w) * gelu_tanh'(pre), as above without the bias gradient.
+cudaError_t matmul_gelu_grad(void* dpre, const void* dy, const void* w, const void* pre, int64_t N, int M,
+                             int K, DType dtype, void* workspace, size_t workspace_bytes, cudaStream_t stream);
+
 // dw = dy^T @ x, dbias = sum over rows of dy: dy (N, M), x (N, K), dw (M, K), dbias (M,).
 cudaError_t weight_grad_bias_grad(void* dw, void* dbias, const void* dy, const void* x, int64_t N,
                                   int M, int K, DType dtype, void* workspace, size_t workspace_bytes,

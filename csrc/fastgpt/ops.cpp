@@ -212,13 +212,19 @@ std::tuple<Tensor, Tensor> linear_bias_gelu_op(const Tensor& x, const Tensor& we
   return {h, pre};
 }
 
-std::tuple<Tensor, Tensor> matmul_gelu_grad_bias_grad_op(const Tensor& dy, const Tensor& weight, const Tensor& pre) {
-  constexpr const char* op = "fastgpt_cuda::matmul_gelu_grad_bias_grad";
+// dy (N, K), weight (K, M), pre (N, M) of the GELU-gradient GEMMs; returns M.
+int64_t check_gelu_grad_operands(const char* op, const Tensor& dy, const Tensor& weight, const Tensor& pre) {
   check_gemm_operand(op, "dy", dy);
   check_gemm_operand(op, "pre", pre);
   const int64_t N = dy.size(0), K = dy.size(1), M = pre.size(1);
   check_tensor(op, "weight", weight, dy, dy.scalar_type(), {K, M});
   check_tensor(op, "pre", pre, dy, dy.scalar_type(), {N, M});
+  return M;
+}
+
+std::tuple<Tensor, Tensor> matmul_gelu_grad_bias_grad_op(const Tensor& dy, const Tensor& weight, const Tensor& pre) {
+  constexpr const char* op = "fastgpt_cuda::matmul_gelu_grad_bias_grad";
+  const int64_t M = check_gelu_grad_operands(op, dy, weight, pre), N = dy.size(0), K = dy.size(1);
 
   const c10::cuda::CUDAGuard guard(dy.device());
   Tensor dpre = at::empty({N, M}, dy.options()), dbias = at::empty({M}, dy.options());
@@ -228,6 +234,19 @@ std::tuple<Tensor, Tensor> matmul_gelu_grad_bias_grad_op(const Tensor& dy, const
                                                    to_dtype(op, "dy", dy), workspace.data_ptr(),
                                                    kGemmWorkspaceBytes, current_stream(dy)));
   return {dpre, dbias};
+}
+
+Tensor matmul_gelu_grad_op(const Tensor& dy, const Tensor& weight, const Tensor& pre) {
+  constexpr const char* op = "fastgpt_cuda::matmul_gelu_grad";
+  const int64_t M = check_gelu_grad_operands(op, dy, weight, pre), N = dy.size(0), K = dy.size(1);
+
+  const c10::cuda::CUDAGuard guard(dy.device());
+  Tensor dpre = at::empty({N, M}, dy.options());
+  Tensor workspace = gemm_workspace(dy);
+  check_gemm_launch(op, matmul_gelu_grad(dpre.data_ptr(), dy.data_ptr(), weight.data_ptr(), pre.data_ptr(), N,
+                                         (int)M, (int)K, to_dtype(op, "dy", dy), workspace.data_ptr(),
+                                         kGemmWorkspaceBytes, current_stream(dy)));
+  return dpre;
 }
 
 std::tuple<Tensor, Tensor> weight_grad_bias_grad_op(const Tensor& dy, const Tensor& x) {
@@ -257,6 +276,7 @@ TORCH_LIBRARY(fastgpt_cuda, m) {
   m.def("bias_gelu_bwd(Tensor dh, Tensor a, Tensor bias) -> (Tensor, Tensor)");
   m.def("linear_bias_gelu(Tensor x, Tensor weight, Tensor bias) -> (Tensor, Tensor)");
   m.def("matmul_gelu_grad_bias_grad(Tensor dy, Tensor weight, Tensor pre) -> (Tensor, Tensor)");
+  m.def("matmul_gelu_grad(Tensor dy, Tensor weight, Tensor pre) -> Tensor");
   m.def("weight_grad_bias_grad(Tensor dy, Tensor x) -> (Tensor, Tensor)");
 }
 
@@ -267,6 +287,7 @@ TORCH_LIBRARY_IMPL(fastgpt_cuda, CUDA, m) {
   m.impl("bias_gelu_bwd", &bias_gelu_bwd);
   m.impl("linear_bias_gelu", &linear_bias_gelu_op);
   m.impl("matmul_gelu_grad_bias_grad", &matmul_gelu_grad_bias_grad_op);
+  m.impl("matmul_gelu_grad", &matmul_gelu_grad_op);
   m.impl("weight_grad_bias_grad", &weight_grad_bias_grad_op);
 }
 

@@ -49,19 +49,23 @@ forward and backward), and dpre's pass then writes dpre only (one M*4C store few
 1.73 for torch.compile, and a default must not hold more than what a user would otherwise
 pick; with save_gelu=False the MLP keeps only pre (half of eager's saved activations).
 
-The `cuda` backend (fastgpt._cuda, csrc/) has three MLPs (`MLPOptions.cuda_gemm`). "cublas": the
+The `cuda` backend (fastgpt._cuda, csrc/) has four MLPs (`MLPOptions.cuda_gemm`). "cublas": the
 GEMMs by torch (cuBLAS) and the elementwise bias + GELU forward and backward by the extension,
 keeping a = x W_fc^T (M x 4C, as pre above) and recomputing h in the backward.
 "cublaslt": every pass inside a GEMM, by cuBLASLt's epilogues (csrc/fastgpt/mlp.cu): the fc
 GEMM adds the bias and applies GELU, keeping pre (and h, for dW_proj); the backward's dh GEMM
 applies gelu'(pre) and sums db_fc (DGELU_BGRAD), the dW_proj GEMM sums db_proj (BGRADB).
 "cublaslt_forward": the forward's epilogue only; the backward is "cublas"'s on the kept h.
-Measured on an H100 (benchmarks/NOTES.md, runs 21-22, 65536 tokens, bf16): the forward epilogue
-GEMM 0.680 ms against 0.762 for cuBLAS + a GELU pass, but the DGELU_BGRAD GEMM 1.749 ms against
-0.910 for cuBLAS + our one pass (cuBLASLt runs that epilogue at 177 TFLOP/s), and BGRADB 0.489
-against 0.436 for the plain GEMM. So the MLP fwd+bwd: "cublaslt_forward" 3.51 ms, "cublas" 3.77,
-"cublaslt" 4.11. "auto" (the default) takes "cublaslt_forward" where it applies (an extension
-built with cublasLt.h, fp16 / bf16, contiguous weights, sizes multiples of 8), else "cublas".
+"cublaslt_dgelu": "cublaslt" with the dh GEMM's DGELU epilogue alone and db_fc by fastgpt's
+column-sum kernel.
+Measured on an H100 (benchmarks/NOTES.md, runs 21-24, 65536 tokens, bf16): the forward epilogue
+GEMM 0.64-0.68 ms against 0.762 for cuBLAS + a GELU pass; DGELU_BGRAD 1.749 ms (the GEMM at 177
+TFLOP/s) but DGELU alone 0.642, against 0.910 for cuBLAS + our one pass: cuBLASLt's bias-gradient
+reduction is what is slow, not the GELU gradient; BGRADB 0.489 against 0.436 for the plain GEMM
+(less than a separate column sum). The MLP fwd+bwd: "cublaslt_dgelu" 3.36 ms, "cublaslt_forward"
+3.47, "cublas" 3.75, "cublaslt" 4.10 (the triton backend's: 3.57). "auto" (the default) takes
+"cublaslt_dgelu" where it applies (an extension built with cublasLt.h, fp16 / bf16, contiguous
+weights, sizes multiples of 8), else "cublas".
 """
 from __future__ import annotations
 
@@ -100,7 +104,8 @@ class MLPOptions:
     # the cuda backend's MLP: "cublas" (cuBLAS GEMMs + the extension's bias+GELU passes) |
     # "cublaslt" (cuBLASLt GEMMs with the bias, GELU and bias-gradient epilogues; see above) |
     # "cublaslt_forward" (the forward's epilogue only, the backward as "cublas" but on the kept h) |
-    # "auto": "cublaslt_forward" where it applies (extension built with cuBLASLt, 16-bit
+    # "cublaslt_dgelu" ("cublaslt" with DGELU alone: db_fc by fastgpt's column-sum kernel) |
+    # "auto": "cublaslt_dgelu" where it applies (extension built with cuBLASLt, 16-bit
     # operands, sizes multiples of 8), else "cublas"
     cuda_gemm: str = "auto"
 
@@ -108,7 +113,7 @@ class MLPOptions:
         choices = {"schedule": ("tiled", "persistent", "persistent_tma"), "proj": ("triton", "torch"),
                    "gelu_grad": ("cublas", "gemm_epilogue"), "dgrad": ("triton", "torch"),
                    "wgrad": ("torch", "triton", "recompute"), "bias_grad": ("fused", "torch"),
-                   "cuda_gemm": ("auto", "cublas", "cublaslt", "cublaslt_forward")}
+                   "cuda_gemm": ("auto", "cublas", "cublaslt", "cublaslt_dgelu", "cublaslt_forward")}
         for field, allowed in choices.items():
             if getattr(self, field) not in allowed:
                 raise ValueError(f"MLPOptions.{field} must be one of {allowed}, got {getattr(self, field)!r}")
@@ -461,15 +466,23 @@ def linear_gelu_cuda(x, weight, bias, options=DEFAULT_OPTIONS):
     return _CudaLinearGeluFunction.apply(x, weight, bias)
 
 
+# The backward of each cuBLASLt MLP (MLPOptions.cuda_gemm -> _CudaLtMLPFunction's `backward`):
+#   "epilogues"  dh GEMM with DGELU_BGRAD (dpre, db_fc), dW_proj GEMM with BGRADB (db_proj)
+#   "dgelu"      dh GEMM with DGELU (dpre), db_fc by the column-sum kernel, dW_proj with BGRADB
+#   "passes"     cuBLAS dh then the extension's GELU-backward pass (dpre, db_fc), cuBLAS dW_proj
+#                and PyTorch's sum for db_proj
+_CUBLASLT_BACKWARDS = {"cublaslt": "epilogues", "cublaslt_dgelu": "dgelu", "cublaslt_forward": "passes"}
+
+
 class _CudaLtMLPFunction(torch.autograd.Function):
-    """MLPOptions(cuda_gemm="cublaslt" | "cublaslt_forward"): the extension's cuBLASLt GEMMs with
-    epilogues, in both passes or in the forward only (backward_epilogues)."""
+    """The cuda backend's MLPs whose forward is the extension's cuBLASLt GEMM with the bias + GELU
+    epilogue (keeping h and pre); `backward` picks the backward (_CUBLASLT_BACKWARDS)."""
 
     @staticmethod
-    def forward(ctx, x, fc_weight, fc_bias, proj_weight, proj_bias, backward_epilogues):
+    def forward(ctx, x, fc_weight, fc_bias, proj_weight, proj_bias, backward):
         ext = _extension()
         if not ext.gemm_epilogues:
-            raise RuntimeError("MLPOptions(cuda_gemm='cublaslt') needs fastgpt's CUDA extension built with "
+            raise RuntimeError("MLPOptions(cuda_gemm='cublaslt*') needs fastgpt's CUDA extension built with "
                                "cuBLASLt (cublasLt.h was not found at build time: install nvidia-cublas, or a "
                                "CUDA toolkit with cuBLAS, and rebuild); MLPOptions(cuda_gemm='cublas') runs "
                                "without it")
@@ -478,7 +491,9 @@ class _CudaLtMLPFunction(torch.autograd.Function):
         y = F.linear(h, proj_weight, proj_bias)
         ctx.save_for_backward(x2d, fc_weight, proj_weight, h, pre)
         ctx.has_biases = (fc_bias is not None, proj_bias is not None)
-        ctx.backward_epilogues = backward_epilogues
+        ctx.backward_kind = backward
+        # decided here: the backward runs on autograd's device thread, blind to replayed_steps()
+        ctx.bias_kernel = not launch_bound()
         return y.view(*x.shape[:-1], proj_weight.shape[0])
 
     @staticmethod
@@ -486,15 +501,20 @@ class _CudaLtMLPFunction(torch.autograd.Function):
         x2d, fc_weight, proj_weight, h, pre = ctx.saved_tensors
         dy2d = _rows(dy).contiguous()
         has_fc_bias, has_proj_bias = ctx.has_biases
-        if ctx.backward_epilogues:
-            ext = _extension()
-            dproj_w, dproj_b = ext.weight_grad_bias_grad(dy2d, h)                # (C, H), db_proj
-            dpre, dfc_b = ext.matmul_gelu_grad_bias_grad(dy2d, proj_weight, pre)  # (M, H), db_fc
-        else:   # cuBLAS GEMMs, and the extension's GELU-backward pass over pre (the bias is in it)
+        if ctx.backward_kind == "passes":
             dproj_w = torch.mm(dy2d.t(), h)
             dproj_b = bias_grad_reference(dy2d, dy.dtype) if has_proj_bias else None
+            # the extension's GELU-backward pass over pre (the bias is in it: a zero bias)
             dpre, dfc_b = call_custom_op(_bias_gelu_bwd, _bias_gelu_bwd_impl, torch.mm(dy2d, proj_weight), pre,
                                          pre.new_zeros(pre.shape[1]))
+        else:
+            ext = _extension()
+            dproj_w, dproj_b = ext.weight_grad_bias_grad(dy2d, h)                    # (C, H), db_proj
+            if ctx.backward_kind == "epilogues":
+                dpre, dfc_b = ext.matmul_gelu_grad_bias_grad(dy2d, proj_weight, pre)  # (M, H), db_fc
+            else:
+                dpre = ext.matmul_gelu_grad(dy2d, proj_weight, pre)                  # (M, H)
+                dfc_b = linear_bias_grad(dpre, dy.dtype, ctx.bias_kernel) if has_fc_bias else None
         dx = torch.mm(dpre, fc_weight).view(*dy.shape[:-1], x2d.shape[1])
         return (dx, torch.mm(dpre.t(), x2d), dfc_b if has_fc_bias else None, dproj_w,
                 dproj_b if has_proj_bias else None, None)
@@ -511,7 +531,7 @@ def _cublaslt_applies(x, fc_weight, proj_weight) -> bool:
 def mlp_cuda(x, fc_weight, fc_bias, proj_weight, proj_bias, options=DEFAULT_OPTIONS):
     gemm = options.cuda_gemm
     if gemm == "auto":
-        gemm = "cublaslt_forward" if _cublaslt_applies(x, fc_weight, proj_weight) else "cublas"
+        gemm = "cublaslt_dgelu" if _cublaslt_applies(x, fc_weight, proj_weight) else "cublas"
     if gemm != "cublas":
-        return _CudaLtMLPFunction.apply(x, fc_weight, fc_bias, proj_weight, proj_bias, gemm == "cublaslt")
+        return _CudaLtMLPFunction.apply(x, fc_weight, fc_bias, proj_weight, proj_bias, _CUBLASLT_BACKWARDS[gemm])
     return _CudaMLPFunction.apply(x, fc_weight, fc_bias, proj_weight, proj_bias)
