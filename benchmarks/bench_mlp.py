@@ -120,16 +120,21 @@ def test_mlp_cuda(benchmark, mode, cuda_gemm):
             impl="cuda" if cuda_gemm == "cublas" else f"cuda-{cuda_gemm}", mode=mode, tokens=TOKENS, n_embd=C)
 
 
-def gemm_cases(schedule):
-    """name -> (our kernel on this schedule, the torch/cuBLAS equivalent) for each GEMM of the MLP."""
-    from fastgpt.kernels import mlp as kernels
+def gemm_operands():
+    """x, w_fc, b_fc, w_proj, b_proj, pre, h, dy: random operands of the MLP's GEMMs (seeded)."""
     g = torch.Generator(device="cuda").manual_seed(0)
 
     def rand(*shape):
         return torch.randn(*shape, device="cuda", dtype=DTYPE, generator=g)
 
-    x, w_fc, b_fc, w_proj, b_proj = rand(TOKENS, C), rand(H, C), rand(H), rand(C, H), rand(C)
-    pre, h, dy = rand(TOKENS, H), rand(TOKENS, H), rand(TOKENS, C)
+    return (rand(TOKENS, C), rand(H, C), rand(H), rand(C, H), rand(C),
+            rand(TOKENS, H), rand(TOKENS, H), rand(TOKENS, C))
+
+
+def gemm_cases(schedule):
+    """name -> (our kernel on this schedule, the torch/cuBLAS equivalent) for each GEMM of the MLP."""
+    from fastgpt.kernels import mlp as kernels
+    x, w_fc, b_fc, w_proj, b_proj, pre, h, dy = gemm_operands()
     s = dict(schedule=schedule)
     return {
         "fc_fwd_bias_gelu": (lambda: kernels.linear_gelu(x, w_fc, b_fc, store_pre=True, **s),
@@ -192,13 +197,7 @@ def test_gemm_cublaslt(benchmark, gemm):
     ext = _cuda.load()
     if not ext.gemm_epilogues:
         pytest.skip("the extension was built without cublasLt.h")
-    g = torch.Generator(device="cuda").manual_seed(0)
-
-    def rand(*shape):
-        return torch.randn(*shape, device="cuda", dtype=DTYPE, generator=g)
-
-    x, w_fc, b_fc, w_proj = rand(TOKENS, C), rand(H, C), rand(H), rand(C, H)
-    pre, h, dy = rand(TOKENS, H), rand(TOKENS, H), rand(TOKENS, C)
+    x, w_fc, b_fc, w_proj, _, pre, h, dy = gemm_operands()
     fn = {"fc_fwd_bias_gelu": lambda: ext.linear_bias_gelu(x, w_fc, b_fc),
           "dpre_gelu_grad_no_h": lambda: ext.matmul_gelu_grad_bias_grad(dy, w_proj, pre),
           "dpre_gelu_grad_no_h_no_bias": lambda: ext.matmul_gelu_grad(dy, w_proj, pre),

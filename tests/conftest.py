@@ -1,6 +1,10 @@
-"""Test set-up: without a GPU, Triton kernels run in the interpreter on CPU tensors.
+"""Test set-up: without a GPU, Triton kernels run in the interpreter on CPU tensors; on a GPU each
+autotuned kernel runs one pinned tile (FASTGPT_AUTOTUNE=0, unless set otherwise).
 
-TRITON_INTERPRET must be set before triton is imported, so it is set here, first.
+TRITON_INTERPRET must be set before triton is imported, and FASTGPT_AUTOTUNE before a kernel
+family is imported, so both are set here, first. The tests check results, which do not depend on
+the tile; autotuning every test shape (every rank of a torchrun test too: subprocesses inherit
+the environment) costs minutes on a GPU.
 """
 import os
 from pathlib import Path
@@ -10,6 +14,7 @@ import torch
 HAS_CUDA = torch.cuda.is_available()
 if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
+os.environ.setdefault("FASTGPT_AUTOTUNE", "0")
 
 import pytest  # noqa: E402
 
