@@ -7,6 +7,7 @@ device named in the title. Needs matplotlib.
 
     python benchmarks/plot_train_step.py out.json -o benchmarks/results/train_step.png
     python benchmarks/plot_train_step.py DIR/train_step -o benchmarks/results/train_step.png
+    python benchmarks/plot_train_step.py benchmarks/results/runs/run26-train_step -o benchmarks/results/train_step.png
 """
 import argparse
 import json
@@ -49,7 +50,7 @@ def plot(data: dict, out: Path) -> None:
     results = rows(data)
     names = [r["config"] for r in results]
     device = results[0].get("device") or data.get("fastgpt", {}).get("device", "unknown device")
-    fig, (ax_tok, ax_mem) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax_tok, ax_mem) = plt.subplots(1, 2, figsize=(13, 4.8))
     panels = ((ax_tok, [r["tokens_per_s"] / 1e3 for r in results], "tokens/s (thousands)", "{:.0f}k"),
               (ax_mem, [r["peak_mem_gib"] for r in results], "peak memory (GiB)", "{:.1f}"))
     colors = ["#8c8c8c" if n.startswith("reference") else "#1f77b4" for n in names]
@@ -57,11 +58,12 @@ def plot(data: dict, out: Path) -> None:
         bars = ax.bar(names, values, color=colors)
         ax.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=8)
         ax.set_ylabel(label)
-        ax.tick_params(axis="x", rotation=25, labelsize=8)
+        ax.tick_params(axis="x", rotation=40, labelsize=7)
+        plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
         ax.grid(axis="y", alpha=0.3)
     for r, bar in zip(results, ax_tok.patches):
         ax_tok.annotate(f"MFU {r['mfu']:.0%}", (bar.get_x() + bar.get_width() / 2, 0),
-                        xytext=(0, 4), textcoords="offset points", ha="center", fontsize=7,
+                        xytext=(0, 4), textcoords="offset points", ha="center", fontsize=6,
                         color="white")
     first = results[0]
     save(fig, f"GPT-2 124M train step (batch {first.get('batch', '?')} x block "
@@ -77,7 +79,12 @@ def main(argv=None):
         sys.exit(f"no such file: {args.json_file}")
     if args.json_file.is_dir():   # per-configuration rows, in bench_train_step's order
         from bench_train_step import CONFIG_ORDER as order
-        found = {r["config"]: r for r in (json.loads(f.read_text()) for f in args.json_file.glob("*.json"))}
+        # rows of a call that timed on several GPUs lie in gpu<N>/: the lowest N's row of a configuration
+        files = sorted(args.json_file.glob("*.json")) + sorted(args.json_file.glob("gpu*/*.json"))
+        found: dict[str, dict] = {}
+        for f in files:
+            row = json.loads(f.read_text())
+            found.setdefault(row["config"], row)
         data = {"benchmarks": [{"name": f"test_train_step[{n}]", "extra_info": found[n]}
                                for n in order if n in found]}
     else:

@@ -28,14 +28,29 @@ OP_RUNS = [
     ("Linear: the bias gradient (column sum) and fused_linear fwd+bwd against F.linear", "run15-linear.json"),
     ("Linear: column-sum tile variants", "run13-linear-variants.json"),
 ]
-TRAIN_STEP_RUN = "run23-train_step"
-TRAIN_STEP_FOLLOWUP_RUN = "run24-train_step"
-TRAIN_STEP_FOLLOWUP_NOTE = """Run 24 (`results/runs/run24-train_step/`, one later call on the same kind of machine, the four
-configurations side by side): the cuda backend's MLP with cuBLASLt's DGELU epilogue alone and c_fc's
-bias gradient by fastgpt's column-sum kernel (`cuda-cublaslt_dgelu-cudagraph`), the cuda
-backend's default since this run. In it `cuda-cudagraph` is the previous default
-("cublaslt_forward": only the forward's epilogue).
+TRAIN_STEP_RUN = "run26-train_step"
+TRAIN_STEP_FOLLOWUP_RUN = "run28-train_step"
+TRAIN_STEP_FOLLOWUP_NOTE = """Run 28 (`results/runs/run28-train_step/`, a later call on the same kind of machine):
+`torch.compile` of the triton-backend model (`triton-compile`), measured for the first time once
+fastgpt bounded an inductor error message that had kept it compiling for minutes
+(fastgpt.ops.dispatch.bound_inductor_operator_messages; benchmarks/NOTES.md, session 6), on GPU 0
+while `reference-compile` ran on GPU 1. Compiled, the triton backend is slower than its CUDA graph
+(35.42 ms against 30.83) and holds more memory (12.20 GiB against 6.99; why was not examined).
+`triton-compile-cudagraphs` ran out of its time in runs 26 and 27, before the bound, and was not
+measured after it.
 """
+README_TRAIN_STEP_LEAD = """Run 26 (`benchmarks/results/runs/run26-train_step/`): one device call on 2 x H100, both GPUs
+timing at once (the GPU column; the compiled rows and `triton-cudagraph` on GPU 0, the rest and
+`triton-cudagraph` again on GPU 1); `benchmarks/RESULTS.md` says what each configuration is.
+"""
+# earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
+TRAIN_STEP_HISTORY = [
+    ("run24-train_step", "Run 24: the cuda backend's MLP with cuBLASLt's DGELU epilogue alone "
+     "(`cuda-cublaslt_dgelu-cudagraph`; the cuda default since), `cuda-cudagraph` then the forward's "
+     "epilogue only."),
+    ("run23-train_step", "Run 23: the README's table of session 5, all rows on one GPU while the test "
+     "suite ran on the other; `cuda-cudagraph` then \"cublaslt_forward\"."),
+]
 SCALING_RUN = "run19-scaling"
 CONVERGENCE_RUN = "run22-convergence.json"
 SCALING_NOTE = """The val loss column is each run's own: 300 steps of 16k (1 GPU) or 32k (2 GPUs) tokens pass
@@ -56,31 +71,44 @@ eager; `eager ms` is the plain do_bench median of the same callable. NOTES.md ha
 the log of variants.
 """
 
-TRAIN_STEP_NOTE = """`results/runs/run23-train_step/*.json`: one row per configuration, written by bench_train_step.py
-as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100 of a 2 x H100 machine
-(torch 2.11.0+cu130, triton 3.6.0), while the test suite ran on the other GPU; their
-pytest-benchmark JSONs are in `pytest/` beside them. `*-cudagraph` is the whole step replayed as
-one CUDA graph (fastgpt.cuda_graph.GraphedTrainStep, fastgpt-train's default without dropout; for
-fastgpt's backends it also casts the parameters to bf16 in one multi-tensor copy and runs the bias
-gradients on fastgpt's column-sum kernel). `cuda-*` differ in the MLP (MLPOptions.cuda_gemm):
-`cuda-cudagraph` is the default of this run ("auto", then "cublaslt_forward": cuBLASLt's bias +
-GELU epilogue in the forward only),
-`cuda-cublas-*` cuBLAS + the extension's passes, `cuda-cublaslt-*` every pass in a cuBLASLt
-epilogue. The eager rows are host-bound and vary from call to call on the same machine (`triton`
-eager measured 41.0 ms in run 16 and 63.2 in run 17; see NOTES.md), and here shared the host's
-CPUs with the test suite. `triton-compile` did not
-finish compiling within 330 s in run 17 (`runs/logs/run17-triton-compile-timeout.log`) and the
-`*-compile-cudagraphs` configurations have not been measured. Command per configuration:
-`FASTGPT_BENCH_OUT=DIR pytest "benchmarks/bench_train_step.py::test_train_step[CONFIG]" --benchmark-only`.
+TRAIN_STEP_NOTE = """`results/runs/run26-train_step/gpu<N>/*.json`: one row per configuration, written by
+bench_train_step.py as each finished (FASTGPT_BENCH_OUT), all from one device call on a 2 x H100
+machine (torch 2.11.0+cu130, triton 3.6.0), the two GPUs timing at once: GPU 0 the compiled
+configurations and `triton-cudagraph` (so the headline pair shares a GPU), GPU 1 the rest and
+`triton-cudagraph` again (the two GPUs agree within ~1%); their pytest-benchmark JSONs are in
+`pytest/` beside them. `*-cudagraph` is the whole step replayed as one CUDA graph
+(fastgpt.cuda_graph.GraphedTrainStep, fastgpt-train's default without dropout; for fastgpt's
+backends it also casts the parameters to bf16 in one multi-tensor copy and runs the bias gradients
+on fastgpt's column-sum kernel); `reference-compile-cudagraphs` is torch.compile's own CUDA graphs
+(mode="reduce-overhead"), the fastest reference measured. `cuda-*` differ in the MLP
+(MLPOptions.cuda_gemm): `cuda-cudagraph` is the default ("auto" -> "cublaslt_dgelu": cuBLASLt's
+bias + GELU forward and GELU-gradient epilogues), `cuda-cublas-*` cuBLAS + the extension's passes,
+`cuda-cublaslt-*` every pass in a cuBLASLt epilogue. The eager rows are host-bound and vary from
+call to call; `triton` eager ran out of its 45 s here while GPU 0 compiled (run 27 measured it at
+75.73 ms beside a compile, run 23 at 62.96, run 16 at 41.0). Command per configuration:
+`FASTGPT_BENCH_OUT=DIR pytest "benchmarks/bench_train_step.py::test_train_step[CONFIG]" --benchmark-only`
+(runs 27-28 under benchmarks/stack_watch.py, which only adds a stack dump every 20-30 s).
 """
 
 
+def train_step_rows(folder: Path) -> list[tuple[str | None, dict]]:
+    """(GPU, row) of every configuration's JSON in `folder`, or in its gpu<N>/ subfolders when one
+    call timed configurations on several GPUs at once (GPU None: one GPU), in CONFIG_ORDER."""
+    gpus = sorted(p for p in folder.glob("gpu*") if p.is_dir())
+    sources = [(p.name.removeprefix("gpu"), p) for p in gpus] or [(None, folder)]
+    found = [(gpu, json.loads(f.read_text())) for gpu, path in sources for f in sorted(path.glob("*.json"))]
+    return sorted(found, key=lambda item: (CONFIG_ORDER.index(item[1]["config"]), item[0] or ""))
+
+
 def train_step_table(folder: Path) -> str:
-    rows = {r["config"]: r for r in (json.loads(f.read_text()) for f in folder.glob("*.json"))}
-    lines = ["| config | device | ms/step | tokens/s | MFU | peak GiB |", "|---|---|---|---|---|---|"]
-    for name in (n for n in CONFIG_ORDER if n in rows):
-        r = rows[name]
-        lines.append(f"| {name} | {r['device']} | {r['median_ms']:.2f} | {r['tokens_per_s']:,.0f} | "
+    rows = train_step_rows(folder)
+    with_gpu = any(gpu is not None for gpu, _ in rows)
+    gpu_head, gpu_rule = ("GPU | ", "---|") if with_gpu else ("", "")
+    lines = [f"| config | {gpu_head}device | ms/step | tokens/s | MFU | peak GiB |",
+             f"|---|{gpu_rule}---|---|---|---|---|"]
+    for gpu, r in rows:
+        gpu_cell = f"{gpu} | " if with_gpu else ""
+        lines.append(f"| {r['config']} | {gpu_cell}{r['device']} | {r['median_ms']:.2f} | {r['tokens_per_s']:,.0f} | "
                      f"{r['mfu']:.1%} | {r['peak_mem_gib']:.2f} |")
     return "\n".join(lines) + "\n"
 
@@ -107,13 +135,24 @@ def scaling_section(folder: Path) -> str:
             + "\n![tokens/s and loss curves, 1 vs 2 GPUs](benchmarks/results/scaling.png)\n")
 
 
+def readme_train_step_section(runs: Path) -> str:
+    """The README's training-step section: the tables, the plot and the convergence line."""
+    return (README_TRAIN_STEP_LEAD + "\n" + train_step_table(runs / TRAIN_STEP_RUN) + "\n"
+            + TRAIN_STEP_FOLLOWUP_NOTE.replace("`results/runs/", "`benchmarks/results/runs/") + "\n"
+            + train_step_table(runs / TRAIN_STEP_FOLLOWUP_RUN) + "\n"
+            + "![tokens/s and peak memory per configuration](benchmarks/results/train_step.png)\n\n"
+            + "Convergence: " + convergence_line(runs / CONVERGENCE_RUN))
+
+
 def main():
     runs = HERE / "results" / "runs"
     parts = [HEADER]
     for title, name in OP_RUNS:
         parts.append(f"## {title}\n\n`results/runs/{name}`\n\n" + render(json.loads((runs / name).read_text())))
     parts.append("## GPT-2 124M training step\n\n" + TRAIN_STEP_NOTE + "\n" + train_step_table(runs / TRAIN_STEP_RUN)
-                 + "\n" + TRAIN_STEP_FOLLOWUP_NOTE + "\n" + train_step_table(runs / TRAIN_STEP_FOLLOWUP_RUN))
+                 + "\n" + TRAIN_STEP_FOLLOWUP_NOTE + "\n" + train_step_table(runs / TRAIN_STEP_FOLLOWUP_RUN)
+                 + "".join(f"\n### {note}\n\n`results/runs/{name}/`\n\n" + train_step_table(runs / name)
+                           for name, note in TRAIN_STEP_HISTORY))
     parts.append("## Convergence: fastgpt (triton) against the reference (torch), bf16\n\n"
                  + convergence_line(runs / CONVERGENCE_RUN))
     parts.append("## Multi-GPU scaling: fastgpt-train on 1 and 2 GPUs\n\n"
@@ -122,12 +161,7 @@ def main():
     print(f"wrote {HERE / 'RESULTS.md'}")
     # the README shows the training-step table and the convergence check, copied from the same files
     readme = HERE.parent / "README.md"
-    section = (train_step_table(runs / TRAIN_STEP_RUN) + "\n"
-               + TRAIN_STEP_FOLLOWUP_NOTE.replace("`results/runs/", "`benchmarks/results/runs/") + "\n"
-               + train_step_table(runs / TRAIN_STEP_FOLLOWUP_RUN) + "\n"
-               + "![tokens/s and peak memory per configuration](benchmarks/results/train_step.png)\n\n"
-               + "Convergence: " + convergence_line(runs / CONVERGENCE_RUN))
-    text = replace_section(readme.read_text(), "train_step", section)
+    text = replace_section(readme.read_text(), "train_step", readme_train_step_section(runs))
     readme.write_text(replace_section(text, "scaling", scaling_section(runs / SCALING_RUN)))
     print(f"updated {readme}")
 

@@ -101,6 +101,37 @@ def test_gpt_compiles_without_graph_breaks(backend, device):
         assert_rel_close(p.grad, eager_grads[name], 1e-4, f"grad of {name}")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="inductor's GPU code generation needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["fp32", "bf16-autocast"])
+def test_gpt_under_inductor_on_gpu(precision):
+    """The whole triton-backend GPT through inductor (torch.compile's default backend: what
+    bench_train_step's triton-compile configuration runs), forward and backward, against the same
+    model eager. fp32: the same kernels and cuBLAS GEMMs, so only the order of a few reductions
+    differs (1e-4); under bf16 autocast inductor fuses and rounds the glue between our ops (the
+    embedding sum, the casts) its own way, so bf16 rounding bounds it (2e-2)."""
+    config = fastgpt.GPTConfig(block_size=64, vocab_size=96, n_layer=2, n_head=2, n_embd=128, bias=True)
+    torch.manual_seed(0)
+    model = GPT(config).cuda()
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, config.vocab_size, (3, 61), generator=g).cuda()    # T below block_size, ragged
+    targets = torch.randint(0, config.vocab_size, (3, 61), generator=g).cuda()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision != "fp32")
+    tolerance = 1e-4 if precision == "fp32" else 2e-2
+
+    def loss_and_grads(forward):
+        model.zero_grad(set_to_none=True)
+        with fastgpt.use_backend("triton"), autocast:
+            _, loss = forward(idx, targets)
+        loss.backward()
+        return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    eager_loss, eager_grads = loss_and_grads(model)
+    loss, grads = loss_and_grads(torch.compile(model, fullgraph=True))
+    assert_rel_close(loss, eager_loss, tolerance, "loss")
+    for name, grad in grads.items():
+        assert_rel_close(grad, eager_grads[name], tolerance, f"grad of {name}")
+
+
 def test_fused_cross_entropy_under_inductor(device):
     """The cross-entropy custom op through inductor's real code generation (the path users take),
     called below the backend switch so this holds whatever the switch does under Dynamo."""
@@ -119,3 +150,30 @@ def test_fused_cross_entropy_under_inductor(device):
     assert_rel_close(out, eager_out, 1e-5, "loss")
     for grad, eager_grad in zip(grads, eager_grads):
         assert_rel_close(grad, eager_grad, 1e-5, "gradient")
+
+
+def test_inductor_operator_messages_never_stringify_ir():
+    """fastgpt.ops.dispatch bounds inductor's operator messages: an IR argument is described by
+    name, size and dtype, and its __str__ (exponential over a deep DAG) is never called."""
+    from torch._inductor.exc import LoweringException, OperatorIssue
+
+    class DeepNode:                       # stands in for an IR node whose str() would not finish
+        __module__ = "torch._inductor.ir"
+
+        def __str__(self):
+            raise AssertionError("IRNode.__str__ called")
+
+        def get_name(self):
+            return "buf7"
+
+        def get_size(self):
+            return [16384, 768]
+
+        def get_dtype(self):
+            return torch.bfloat16
+
+    message = OperatorIssue.operator_str("fastgpt::mlp_fwd", [DeepNode(), 0.5, [DeepNode()]], {"w": DeepNode()})
+    assert "DeepNode(name=buf7, size=[16384, 768], dtype=torch.bfloat16)" in message
+    assert "args[1]: 0.5" in message
+    # the error inductor raises when a lowering fails builds its message the same way
+    assert "buf7" in str(LoweringException(ValueError("lowering failed"), "fastgpt::mlp_fwd", [DeepNode()], {}))

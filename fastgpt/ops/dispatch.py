@@ -18,6 +18,9 @@ and under grad mode: our autograd Functions run the ops with grad mode off, so i
 a backward with create_graph=True, where the op's autograd wrapper keeps raising "no autograd
 formula" for a double backward instead of the plain function recording a partial graph.
 The results are the same either way: the op's implementation *is* the plain function.
+
+Importing this module also bounds one error message of inductor (bound_inductor_operator_messages,
+below): without it torch.compile of the whole model on a GPU did not finish.
 """
 from __future__ import annotations
 
@@ -29,6 +32,53 @@ import torch
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 _replayed: contextvars.ContextVar[bool] = contextvars.ContextVar("fastgpt_replayed", default=False)
+
+
+def _ir_summary(arg):
+    """An inductor IR node as its class, name, size and dtype; other values (and lists of them) as they are."""
+    if isinstance(arg, (list, tuple)):
+        return type(arg)(_ir_summary(a) for a in arg)
+    if not type(arg).__module__.startswith("torch._inductor.ir"):
+        return arg
+    fields = []
+    for label, getter in (("name", "get_name"), ("size", "get_size"), ("dtype", "get_dtype")):
+        try:
+            fields.append(f"{label}={getattr(arg, getter)()}")
+        except Exception:      # views and boxes without a name or layout
+            pass
+    return f"{type(arg).__name__}({', '.join(fields)})"
+
+
+def bound_inductor_operator_messages() -> None:
+    """Make inductor describe an operator's IR arguments by name, size and dtype, never by str().
+
+    inductor's OperatorIssue.operator_str, which builds the message of a lowering error and of
+    its "Creating implicit fallback" log line for an op without a lowering (every fastgpt custom
+    op), prints each IR argument with str(), and IRNode.__str__ prints the node's inputs, their
+    inputs, and so on, with no memo: over a DAG as deep as a 12-layer GPT built of opaque custom
+    ops that takes exponential time. On the H100 with torch 2.11 the benchmark's torch.compile of
+    the triton-backend GPT (run under pytest) sat in that recursion for minutes (runs 17 and 27:
+    benchmarks/results/runs/logs/run27-stacks-triton-compile-last.txt); with this bound it compiled
+    and ran (run 28). Which call reached the message there was not pinned down: in a plain script
+    the same compile never called it (run 28's logs/run28-compile-diag.log). vLLM bounds the same
+    function for the same reason (vllm-project/vllm#43111; pytorch/pytorch#139501). Idempotent; a
+    torch without that function is left alone."""
+    try:
+        from torch._inductor.exc import OperatorIssue
+    except ImportError:
+        return
+    original = OperatorIssue.__dict__.get("operator_str")
+    if not isinstance(original, staticmethod) or getattr(original.__func__, "_fastgpt_bounded", False):
+        return
+
+    def operator_str(target, args, kwargs):
+        return original.__func__(target, _ir_summary(list(args)), {k: _ir_summary(v) for k, v in kwargs.items()})
+
+    operator_str._fastgpt_bounded = True
+    OperatorIssue.operator_str = staticmethod(operator_str)
+
+
+bound_inductor_operator_messages()
 
 
 @contextlib.contextmanager
