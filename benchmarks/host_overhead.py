@@ -78,7 +78,7 @@ def _stub_attention_fwd(q, k, v, causal, softmax_scale, dropout_p=0.0, seed=0, o
 
 
 def _stub_attention_bwd(dout, q, k, v, out, lse, causal, softmax_scale, dropout_p=0.0, seed=0,
-                        grads=None, dkdv_config=None, dq_config=None):
+                        grads=None, dkdv_config=None, dq_config=None, partials=None):
     if grads is not None:
         return grads
     B, H, T, D = q.shape
@@ -91,8 +91,9 @@ def _stub_attention_qkvpacked_fwd(qkv, causal, softmax_scale, dropout_p=0.0, see
 
 
 def _stub_attention_qkvpacked_bwd(dout, qkv, out, lse, causal, softmax_scale, dropout_p=0.0, seed=0,
-                                  dqkv=None):
-    return qkv.new_empty(qkv.shape) if dqkv is None else dqkv
+                                  dqkv=None, bias_grad=False):
+    dqkv = qkv.new_empty(qkv.shape) if dqkv is None else dqkv
+    return dqkv, qkv.new_empty(3, qkv.shape[3], qkv.shape[4], dtype=torch.float32) if bias_grad else None
 
 
 def _stub_linear_gelu(x, weight, bias=None, store_pre=False, schedule=None):
@@ -247,11 +248,11 @@ def attention_case(B: int = 2, T: int = 512, H: int = 12, D: int = 64) -> tuple[
 
     def ops():
         out, lse = torch.ops.fastgpt.attention_qkvpacked_fwd(qd, True, scale, 0.0, None)
-        return torch.ops.fastgpt.attention_qkvpacked_bwd(dout, qd, out, lse, True, scale, 0.0, None)
+        return torch.ops.fastgpt.attention_qkvpacked_bwd(dout, qd, out, lse, True, scale, 0.0, None, False)
 
     def impl():
         out, lse = fwd_impl(qd, True, scale, 0.0, None)
-        return bwd_impl(dout, qd, out, lse, True, scale, 0.0, None)
+        return bwd_impl(dout, qd, out, lse, True, scale, 0.0, None, False)
 
     def launchers():
         out, lse = ka.attention_qkvpacked_fwd(qd, True, scale, 0.0, 0)
@@ -259,7 +260,7 @@ def attention_case(B: int = 2, T: int = 512, H: int = 12, D: int = 64) -> tuple[
 
     layers = {
         "public": _grad_call(lambda: fastgpt.flash_attention_qkvpacked(qkv), (qkv,), (dout,)),
-        "function": _grad_call(lambda: attention._FlashAttentionQKVPackedFunction.apply(qkv, True, scale, 0.0),
+        "function": _grad_call(lambda: attention._FlashAttentionQKVPackedFunction.apply(qkv, None, True, scale, 0.0),
                                (qkv,), (dout,)),
         "ops": ops, "impl": impl if fwd_impl and bwd_impl else None, "launchers": launchers,
         "validate": lambda: attention._check_qkvpacked(qkv, 0.0),

@@ -24,6 +24,13 @@ online softmax, so the scores never leave the chip. It writes O and the per-row 
 
   packed     attention_qkvpacked_fwd / _bwd: the same kernels on the three strided views of one
              (B, T, 3, H, D) qkv; the backward writes dq, dk, dv into one (B, T, 3, H, D) buffer.
+  bias grad  (BIAS_GRAD constexpr, no dropout) the gradient of a bias the projection added to
+             qkv, from tiles the backward holds anyway: d(bq) = the column sums of dQ (the dQ
+             kernel's tiles), d(bk) = 0 (softmax is shift-invariant per row, and the rows of
+             dS sum to 0), d(bv) = the column sums of dO (P's rows sum to 1; the preprocess's
+             tiles). Each kernel writes its tile's sums as partials, one slot per PARTIAL_ROWS
+             rows (zeros in the other slots a bigger tile spans, so the layout does not follow the
+             autotuner's pick), and the caller sums them: no pass over d(qkv) for the bias.
 
 Limits. q, k, v of one shape (B, H, T, D), one dtype (float16, bfloat16, float32), D in
 HEAD_DIMS; any T >= 1 (ragged ends are masked); any strides (passed to the kernels, so the
@@ -44,6 +51,9 @@ from fastgpt.backend import interpreter_mode
 from fastgpt.kernels.common import tuning_configs
 
 HEAD_DIMS = (16, 32, 64, 128)
+# Rows per slot of the bias gradient's partial sums: a divisor of the tiles that write them (dQ's
+# BLOCK_M, 64 or 128; the preprocess's 128, 64 in the interpreter).
+PARTIAL_ROWS = 64
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 LOG2E = 1.4426950408889634
 _INTERPRET = interpreter_mode()
@@ -151,6 +161,26 @@ def _head(bh, H, Q, K, V, DO, stride_qb, stride_qh, stride_kb, stride_kh, stride
 
 
 @triton.jit
+def _store_bias_grad_partials(Partials, tile, start, T, bh, H, which: tl.constexpr, HEAD_DIM: tl.constexpr,
+                              BLOCK: tl.constexpr, PARTIAL_ROWS: tl.constexpr):
+    """The column sums of a (BLOCK, D) gradient tile of rows start.. (rows >= T left out) as the
+    bias gradient's partials: Partials is (B, cdiv(T, PARTIAL_ROWS), 3, H, D) fp32, slot `which`
+    (0 q, 1 k, 2 v) of head bh; the sums go to the tile's first PARTIAL_ROWS slot, zeros to the
+    others it spans, so every slot is written whatever tile the autotuner picked."""
+    tl.static_assert(BLOCK % PARTIAL_ROWS == 0)
+    rows = start + tl.arange(0, BLOCK)
+    sums = tl.sum(tl.where(rows[:, None] < T, tile, 0.0), 0)
+    n_part = tl.cdiv(T, PARTIAL_ROWS)
+    base = Partials + ((bh // H).to(tl.int64) * n_part * 3 + which) * H * HEAD_DIM + (bh % H) * HEAD_DIM
+    offs = tl.arange(0, HEAD_DIM)
+    for i in tl.static_range(BLOCK // PARTIAL_ROWS):
+        part = start // PARTIAL_ROWS + i
+        values = sums if i == 0 else tl.zeros_like(sums)
+        inside = part + tl.zeros_like(offs) < n_part      # a vector: the interpreter takes no scalar mask
+        tl.store(base + part.to(tl.int64) * 3 * H * HEAD_DIM + offs, values, mask=inside)
+
+
+@triton.jit
 def _query_block(CAUSAL: tl.constexpr):
     """This program's query block; causal: the last blocks see the most keys, start them first."""
     pid_m = tl.program_id(1)
@@ -254,17 +284,23 @@ def _attention_fwd_kernel(Q, K, V, Out, LSE,
 
 
 @triton.jit
-def _attention_bwd_preprocess_kernel(Out, DO, Delta,
+def _attention_bwd_preprocess_kernel(Out, DO, Delta, BiasPartials,
                                      stride_ob, stride_oh, stride_ot, stride_od,
                                      stride_dob, stride_doh, stride_dot, stride_dod,
-                                     H, T, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr):
-    """Delta = rowsum(dO * O) in fp32: the softmax backward's correction term, per query."""
+                                     H, T, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                                     BIAS_GRAD: tl.constexpr, PARTIAL_ROWS: tl.constexpr):
+    """Delta = rowsum(dO * O) in fp32: the softmax backward's correction term, per query. With
+    BIAS_GRAD, the k and v slots of the bias gradient's partials: zeros, and dO's column sums."""
     bh = tl.program_id(0)
     Out, DO, _, _ = _head(bh, H, Out, DO, Out, DO, stride_ob, stride_oh, stride_dob, stride_doh, 0, 0, 0, 0)
-    rows = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+    start = tl.program_id(1) * BLOCK_M
+    rows = start + tl.arange(0, BLOCK_M)
     o = _load_tile(Out, rows, stride_ot, stride_od, T, HEAD_DIM, False, True).to(tl.float32)
     do = _load_tile(DO, rows, stride_dot, stride_dod, T, HEAD_DIM, False, True).to(tl.float32)
     tl.store(Delta + bh.to(tl.int64) * T + rows, tl.sum(o * do, 1), mask=rows < T)
+    if BIAS_GRAD:
+        _store_bias_grad_partials(BiasPartials, tl.zeros_like(do), start, T, bh, H, 1, HEAD_DIM, BLOCK_M, PARTIAL_ROWS)
+        _store_bias_grad_partials(BiasPartials, do, start, T, bh, H, 2, HEAD_DIM, BLOCK_M, PARTIAL_ROWS)
 
 
 @triton.jit
@@ -371,9 +407,9 @@ def _attention_bwd_dq_inner(dq, q, do, lse, delta, K, V, stride_kt, stride_kd, s
     return dq
 
 
-@triton.autotune(configs=DQ_CONFIGS, key=_TUNE_KEY)
+@triton.autotune(configs=DQ_CONFIGS, key=_TUNE_KEY + ["BIAS_GRAD"])
 @triton.jit(do_not_specialize=["seed"])
-def _attention_bwd_dq_kernel(Q, K, V, DO, DQ, LSE, Delta,
+def _attention_bwd_dq_kernel(Q, K, V, DO, DQ, LSE, Delta, BiasPartials,
                              stride_qb, stride_qh, stride_qt, stride_qd,
                              stride_kb, stride_kh, stride_kt, stride_kd,
                              stride_vb, stride_vh, stride_vt, stride_vd,
@@ -381,7 +417,9 @@ def _attention_bwd_dq_kernel(Q, K, V, DO, DQ, LSE, Delta,
                              stride_dqb, stride_dqh, stride_dqt, stride_dqd,
                              H, T, T_BUCKET, qk_scale, sm_scale, dropout_p, seed,
                              HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                             CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr):
+                             CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                             BIAS_GRAD: tl.constexpr, PARTIAL_ROWS: tl.constexpr):
+    tl.static_assert(not (BIAS_GRAD and DROPOUT))
     bh = tl.program_id(0)
     Q, K, V, DO = _head(bh, H, Q, K, V, DO, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh,
                         stride_dob, stride_doh)
@@ -403,7 +441,10 @@ def _attention_bwd_dq_kernel(Q, K, V, DO, DQ, LSE, Delta,
     dq = _attention_bwd_dq_inner(dq, q, do, lse, delta, K, V, stride_kt, stride_kd, stride_vt, stride_vd,
                                  rows, full_hi, end, T, qk_scale, dropout_p, seed, rng_base,
                                  HEAD_DIM, BLOCK_N, CAUSAL, DROPOUT, True, DOT_PRECISION)
-    _store_tile(DQ, rows, stride_dqt, stride_dqd, T, dq * sm_scale, HEAD_DIM)
+    dq = dq * sm_scale
+    _store_tile(DQ, rows, stride_dqt, stride_dqd, T, dq, HEAD_DIM)
+    if BIAS_GRAD:
+        _store_bias_grad_partials(BiasPartials, dq, start_m, T, bh, H, 0, HEAD_DIM, BLOCK_M, PARTIAL_ROWS)
 
 
 @triton.jit(do_not_specialize=["seed"])
@@ -469,13 +510,24 @@ def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
     return out, lse
 
 
-def attention_bwd_preprocess(out: torch.Tensor, dout: torch.Tensor) -> torch.Tensor:
-    """Delta = rowsum(dout * out) as (B, H, T) float32."""
+def bias_grad_partials(q: torch.Tensor) -> torch.Tensor:
+    """The buffer the backward writes a qkv bias gradient's partial sums into (every element
+    written, no zero fill): (B, cdiv(T, PARTIAL_ROWS), 3, H, D) fp32; the gradient is its sum over
+    the first two dims."""
+    B, H, T, D = q.shape
+    return torch.empty(B, triton.cdiv(T, PARTIAL_ROWS), 3, H, D, device=q.device, dtype=torch.float32)
+
+
+def attention_bwd_preprocess(out: torch.Tensor, dout: torch.Tensor, partials: torch.Tensor | None = None
+                             ) -> torch.Tensor:
+    """Delta = rowsum(dout * out) as (B, H, T) float32; with `partials` (bias_grad_partials), their
+    k slots zeroed and v slots set to dout's column sums."""
     B, H, T, D = out.shape
     delta = torch.empty(B, H, T, device=out.device, dtype=torch.float32)
     block = 64 if _INTERPRET else 128
     _attention_bwd_preprocess_kernel[(B * H, triton.cdiv(T, block))](
-        out, dout, delta, *_strides(out), *_strides(dout), H, T, HEAD_DIM=D, BLOCK_M=block)
+        out, dout, delta, out if partials is None else partials, *_strides(out), *_strides(dout), H, T,
+        HEAD_DIM=D, BLOCK_M=block, BIAS_GRAD=partials is not None, PARTIAL_ROWS=PARTIAL_ROWS)
     return delta
 
 
@@ -499,30 +551,36 @@ def attention_bwd_dkdv(dout, q, k, v, lse, delta, causal: bool, softmax_scale: f
 
 
 def attention_bwd_dq(dout, q, k, v, lse, delta, causal: bool, softmax_scale: float, dropout_p: float = 0.0,
-                     seed: int = 0, dq: torch.Tensor | None = None, config: dict | None = None) -> torch.Tensor:
-    """dQ (B, H, T, D): one program per query block walks the keys it sees."""
+                     seed: int = 0, dq: torch.Tensor | None = None, config: dict | None = None,
+                     partials: torch.Tensor | None = None) -> torch.Tensor:
+    """dQ (B, H, T, D): one program per query block walks the keys it sees; with `partials`
+    (bias_grad_partials; no dropout) their q slots set to dQ's column sums."""
     B, H, T, D = q.shape
     dq = empty_bthd(B, H, T, D, q) if dq is None else dq
     _launch(_attention_bwd_dq_kernel, lambda m: (B * H, triton.cdiv(T, m["BLOCK_M"])), config,
-            q, k, v, dout, dq, lse, delta,
+            q, k, v, dout, dq, lse, delta, q if partials is None else partials,
             *_strides(q), *_strides(k), *_strides(v), *_strides(dout), *_strides(dq),
-            *_bwd_scalars(q, softmax_scale, dropout_p, seed), **_common_meta(q, causal, dropout_p))
+            *_bwd_scalars(q, softmax_scale, dropout_p, seed), **_common_meta(q, causal, dropout_p),
+            BIAS_GRAD=partials is not None, PARTIAL_ROWS=PARTIAL_ROWS)
     return dq
 
 
 def attention_bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
                   lse: torch.Tensor, causal: bool, softmax_scale: float, dropout_p: float = 0.0,
                   seed: int = 0, grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
-                  dkdv_config: dict | None = None, dq_config: dict | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  dkdv_config: dict | None = None, dq_config: dict | None = None,
+                  partials: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dq, dk, dv) of attention_fwd's O for the upstream gradient dout; all (B, H, T, D), any
-    strides; written into `grads` = (dq, dk, dv) when given."""
+    strides; written into `grads` = (dq, dk, dv) when given. With `partials` (bias_grad_partials;
+    no dropout): the partial sums of the gradient of a bias added to q, k, v, written as well."""
+    if partials is not None and dropout_p > 0.0:
+        raise ValueError("attention_bwd: the bias gradient from the kernels' tiles needs dropout_p = 0")
     dq, dk, dv = grads if grads is not None else (None, None, None)
-    delta = attention_bwd_preprocess(out, dout)
+    delta = attention_bwd_preprocess(out, dout, partials)
     dk, dv = attention_bwd_dkdv(dout, q, k, v, lse, delta, causal, softmax_scale, dropout_p, seed,
                                 dk=dk, dv=dv, config=dkdv_config)
     dq = attention_bwd_dq(dout, q, k, v, lse, delta, causal, softmax_scale, dropout_p, seed,
-                          dq=dq, config=dq_config)
+                          dq=dq, config=dq_config, partials=partials)
     return dq, dk, dv
 
 
@@ -544,14 +602,19 @@ def attention_qkvpacked_fwd(qkv: torch.Tensor, causal: bool, softmax_scale: floa
 
 def attention_qkvpacked_bwd(dout: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
                             causal: bool, softmax_scale: float, dropout_p: float = 0.0, seed: int = 0,
-                            dqkv: torch.Tensor | None = None) -> torch.Tensor:
+                            dqkv: torch.Tensor | None = None, bias_grad: bool = False
+                            ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The gradient of attention_qkvpacked_fwd's O (dout, out: (B, T, H, D), any strides) as one
-    (B, T, 3, H, D) tensor: the dK/dV and dQ kernels write their slices of it in place, so no
-    stacking copy of dq, dk, dv follows."""
+    (B, T, 3, H, D) tensor (the dK/dV and dQ kernels write their slices of it in place, so no
+    stacking copy of dq, dk, dv follows), and with bias_grad (no dropout) the gradient of a bias
+    that was added to qkv, (3, H, D) fp32, from the kernels' tiles: d(qkv) summed over B and T
+    without a pass over it; else None."""
     dqkv = qkv.new_empty(qkv.shape) if dqkv is None else dqkv
-    attention_bwd(dout.transpose(1, 2), *qkv_views(qkv), out.transpose(1, 2), lse, causal, softmax_scale,
-                  dropout_p, seed, grads=qkv_views(dqkv))
-    return dqkv
+    q, k, v = qkv_views(qkv)
+    partials = bias_grad_partials(q) if bias_grad else None
+    attention_bwd(dout.transpose(1, 2), q, k, v, out.transpose(1, 2), lse, causal, softmax_scale,
+                  dropout_p, seed, grads=qkv_views(dqkv), partials=partials)
+    return dqkv, None if partials is None else partials.sum((0, 1))
 
 
 def dropout_keep_mask(seed: int, batch: int, heads: int, T: int, dropout_p: float,

@@ -253,8 +253,52 @@ def test_qkvpacked_every_gradient_element_written(device):
     qkv = torch.randn(2, 70, 3, 2, 32, device=device)
     out, lse = kernels.attention_qkvpacked_fwd(qkv, True, 0.2)
     dqkv = poison_(torch.empty_like(qkv))
-    assert kernels.attention_qkvpacked_bwd(torch.randn_like(out), qkv, out, lse, True, 0.2, dqkv=dqkv) is dqkv
+    returned, dbias = kernels.attention_qkvpacked_bwd(torch.randn_like(out), qkv, out, lse, True, 0.2, dqkv=dqkv)
+    assert returned is dqkv and dbias is None
     assert torch.isfinite(dqkv).all() and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("T", [1, 37, 64, 100, 130])
+def test_qkvpacked_bias_gradient_from_the_kernels_tiles(T, causal, device):
+    """bias_grad=True: the gradient of a bias added to qkv, from the dQ and dO tiles the backward
+    holds (d(bq) = dQ's column sums, d(bv) = dO's, d(bk) = 0), against d(qkv) of float64 summed
+    over batch and time. T = 1, ragged ends (37, 100, 130) and a multiple of the tiles (64)."""
+    kernels = _kernels()
+    dtype = torch.bfloat16 if HAS_CUDA else torch.float16
+    B, H, D = 2, 3, 32
+    qkv = torch.randn(B, T, 3, H, D, device=device).to(dtype)
+    dout = torch.randn(B, T, H, D, device=device).to(dtype)
+    out, lse = kernels.attention_qkvpacked_fwd(qkv, causal, 1 / math.sqrt(D))
+    dqkv, dbias = kernels.attention_qkvpacked_bwd(dout, qkv, out, lse, causal, 1 / math.sqrt(D), bias_grad=True)
+    assert dbias.shape == (3, H, D) and dbias.dtype == torch.float32
+    q, k, v = qkv.double().permute(2, 0, 3, 1, 4)
+    _, *ref_grads = _reference(q, k, v, causal, 1 / math.sqrt(D), dout.transpose(1, 2))
+    ref_q, ref_k, ref_v = (g.sum((0, 2)) for g in ref_grads)        # (B, H, T, D) -> (H, D)
+    tol = GRAD_TOL_FACTOR * REL_TOL[dtype]
+    if T > 1:      # at T = 1 dQ is zero: a relative error has no scale there
+        assert_rel_close(dbias[0], ref_q, tol, "q bias gradient")
+    assert torch.equal(dbias[1], torch.zeros_like(dbias[1])), "the k bias gradient is zero"
+    assert ref_k.abs().max() <= 1e-9 * max(1.0, ref_v.abs().max().item()), "in float64 too, up to rounding"
+    assert_rel_close(dbias[2], ref_v, tol, "v bias gradient")
+    assert_rel_close(dbias[0::2].double(), dqkv.double().sum((0, 1))[0::2], 1e-2, "against our own d(qkv)")
+
+
+def test_qkvpacked_bias_gradient_partials_every_element_written(device):
+    """The partial sums are written without a zero fill: into a NaN-poisoned buffer every element is
+    overwritten (T ragged against the partial rows and the tiles); with dropout the tiles' sums
+    would be wrong (P's rows no longer sum to 1): refused."""
+    kernels = _kernels()
+    qkv = torch.randn(2, 70, 3, 2, 32, device=device)
+    out, lse = kernels.attention_qkvpacked_fwd(qkv, True, 0.2)
+    q, k, v = kernels.qkv_views(qkv)
+    partials = poison_(kernels.bias_grad_partials(q))
+    assert partials.shape == (2, 2, 3, 2, 32)
+    dout = torch.randn_like(out).transpose(1, 2)
+    kernels.attention_bwd(dout, q, k, v, out.transpose(1, 2), lse, True, 0.2, partials=partials)
+    assert torch.isfinite(partials).all()
+    with pytest.raises(ValueError, match="needs dropout_p = 0"):
+        kernels.attention_bwd(dout, q, k, v, out.transpose(1, 2), lse, True, 0.2, dropout_p=0.1, partials=partials)
 
 
 def test_qkvpacked_torch_backend_and_bad_shape(device):
@@ -291,6 +335,44 @@ def test_module_matches_nanogpt_attention(bias, device):
         assert_rel_close(param.grad, ref_params[name].grad, 1e-5, f"grad of {name}")
 
 
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+def test_module_with_the_bias_gradient_from_attention_matches_nanogpt(backend, device):
+    """fuse_qkv_bias: c_attn's bias gradient from the attention backward (triton: the kernels'
+    tiles; torch: routed through the reference): nanoGPT's output and every gradient (fp32)."""
+    cfg = fastgpt.GPTConfig(block_size=64, vocab_size=65, n_layer=1, n_head=2, n_embd=64, bias=True, dropout=0.0)
+    ref = CausalSelfAttention(cfg).to(device)
+    with torch.no_grad():
+        ref.c_attn.bias.normal_()                  # nonzero, so a bias left out would show
+    ours = FusedCausalSelfAttention(cfg, fuse_qkv_bias=True).to(device)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 37, 64, device=device)
+    with fastgpt.use_backend(backend):
+        y_ours = ours(x)
+    y_ref = ref(x)
+    dy = torch.randn_like(y_ref)
+    y_ours.backward(dy)
+    y_ref.backward(dy)
+    assert_rel_close(y_ours, y_ref, 1e-5, "module output")
+    ref_params = dict(ref.named_parameters())
+    for name, param in ours.named_parameters():
+        assert_rel_close(param.grad, ref_params[name].grad, 1e-5, f"grad of {name}")
+
+
+def test_module_with_fuse_qkv_bias_and_dropout_takes_the_plain_path(device):
+    """In training with dropout (P's rows no longer sum to 1) fuse_qkv_bias changes nothing."""
+    plain = FusedCausalSelfAttention(n_embd=64, n_head=2, dropout=0.3).to(device)
+    fused = FusedCausalSelfAttention(n_embd=64, n_head=2, dropout=0.3, fuse_qkv_bias=True).to(device)
+    fused.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 17, 64, device=device)
+    outs = []
+    for module in (plain, fused):
+        torch.manual_seed(3)
+        y = module(x)
+        y.sum().backward()
+        outs.append((y, module.c_attn.bias.grad))
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+
+
 def test_module_from_keywords_and_dropout_in_training_only(device):
     attn = FusedCausalSelfAttention(n_embd=32, n_head=2, bias=False, dropout=0.5).to(device)
     x = torch.randn(1, 9, 32, device=device)
@@ -316,8 +398,9 @@ def test_custom_ops_pass_opcheck(device):
     for causal, p, s in ((True, 0.0, None), (False, 0.3, seed)):
         torch.library.opcheck(torch.ops.fastgpt.attention_qkvpacked_fwd.default, (qkv, causal, 0.25, p, s))
         out, lse = torch.ops.fastgpt.attention_qkvpacked_fwd(qkv, causal, 0.25, p, s)
-        torch.library.opcheck(torch.ops.fastgpt.attention_qkvpacked_bwd.default,
-                              (torch.randn_like(out), qkv, out, lse, causal, 0.25, p, s))
+        for bias_grad in ((False, True) if p == 0.0 else (False,)):
+            torch.library.opcheck(torch.ops.fastgpt.attention_qkvpacked_bwd.default,
+                                  (torch.randn_like(out), qkv, out, lse, causal, 0.25, p, s, bias_grad))
 
 
 # ---- bad input: a clear error, never a crash in the kernel ----

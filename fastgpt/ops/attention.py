@@ -19,6 +19,11 @@ flash_attn's qkvpacked interface: the same kernels read the strided q, k, v in p
 backward writes dq, dk, dv into the three slices of one (B, T, 3, H, D) gradient. Through the
 unpacked function, autograd would stack three separate gradients into a new tensor (a copy of
 the whole qkv gradient). FusedCausalSelfAttention uses it; its KV-cache path uses the views.
+
+The packed op also takes, optionally, the bias its projection added to qkv (`bias_grad_for`), to
+return that bias's gradient from tiles the triton backward holds anyway (kernels/attention.py,
+"bias grad"), so the projection need not sum d(qkv) for it (FusedCausalSelfAttention's
+fuse_qkv_bias). The bias's value is not used: the projection added it, without gradient.
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastgpt.backend import Op
-from fastgpt.ops.dispatch import call_custom_op
+from fastgpt.ops.dispatch import absent, call_custom_op
 from fastgpt.ops.linear import fused_linear
 
 attention = Op("attention")
@@ -52,7 +57,12 @@ def attention_reference(q, k, v, causal, softmax_scale, dropout_p):
 
 
 @attention_qkvpacked.register("torch")
-def attention_qkvpacked_reference(qkv, causal, softmax_scale, dropout_p):
+def attention_qkvpacked_reference(qkv, causal, softmax_scale, dropout_p, bias_grad_for=None):
+    if bias_grad_for is not None:
+        # qkv already holds the bias (added without gradient); adding bias - bias (exact zeros)
+        # routes d(qkv)'s sum over tokens to it, as the projection would have
+        routed = (bias_grad_for - bias_grad_for.detach()).to(qkv.dtype)
+        qkv = qkv + routed.view(3, qkv.shape[3], qkv.shape[4])
     q, k, v = qkv.permute(2, 0, 3, 1, 4)
     return attention_reference(q, k, v, causal, softmax_scale, dropout_p).transpose(1, 2)
 
@@ -273,44 +283,55 @@ def _(qkv, causal, softmax_scale, dropout_p, seed):
 
 
 def _attention_qkvpacked_bwd_impl(dout: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
-                             causal: bool, softmax_scale: float, dropout_p: float,
-                             seed: Optional[torch.Tensor]) -> torch.Tensor:
+                                  causal: bool, softmax_scale: float, dropout_p: float,
+                                  seed: Optional[torch.Tensor], bias_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """d(qkv), and with bias_grad the gradient (3 * H * D,) fp32 of a bias added to qkv (else a
+    0-element stand-in)."""
     from fastgpt.kernels import attention as kernels
-    return kernels.attention_qkvpacked_bwd(dout, qkv, out, lse, causal, softmax_scale, dropout_p,
-                                           _seed_value(seed))
+    dqkv, dbias = kernels.attention_qkvpacked_bwd(dout, qkv, out, lse, causal, softmax_scale, dropout_p,
+                                                  _seed_value(seed), bias_grad=bias_grad)
+    return dqkv, absent(qkv) if dbias is None else dbias.flatten()
 
 
 _attention_qkvpacked_bwd = torch.library.custom_op("fastgpt::attention_qkvpacked_bwd", mutates_args=())(
     _attention_qkvpacked_bwd_impl)
 
 @_attention_qkvpacked_bwd.register_fake
-def _(dout, qkv, out, lse, causal, softmax_scale, dropout_p, seed):
-    return qkv.new_empty(qkv.shape)
+def _(dout, qkv, out, lse, causal, softmax_scale, dropout_p, seed, bias_grad):
+    n = 3 * qkv.shape[3] * qkv.shape[4]
+    return qkv.new_empty(qkv.shape), qkv.new_empty(n if bias_grad else 0, dtype=torch.float32 if bias_grad else qkv.dtype)
 
 
 class _FlashAttentionQKVPackedFunction(torch.autograd.Function):
+    """(qkv, bias_grad_for) -> attention output. bias_grad_for (or None): a bias the projection
+    already added to qkv; not read, its gradient comes back from the backward kernels' tiles."""
+
     @staticmethod
-    def forward(ctx, qkv, causal, softmax_scale, dropout_p):
+    def forward(ctx, qkv, bias_grad_for, causal, softmax_scale, dropout_p):
         seed = draw_dropout_seed() if dropout_p > 0.0 else None
         out, lse = call_custom_op(_attention_qkvpacked_fwd, _attention_qkvpacked_fwd_impl,
                                   qkv, causal, softmax_scale, dropout_p, seed)
         ctx.save_for_backward(qkv, out, lse, seed)
         ctx.causal, ctx.softmax_scale, ctx.dropout_p = causal, softmax_scale, dropout_p
+        ctx.bias = None if bias_grad_for is None else (bias_grad_for.shape, bias_grad_for.dtype)
         return out
 
     @staticmethod
     def backward(ctx, dout):
         qkv, out, lse, seed = ctx.saved_tensors
-        dqkv = call_custom_op(_attention_qkvpacked_bwd, _attention_qkvpacked_bwd_impl,
-                              dout, qkv, out, lse, ctx.causal, ctx.softmax_scale,
-                                                         ctx.dropout_p, seed)
-        return dqkv, None, None, None
+        dqkv, dbias = call_custom_op(_attention_qkvpacked_bwd, _attention_qkvpacked_bwd_impl,
+                                     dout, qkv, out, lse, ctx.causal, ctx.softmax_scale, ctx.dropout_p, seed,
+                                     ctx.bias is not None)
+        if ctx.bias is not None:
+            shape, dtype = ctx.bias
+            dbias = dbias.to(dtype).view(shape)
+        return dqkv, dbias if ctx.bias is not None else None, None, None, None
 
 
 @attention_qkvpacked.register("triton", unsupported=_kernel_problem)
-def attention_qkvpacked_triton(qkv, causal, softmax_scale, dropout_p):
+def attention_qkvpacked_triton(qkv, causal, softmax_scale, dropout_p, bias_grad_for=None):
     _check_kernel_inputs(qkv)
-    return _FlashAttentionQKVPackedFunction.apply(qkv, causal, softmax_scale, dropout_p)
+    return _FlashAttentionQKVPackedFunction.apply(qkv, bias_grad_for, causal, softmax_scale, dropout_p)
 
 
 class KVCache:
@@ -344,10 +365,17 @@ def _cached_attention(q, k, v):
 
 
 class FusedCausalSelfAttention(nn.Module):
-    """Drop-in for nanoGPT's CausalSelfAttention: c_attn -> flash attention -> c_proj."""
+    """Drop-in for nanoGPT's CausalSelfAttention: c_attn -> flash attention -> c_proj.
+
+    fuse_qkv_bias (default False): c_attn's bias gradient from the attention backward's tiles
+    (d(bq) from dQ's, d(bv) from dO's, d(bk) = 0: kernels/attention.py) instead of a column sum
+    over d(qkv) (75 MB a GPT-2 layer at 16k tokens); c_attn still adds the bias in its GEMM. Only
+    without dropout in effect (P's rows must sum to 1) and without a KV cache; off by default until
+    timed on a GPU (bench_attention's module rows, bench_train_step's `*-qkvbias-*`).
+    """
 
     def __init__(self, config=None, *, n_embd: int | None = None, n_head: int | None = None,
-                 bias: bool = True, dropout: float = 0.0):
+                 bias: bool = True, dropout: float = 0.0, fuse_qkv_bias: bool = False):
         super().__init__()
         if config is not None:
             n_embd, n_head = config.n_embd, config.n_head
@@ -357,6 +385,7 @@ class FusedCausalSelfAttention(nn.Module):
         if n_embd % n_head:
             raise ValueError(f"n_embd ({n_embd}) must be divisible by n_head ({n_head})")
         self.n_embd, self.n_head, self.dropout = n_embd, n_head, dropout
+        self.fuse_qkv_bias = fuse_qkv_bias
         self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
         self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.resid_dropout = nn.Dropout(dropout)
@@ -365,12 +394,18 @@ class FusedCausalSelfAttention(nn.Module):
         B, T, C = x.shape
         if C != self.n_embd:
             raise ValueError(f"expected input of width {self.n_embd}, got {tuple(x.shape)}")
+        dropout_p = self.dropout if self.training else 0.0
+        bias = self.c_attn.bias
+        # fuse_qkv_bias: c_attn adds its bias without gradient, the attention backward returns it
+        bias_grad_in_attention = self.fuse_qkv_bias and bias is not None and cache is None and dropout_p == 0.0
         # c_attn and c_proj as F.linear, with fastgpt's bias-gradient kernel (fastgpt.ops.linear)
-        qkv = fused_linear(x, self.c_attn.weight, self.c_attn.bias)
+        qkv = fused_linear(x, self.c_attn.weight, bias.detach() if bias_grad_in_attention else bias)
         qkv = qkv.view(B, T, 3, self.n_head, C // self.n_head)                # no copy
-        if cache is None:
+        if bias_grad_in_attention:
+            y = attention_qkvpacked(qkv, True, 1.0 / math.sqrt(C // self.n_head), 0.0, bias, device=qkv.device)
+        elif cache is None:
             # packed: the backward writes d(qkv) in one buffer, no stack of dq, dk, dv
-            y = flash_attention_qkvpacked(qkv, causal=True, dropout_p=self.dropout if self.training else 0.0)
+            y = flash_attention_qkvpacked(qkv, causal=True, dropout_p=dropout_p)
         else:
             q, k, v = qkv.permute(2, 0, 3, 1, 4)     # three (B, H, T, D) strided views
             k, v = cache.append(k, v)
