@@ -111,17 +111,17 @@ def test_attention(benchmark, T, impl, mode):
 MODULE_TOKENS, MODULE_T = 16384, 512      # one GPT-2 layer's attention at batch 32 x 512
 
 
-@pytest.mark.parametrize("fuse_qkv_bias", [False, True], ids=["bias_grad_in_c_attn", "bias_grad_in_attention"])
-def test_attention_module(benchmark, fuse_qkv_bias):
+@pytest.mark.parametrize("fuse_qkv_bias_grad", [False, True], ids=["bias_grad_in_c_attn", "bias_grad_in_attention"])
+def test_attention_module(benchmark, fuse_qkv_bias_grad):
     """FusedCausalSelfAttention (n_embd 768, 12 heads, bf16) forward + backward, all gradients,
     as the CUDA-graphed train step runs it (replayed_steps: the bias-gradient kernels on): c_attn's
     bias gradient by a column sum over d(qkv), against the attention backward's tiles
-    (fuse_qkv_bias: dQ's and dO's column sums)."""
+    (fuse_qkv_bias_grad: dQ's and dO's column sums)."""
     import fastgpt
     from fastgpt.ops.dispatch import replayed_steps
     torch.manual_seed(0)
     module = fastgpt.FusedCausalSelfAttention(n_embd=HEADS * HEAD_DIM, n_head=HEADS,
-                                              fuse_qkv_bias=fuse_qkv_bias).to("cuda", DTYPE)
+                                              fuse_qkv_bias_grad=fuse_qkv_bias_grad).to("cuda", DTYPE)
     x = torch.randn(MODULE_TOKENS // MODULE_T, MODULE_T, HEADS * HEAD_DIM, device="cuda", dtype=DTYPE,
                     requires_grad=True)
     leaves = (x, *module.parameters())
@@ -131,7 +131,7 @@ def test_attention_module(benchmark, fuse_qkv_bias):
             return module(x)
     measure(benchmark, step(forward, (x,), leaves, torch.randn_like(x), "fwd_bwd"),
             flops=attention_flops(MODULE_TOKENS // MODULE_T, MODULE_T, "fwd_bwd"),
-            impl="module_" + ("bias_grad_in_attention" if fuse_qkv_bias else "bias_grad_in_c_attn"),
+            impl="module_" + ("bias_grad_in_attention" if fuse_qkv_bias_grad else "bias_grad_in_c_attn"),
             mode="fwd_bwd", T=MODULE_T, B=MODULE_TOKENS // MODULE_T, H=HEADS, D=HEAD_DIM, dtype=str(DTYPE))
 
 

@@ -17,7 +17,7 @@ zero_grad. Configurations:
     cuda-cublaslt-*     the same with every MLP pass in a cuBLASLt epilogue ("cublaslt"; skipped
                         where the extension was built without cublasLt.h); cuda-cublaslt_dgelu-*:
                         the dh GEMM's DGELU epilogue without the bias gradient ("cublaslt_dgelu")
-    *-qkvbias-*         every block's attention with fuse_qkv_bias: c_attn's bias gradient from
+    *-qkvbias-*         every block's attention with fuse_qkv_bias_grad: c_attn's bias gradient from
                         the attention backward's dQ and dO tiles, not a column sum over d(qkv)
     *-compile-cudagraphs  the compiled models with mode="reduce-overhead" (CUDA graph replay)
     *-cudagraph         the eager model, the whole step (forward, backward, AdamW) captured as one
@@ -58,7 +58,7 @@ class Config(NamedTuple):
     compile_mode: str | None = None   # torch.compile(model, mode=...) or eager
     cuda_graph: bool = False          # the whole step as one CUDA graph (GraphedTrainStep)
     mlp: MLPOptions | None = None     # every block's MLPOptions (None: the default)
-    fuse_qkv_bias: bool = False       # every block's c_attn bias gradient from the attention backward
+    fuse_qkv_bias_grad: bool = False       # every block's c_attn bias gradient from the attention backward
 
 
 CONFIGS = {
@@ -78,9 +78,9 @@ CONFIGS = {
     "cuda-cublas-cudagraph": Config("cuda", cuda_graph=True, mlp=MLPOptions(cuda_gemm="cublas")),
     "cuda-cublaslt-cudagraph": Config("cuda", cuda_graph=True, mlp=MLPOptions(cuda_gemm="cublaslt")),
     "cuda-cublaslt_dgelu-cudagraph": Config("cuda", cuda_graph=True, mlp=MLPOptions(cuda_gemm="cublaslt_dgelu")),
-    # c_attn's bias gradient from the attention backward's tiles (fuse_qkv_bias; not yet the default)
-    "triton-qkvbias-cudagraph": Config("triton", cuda_graph=True, fuse_qkv_bias=True),
-    "cuda-qkvbias-cudagraph": Config("cuda", cuda_graph=True, fuse_qkv_bias=True),
+    # c_attn's bias gradient from the attention backward's tiles (fuse_qkv_bias_grad; not yet the default)
+    "triton-qkvbias-cudagraph": Config("triton", cuda_graph=True, fuse_qkv_bias_grad=True),
+    "cuda-qkvbias-cudagraph": Config("cuda", cuda_graph=True, fuse_qkv_bias_grad=True),
 }
 CONFIG_ORDER = list(CONFIGS)              # tables and the plot list configurations in this order
 HAS_CUDA = torch.cuda.is_available()
@@ -94,7 +94,7 @@ def build(setup: Config):
     for block in model.transformer.h:
         if setup.mlp is not None:
             block.mlp.options = setup.mlp
-        block.attn.fuse_qkv_bias = setup.fuse_qkv_bias
+        block.attn.fuse_qkv_bias_grad = setup.fuse_qkv_bias_grad
     optimizer = model.configure_optimizer(weight_decay=0.1, learning_rate=6e-4, betas=(0.9, 0.95),
                                           device_type="cuda")
     g = torch.Generator(device="cuda").manual_seed(0)

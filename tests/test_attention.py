@@ -337,13 +337,13 @@ def test_module_matches_nanogpt_attention(bias, device):
 
 @pytest.mark.parametrize("backend", ["triton", "torch"])
 def test_module_with_the_bias_gradient_from_attention_matches_nanogpt(backend, device):
-    """fuse_qkv_bias: c_attn's bias gradient from the attention backward (triton: the kernels'
+    """fuse_qkv_bias_grad: c_attn's bias gradient from the attention backward (triton: the kernels'
     tiles; torch: routed through the reference): nanoGPT's output and every gradient (fp32)."""
     cfg = fastgpt.GPTConfig(block_size=64, vocab_size=65, n_layer=1, n_head=2, n_embd=64, bias=True, dropout=0.0)
     ref = CausalSelfAttention(cfg).to(device)
     with torch.no_grad():
         ref.c_attn.bias.normal_()                  # nonzero, so a bias left out would show
-    ours = FusedCausalSelfAttention(cfg, fuse_qkv_bias=True).to(device)
+    ours = FusedCausalSelfAttention(cfg, fuse_qkv_bias_grad=True).to(device)
     ours.load_state_dict(ref.state_dict())
     x = torch.randn(2, 37, 64, device=device)
     with fastgpt.use_backend(backend):
@@ -359,9 +359,9 @@ def test_module_with_the_bias_gradient_from_attention_matches_nanogpt(backend, d
 
 
 def test_module_with_fuse_qkv_bias_and_dropout_takes_the_plain_path(device):
-    """In training with dropout (P's rows no longer sum to 1) fuse_qkv_bias changes nothing."""
+    """In training with dropout (P's rows no longer sum to 1) fuse_qkv_bias_grad changes nothing."""
     plain = FusedCausalSelfAttention(n_embd=64, n_head=2, dropout=0.3).to(device)
-    fused = FusedCausalSelfAttention(n_embd=64, n_head=2, dropout=0.3, fuse_qkv_bias=True).to(device)
+    fused = FusedCausalSelfAttention(n_embd=64, n_head=2, dropout=0.3, fuse_qkv_bias_grad=True).to(device)
     fused.load_state_dict(plain.state_dict())
     x = torch.randn(2, 17, 64, device=device)
     outs = []

@@ -22,16 +22,16 @@ def loss_and_grads(model, call, idx, targets, device):
     return loss, {n: p.grad for n, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("fuse_qkv_bias", [False, True])
+@pytest.mark.parametrize("fuse_qkv_bias_grad", [False, True])
 @pytest.mark.parametrize("backend", ["torch", "triton"])
-def test_matches_plain_autocast(backend, fuse_qkv_bias, device):
-    """fuse_qkv_bias too: c_attn's bias gradient from the attention, through the cast copies."""
+def test_matches_plain_autocast(backend, fuse_qkv_bias_grad, device):
+    """fuse_qkv_bias_grad too: c_attn's bias gradient from the attention, through the cast copies."""
     if backend == "triton" and device.type == "cpu":
         pytest.skip("bf16 tl.dot is wrong in the Triton interpreter")
     torch.manual_seed(0)
     model = fastgpt.GPT(CONFIG).to(device)
     for block in model.transformer.h:
-        block.attn.fuse_qkv_bias = fuse_qkv_bias
+        block.attn.fuse_qkv_bias_grad = fuse_qkv_bias_grad
     idx, targets = (torch.randint(0, 64, (3, 16), device=device) for _ in range(2))
     with fastgpt.use_backend(backend):
         ref_loss, ref = loss_and_grads(model, lambda m, *a: m(*a), idx, targets, device)

@@ -80,12 +80,12 @@ def test_op_compiles_without_graph_breaks(op, backend, device):
         assert_rel_close(grad, eager_grad, 1e-5, f"{op} grad of input {i}")
 
 
-@pytest.mark.parametrize("fuse_qkv_bias", [False, True])
+@pytest.mark.parametrize("fuse_qkv_bias_grad", [False, True])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_gpt_compiles_without_graph_breaks(backend, fuse_qkv_bias, device):
+def test_gpt_compiles_without_graph_breaks(backend, fuse_qkv_bias_grad, device):
     model = GPT(TINY).to(device)
     for block in model.transformer.h:
-        block.attn.fuse_qkv_bias = fuse_qkv_bias     # the attention op with its optional bias input
+        block.attn.fuse_qkv_bias_grad = fuse_qkv_bias_grad     # the attention op with its optional bias input
     g = torch.Generator().manual_seed(0)
     idx = torch.randint(0, TINY.vocab_size, (2, TINY.block_size), generator=g).to(device)
     targets = torch.randint(0, TINY.vocab_size, (2, TINY.block_size), generator=g).to(device)

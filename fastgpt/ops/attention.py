@@ -23,7 +23,7 @@ the whole qkv gradient). FusedCausalSelfAttention uses it; its KV-cache path use
 The packed op also takes, optionally, the bias its projection added to qkv (`bias_grad_for`), to
 return that bias's gradient from tiles the triton backward holds anyway (kernels/attention.py,
 "bias grad"), so the projection need not sum d(qkv) for it (FusedCausalSelfAttention's
-fuse_qkv_bias). The bias's value is not used: the projection added it, without gradient.
+fuse_qkv_bias_grad). The bias's value is not used: the projection added it, without gradient.
 """
 from __future__ import annotations
 
@@ -298,8 +298,8 @@ _attention_qkvpacked_bwd = torch.library.custom_op("fastgpt::attention_qkvpacked
 
 @_attention_qkvpacked_bwd.register_fake
 def _(dout, qkv, out, lse, causal, softmax_scale, dropout_p, seed, bias_grad):
-    n = 3 * qkv.shape[3] * qkv.shape[4]
-    return qkv.new_empty(qkv.shape), qkv.new_empty(n if bias_grad else 0, dtype=torch.float32 if bias_grad else qkv.dtype)
+    dbias = qkv.new_empty(3 * qkv.shape[3] * qkv.shape[4], dtype=torch.float32) if bias_grad else absent(qkv)
+    return qkv.new_empty(qkv.shape), dbias
 
 
 class _FlashAttentionQKVPackedFunction(torch.autograd.Function):
@@ -367,7 +367,7 @@ def _cached_attention(q, k, v):
 class FusedCausalSelfAttention(nn.Module):
     """Drop-in for nanoGPT's CausalSelfAttention: c_attn -> flash attention -> c_proj.
 
-    fuse_qkv_bias (default False): c_attn's bias gradient from the attention backward's tiles
+    fuse_qkv_bias_grad (default False): c_attn's bias gradient from the attention backward's tiles
     (d(bq) from dQ's, d(bv) from dO's, d(bk) = 0: kernels/attention.py) instead of a column sum
     over d(qkv) (75 MB a GPT-2 layer at 16k tokens); c_attn still adds the bias in its GEMM. Only
     without dropout in effect (P's rows must sum to 1) and without a KV cache; off by default until
@@ -375,7 +375,7 @@ class FusedCausalSelfAttention(nn.Module):
     """
 
     def __init__(self, config=None, *, n_embd: int | None = None, n_head: int | None = None,
-                 bias: bool = True, dropout: float = 0.0, fuse_qkv_bias: bool = False):
+                 bias: bool = True, dropout: float = 0.0, fuse_qkv_bias_grad: bool = False):
         super().__init__()
         if config is not None:
             n_embd, n_head = config.n_embd, config.n_head
@@ -385,7 +385,7 @@ class FusedCausalSelfAttention(nn.Module):
         if n_embd % n_head:
             raise ValueError(f"n_embd ({n_embd}) must be divisible by n_head ({n_head})")
         self.n_embd, self.n_head, self.dropout = n_embd, n_head, dropout
-        self.fuse_qkv_bias = fuse_qkv_bias
+        self.fuse_qkv_bias_grad = fuse_qkv_bias_grad
         self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
         self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.resid_dropout = nn.Dropout(dropout)
@@ -396,8 +396,8 @@ class FusedCausalSelfAttention(nn.Module):
             raise ValueError(f"expected input of width {self.n_embd}, got {tuple(x.shape)}")
         dropout_p = self.dropout if self.training else 0.0
         bias = self.c_attn.bias
-        # fuse_qkv_bias: c_attn adds its bias without gradient, the attention backward returns it
-        bias_grad_in_attention = self.fuse_qkv_bias and bias is not None and cache is None and dropout_p == 0.0
+        # fuse_qkv_bias_grad: c_attn adds its bias without gradient, the attention backward returns it
+        bias_grad_in_attention = self.fuse_qkv_bias_grad and bias is not None and cache is None and dropout_p == 0.0
         # c_attn and c_proj as F.linear, with fastgpt's bias-gradient kernel (fastgpt.ops.linear)
         qkv = fused_linear(x, self.c_attn.weight, bias.detach() if bias_grad_in_attention else bias)
         qkv = qkv.view(B, T, 3, self.n_head, C // self.n_head)                # no copy
