@@ -5,7 +5,9 @@ fullgraph=True raises on any graph break, so a passing test proves there is none
 backend is "aot_eager" (Dynamo + AOTAutograd, which is where the custom ops' fake
 implementations and autograd wiring are exercised) because inductor's C++ build on a 2-core CPU
 takes minutes for a whole model; one inductor test compiles the fused cross-entropy alone.
-On a GPU, benchmarks/bench_train_step.py compiles the full model with inductor.
+On a GPU a small triton-backend GPT goes through inductor too (against eager), and
+benchmarks/bench_train_step.py compiles the full model with it. Importing fastgpt bounds one of
+inductor's error messages, without which that compile sat for minutes (the last test here).
 """
 import pytest
 import torch
