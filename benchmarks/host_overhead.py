@@ -91,9 +91,9 @@ def _stub_attention_qkvpacked_fwd(qkv, causal, softmax_scale, dropout_p=0.0, see
 
 
 def _stub_attention_qkvpacked_bwd(dout, qkv, out, lse, causal, softmax_scale, dropout_p=0.0, seed=0,
-                                  dqkv=None, bias_grad=False):
+                                  dqkv=None, bias_grad_dtype=None):
     dqkv = qkv.new_empty(qkv.shape) if dqkv is None else dqkv
-    return dqkv, qkv.new_empty(3, qkv.shape[3], qkv.shape[4], dtype=torch.float32) if bias_grad else None
+    return dqkv, None if bias_grad_dtype is None else qkv.new_empty(3, qkv.shape[3], qkv.shape[4], dtype=bias_grad_dtype)
 
 
 def _stub_linear_gelu(x, weight, bias=None, store_pre=False, schedule=None):
@@ -248,11 +248,11 @@ def attention_case(B: int = 2, T: int = 512, H: int = 12, D: int = 64) -> tuple[
 
     def ops():
         out, lse = torch.ops.fastgpt.attention_qkvpacked_fwd(qd, True, scale, 0.0, None)
-        return torch.ops.fastgpt.attention_qkvpacked_bwd(dout, qd, out, lse, True, scale, 0.0, None, False)
+        return torch.ops.fastgpt.attention_qkvpacked_bwd(dout, qd, out, lse, True, scale, 0.0, None, None)
 
     def impl():
         out, lse = fwd_impl(qd, True, scale, 0.0, None)
-        return bwd_impl(dout, qd, out, lse, True, scale, 0.0, None, False)
+        return bwd_impl(dout, qd, out, lse, True, scale, 0.0, None, None)
 
     def launchers():
         out, lse = ka.attention_qkvpacked_fwd(qd, True, scale, 0.0, 0)

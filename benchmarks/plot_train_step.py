@@ -78,15 +78,13 @@ def main(argv=None):
     if not args.json_file.exists():
         sys.exit(f"no such file: {args.json_file}")
     if args.json_file.is_dir():   # per-configuration rows, in bench_train_step's order
-        from bench_train_step import CONFIG_ORDER as order
-        # rows of a call that timed on several GPUs lie in gpu<N>/: the lowest N's row of a configuration
-        files = sorted(args.json_file.glob("*.json")) + sorted(args.json_file.glob("gpu*/*.json"))
+        from results import train_step_rows
+        # a call that timed on several GPUs: each configuration's row from the lowest-numbered GPU
         found: dict[str, dict] = {}
-        for f in files:
-            row = json.loads(f.read_text())
+        for _, row in train_step_rows(args.json_file):
             found.setdefault(row["config"], row)
-        data = {"benchmarks": [{"name": f"test_train_step[{n}]", "extra_info": found[n]}
-                               for n in order if n in found]}
+        data = {"benchmarks": [{"name": f"test_train_step[{name}]", "extra_info": row}
+                               for name, row in found.items()]}
     else:
         data = json.loads(args.json_file.read_text())
     plot(data, args.out)

@@ -30,7 +30,8 @@ online softmax, so the scores never leave the chip. It writes O and the per-row 
              dS sum to 0), d(bv) = the column sums of dO (P's rows sum to 1; the preprocess's
              tiles). Each kernel writes its tile's sums as partials, one slot per PARTIAL_ROWS
              rows (zeros in the other slots a bigger tile spans, so the layout does not follow the
-             autotuner's pick), and the caller sums them: no pass over d(qkv) for the bias.
+             autotuner's pick), and kernels/common.sum_partials adds them up in a fixed order, in
+             the bias's dtype: no pass over d(qkv) for the bias.
 
 Limits. q, k, v of one shape (B, H, T, D), one dtype (float16, bfloat16, float32), D in
 HEAD_DIMS; any T >= 1 (ragged ends are masked); any strides (passed to the kernels, so the
@@ -48,7 +49,7 @@ import triton
 import triton.language as tl
 
 from fastgpt.backend import interpreter_mode
-from fastgpt.kernels.common import tuning_configs
+from fastgpt.kernels.common import sum_partials, tuning_configs
 
 HEAD_DIMS = (16, 32, 64, 128)
 # Rows per slot of the bias gradient's partial sums: a divisor of the tiles that write them (dQ's
@@ -513,7 +514,7 @@ def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
 def bias_grad_partials(q: torch.Tensor) -> torch.Tensor:
     """The buffer the backward writes a qkv bias gradient's partial sums into (every element
     written, no zero fill): (B, cdiv(T, PARTIAL_ROWS), 3, H, D) fp32; the gradient is its sum over
-    the first two dims."""
+    the first two dims (sum_partials on its (B * cdiv(T, PARTIAL_ROWS), 3 * H * D) view)."""
     B, H, T, D = q.shape
     return torch.empty(B, triton.cdiv(T, PARTIAL_ROWS), 3, H, D, device=q.device, dtype=torch.float32)
 
@@ -602,19 +603,24 @@ def attention_qkvpacked_fwd(qkv: torch.Tensor, causal: bool, softmax_scale: floa
 
 def attention_qkvpacked_bwd(dout: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
                             causal: bool, softmax_scale: float, dropout_p: float = 0.0, seed: int = 0,
-                            dqkv: torch.Tensor | None = None, bias_grad: bool = False
+                            dqkv: torch.Tensor | None = None, bias_grad_dtype: torch.dtype | None = None
                             ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The gradient of attention_qkvpacked_fwd's O (dout, out: (B, T, H, D), any strides) as one
     (B, T, 3, H, D) tensor (the dK/dV and dQ kernels write their slices of it in place, so no
-    stacking copy of dq, dk, dv follows), and with bias_grad (no dropout) the gradient of a bias
-    that was added to qkv, (3, H, D) fp32, from the kernels' tiles: d(qkv) summed over B and T
-    without a pass over it; else None."""
+    stacking copy of dq, dk, dv follows), and with bias_grad_dtype (no dropout) the gradient of a
+    bias that was added to qkv, (3, H, D) in that dtype, from the kernels' tiles: d(qkv) summed
+    over B and T without a pass over it; else None."""
     dqkv = qkv.new_empty(qkv.shape) if dqkv is None else dqkv
     q, k, v = qkv_views(qkv)
-    partials = bias_grad_partials(q) if bias_grad else None
+    partials = None if bias_grad_dtype is None else bias_grad_partials(q)
     attention_bwd(dout.transpose(1, 2), q, k, v, out.transpose(1, 2), lse, causal, softmax_scale,
                   dropout_p, seed, grads=qkv_views(dqkv), partials=partials)
-    return dqkv, None if partials is None else partials.sum((0, 1))
+    if partials is None:
+        return dqkv, None
+    B, parts, _, H, D = partials.shape
+    dbias = torch.empty(3, H, D, device=qkv.device, dtype=bias_grad_dtype)
+    sum_partials(partials.view(B * parts, 3 * H * D), dbias.view(3 * H * D))
+    return dqkv, dbias
 
 
 def dropout_keep_mask(seed: int, batch: int, heads: int, T: int, dropout_p: float,

@@ -37,6 +37,20 @@ def sum_partials_kernel(
         tl.store(OutB + cols, tl.sum(acc_b, axis=0).to(OutB.dtype.element_ty), mask=col_mask)
 
 
+# sum_partials' tile: 64 partial rows x 32 columns a step (128-byte rows of fp32 partials)
+SUM_BLOCK_P, SUM_BLOCK_C = (4, 16) if interpreter_mode() else (64, 32)
+
+
+def sum_partials(partials: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """out[c] = the sum over p of partials[p, c] (a contiguous (P, C) fp32 tensor), in p order, in
+    out's dtype (so no cast follows); returns out. The second pass of the linear family's column sum
+    and of the attention's qkv bias gradient (add+LayerNorm's sums two buffers with its own tile)."""
+    P, C = partials.shape
+    sum_partials_kernel[(triton.cdiv(C, SUM_BLOCK_C),)](
+        partials, partials, out, out, P, C, HAS_B=False, BLOCK_P=SUM_BLOCK_P, BLOCK_C=SUM_BLOCK_C, num_warps=4)
+    return out
+
+
 @functools.lru_cache(maxsize=None)
 def _multiprocessor_count(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count

@@ -11,8 +11,8 @@ How. Pass 1: a 2-D grid of (row bands x BLOCK_N columns) programs; each walks it
 (BLOCK_M x BLOCK_N) tiles, adds them into an fp32 register tile, and reduces over rows once at
 the end: one row of an fp32 (bands, N) partials buffer. The band height is chosen so the grid has
 about PROGRAMS_PER_SM programs per SM (a few tiles in flight per SM hide the load latency; plain
-loads are not software-pipelined by Triton). Pass 2 (kernels/common.sum_partials_kernel, which
-add+LayerNorm's backward ends with too): one program per BLOCK_N2 columns sums the bands in order
+loads are not software-pipelined by Triton). Pass 2 (kernels/common.sum_partials, which the
+attention's qkv bias gradient ends with too): one program per 32 columns sums the bands in order
 and writes the output in the caller's dtype (the bias's), so no cast kernel follows. Fixed
 partition, fixed order, no atomics: bit-identical results run to run on a device.
 
@@ -31,7 +31,7 @@ import triton
 import triton.language as tl
 
 from fastgpt.backend import interpreter_mode
-from fastgpt.kernels.common import sm_count, sum_partials_kernel
+from fastgpt.kernels.common import sm_count, sum_partials
 
 _INTERPRET = interpreter_mode()
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -42,8 +42,6 @@ SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 BLOCK_M, BLOCK_N = (8, 16) if _INTERPRET else (64, 128)
 NUM_WARPS = 4
 PROGRAMS_PER_SM = 4
-# pass 2: 64 bands x 32 columns a step (128-byte rows of fp32 partials)
-BLOCK_BANDS, BLOCK_N2 = (4, 16) if _INTERPRET else (64, 32)
 _INT32_LIMIT = 2**31
 
 
@@ -109,6 +107,4 @@ def column_sum(dy: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.
         dy, partial, M, N, dy.stride(0), dy.stride(1), rows,
         INDEX_64=dy.stride(0) * M + dy.stride(1) * N >= _INT32_LIMIT, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
         num_warps=NUM_WARPS)
-    sum_partials_kernel[(triton.cdiv(N, BLOCK_N2),)](
-        partial, partial, out, out, bands, N, HAS_B=False, BLOCK_P=BLOCK_BANDS, BLOCK_C=BLOCK_N2, num_warps=4)
-    return out
+    return sum_partials(partial, out)

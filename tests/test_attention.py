@@ -261,7 +261,7 @@ def test_qkvpacked_every_gradient_element_written(device):
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("T", [1, 37, 64, 100, 130])
 def test_qkvpacked_bias_gradient_from_the_kernels_tiles(T, causal, device):
-    """bias_grad=True: the gradient of a bias added to qkv, from the dQ and dO tiles the backward
+    """bias_grad_dtype: the gradient of a bias added to qkv, from the dQ and dO tiles the backward
     holds (d(bq) = dQ's column sums, d(bv) = dO's, d(bk) = 0), against d(qkv) of float64 summed
     over batch and time. T = 1, ragged ends (37, 100, 130) and a multiple of the tiles (64)."""
     kernels = _kernels()
@@ -270,7 +270,8 @@ def test_qkvpacked_bias_gradient_from_the_kernels_tiles(T, causal, device):
     qkv = torch.randn(B, T, 3, H, D, device=device).to(dtype)
     dout = torch.randn(B, T, H, D, device=device).to(dtype)
     out, lse = kernels.attention_qkvpacked_fwd(qkv, causal, 1 / math.sqrt(D))
-    dqkv, dbias = kernels.attention_qkvpacked_bwd(dout, qkv, out, lse, causal, 1 / math.sqrt(D), bias_grad=True)
+    dqkv, dbias = kernels.attention_qkvpacked_bwd(dout, qkv, out, lse, causal, 1 / math.sqrt(D),
+                                                  bias_grad_dtype=torch.float32)
     assert dbias.shape == (3, H, D) and dbias.dtype == torch.float32
     q, k, v = qkv.double().permute(2, 0, 3, 1, 4)
     _, *ref_grads = _reference(q, k, v, causal, 1 / math.sqrt(D), dout.transpose(1, 2))
@@ -398,9 +399,9 @@ def test_custom_ops_pass_opcheck(device):
     for causal, p, s in ((True, 0.0, None), (False, 0.3, seed)):
         torch.library.opcheck(torch.ops.fastgpt.attention_qkvpacked_fwd.default, (qkv, causal, 0.25, p, s))
         out, lse = torch.ops.fastgpt.attention_qkvpacked_fwd(qkv, causal, 0.25, p, s)
-        for bias_grad in ((False, True) if p == 0.0 else (False,)):
+        for bias_grad_dtype in ((None, torch.float32) if p == 0.0 else (None,)):
             torch.library.opcheck(torch.ops.fastgpt.attention_qkvpacked_bwd.default,
-                                  (torch.randn_like(out), qkv, out, lse, causal, 0.25, p, s, bias_grad))
+                                  (torch.randn_like(out), qkv, out, lse, causal, 0.25, p, s, bias_grad_dtype))
 
 
 # ---- bad input: a clear error, never a crash in the kernel ----

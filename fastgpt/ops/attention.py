@@ -284,12 +284,13 @@ def _(qkv, causal, softmax_scale, dropout_p, seed):
 
 def _attention_qkvpacked_bwd_impl(dout: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
                                   causal: bool, softmax_scale: float, dropout_p: float,
-                                  seed: Optional[torch.Tensor], bias_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """d(qkv), and with bias_grad the gradient (3 * H * D,) fp32 of a bias added to qkv (else a
-    0-element stand-in)."""
+                                  seed: Optional[torch.Tensor], bias_grad_dtype: Optional[torch.dtype]
+                                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """d(qkv), and with bias_grad_dtype the gradient (3 * H * D,) in that dtype of a bias added to
+    qkv (else a 0-element stand-in)."""
     from fastgpt.kernels import attention as kernels
     dqkv, dbias = kernels.attention_qkvpacked_bwd(dout, qkv, out, lse, causal, softmax_scale, dropout_p,
-                                                  _seed_value(seed), bias_grad=bias_grad)
+                                                  _seed_value(seed), bias_grad_dtype=bias_grad_dtype)
     return dqkv, absent(qkv) if dbias is None else dbias.flatten()
 
 
@@ -297,8 +298,9 @@ _attention_qkvpacked_bwd = torch.library.custom_op("fastgpt::attention_qkvpacked
     _attention_qkvpacked_bwd_impl)
 
 @_attention_qkvpacked_bwd.register_fake
-def _(dout, qkv, out, lse, causal, softmax_scale, dropout_p, seed, bias_grad):
-    dbias = qkv.new_empty(3 * qkv.shape[3] * qkv.shape[4], dtype=torch.float32) if bias_grad else absent(qkv)
+def _(dout, qkv, out, lse, causal, softmax_scale, dropout_p, seed, bias_grad_dtype):
+    n = 3 * qkv.shape[3] * qkv.shape[4]
+    dbias = absent(qkv) if bias_grad_dtype is None else qkv.new_empty(n, dtype=bias_grad_dtype)
     return qkv.new_empty(qkv.shape), dbias
 
 
@@ -313,7 +315,8 @@ class _FlashAttentionQKVPackedFunction(torch.autograd.Function):
                                   qkv, causal, softmax_scale, dropout_p, seed)
         ctx.save_for_backward(qkv, out, lse, seed)
         ctx.causal, ctx.softmax_scale, ctx.dropout_p = causal, softmax_scale, dropout_p
-        ctx.bias = None if bias_grad_for is None else (bias_grad_for.shape, bias_grad_for.dtype)
+        ctx.bias_shape = None if bias_grad_for is None else bias_grad_for.shape
+        ctx.bias_dtype = None if bias_grad_for is None else bias_grad_for.dtype
         return out
 
     @staticmethod
@@ -321,11 +324,8 @@ class _FlashAttentionQKVPackedFunction(torch.autograd.Function):
         qkv, out, lse, seed = ctx.saved_tensors
         dqkv, dbias = call_custom_op(_attention_qkvpacked_bwd, _attention_qkvpacked_bwd_impl,
                                      dout, qkv, out, lse, ctx.causal, ctx.softmax_scale, ctx.dropout_p, seed,
-                                     ctx.bias is not None)
-        if ctx.bias is not None:
-            shape, dtype = ctx.bias
-            dbias = dbias.to(dtype).view(shape)
-        return dqkv, dbias if ctx.bias is not None else None, None, None, None
+                                     ctx.bias_dtype)
+        return dqkv, None if ctx.bias_shape is None else dbias.view(ctx.bias_shape), None, None, None
 
 
 @attention_qkvpacked.register("triton", unsupported=_kernel_problem)
