@@ -85,19 +85,26 @@ def test_lm_head_gemms_alone(benchmark, chunk_rows):
     measure(benchmark, gemms, flops=FLOPS, impl="cublas gemms only", chunk_rows=chunk_rows)
 
 
-@pytest.mark.parametrize("path", ["default", "single pass", "two pass"])
+KERNEL_PATHS = {   # launcher arguments of each timed variant
+    "default": {},
+    "single pass": dict(single_pass=True),
+    "single pass, 16 warps": dict(single_pass=True, num_warps=16),
+    "two pass": dict(single_pass=False),
+}
+
+
+@pytest.mark.parametrize("path", list(KERNEL_PATHS))
 def test_loss_kernel_alone(benchmark, path):
     """The loss + gradient kernel over (N, V) bf16 logits: the launcher's choice (single pass at
-    V = 50304), the row held in registers (reads 1x, writes 1x) and the two-pass fallback
-    (reads 2x, writes 1x). gbps counts the single pass's traffic (2 * N * V * 2 bytes)."""
+    V = 50304), the row held in registers (reads 1x, writes 1x) at 32 warps (the default) or 16,
+    and the two-pass fallback (reads 2x, writes 1x). gbps counts the single pass's traffic (2 * N * V * 2 bytes)."""
     from fastgpt.kernels.cross_entropy import cross_entropy_fwd_bwd_
 
     _, _, targets = setup()
     logits = torch.randn(N, V, device="cuda", dtype=DTYPE)
     loss = torch.empty(N, device="cuda", dtype=torch.float32)
     n_valid = (targets != -1).sum()
-    single_pass = {"default": None, "single pass": True, "two pass": False}[path]
     measure(benchmark, lambda: cross_entropy_fwd_bwd_(logits, targets, loss, n_valid, -1, True,
-                                                      single_pass=single_pass),
+                                                      **KERNEL_PATHS[path]),
             bytes_moved=2 * N * V * logits.element_size(), impl=f"triton loss+grad kernel, {path}",
             tokens=N, vocab=V)

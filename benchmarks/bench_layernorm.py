@@ -7,6 +7,8 @@ device-to-device copy bandwidth measured in the same run (`test_copy_bandwidth`,
     forward           read x, r; write s, y                       4 * N * C * 2 bytes
     forward+backward  the forward, then read dy, ds, s; write dx  8 * N * C * 2 bytes
 (mean / rstd, N * 8 bytes each way, and the (C,) parameters are left out: under 0.5%.)
+`test_add_layernorm_with_x_bias`: the same with the branch's bias (s = x + x_bias + r, whose
+gradient is dx's column sum), as GPT's blocks run it: same bytes, the column sum on the way.
 
     pytest benchmarks/bench_layernorm.py --benchmark-only --benchmark-json=out.json
 """
@@ -30,16 +32,16 @@ def test_copy_bandwidth(benchmark, copy_gbps):
 
 
 def _on_backend(name):
-    def run(x, r, w, b):
+    def run(x, r, w, b, x_bias=None):
         with fastgpt.use_backend(name):
-            return fused_add_layernorm(x, r, w, b)
+            return fused_add_layernorm(x, r, w, b, x_bias=x_bias)
     return run
 
 
 def _compiled():
     # the reference (x + r then F.layer_norm) as torch.compile fuses it
     reference = torch.compile(add_layernorm_reference, fullgraph=True)
-    return lambda x, r, w, b: reference(x, r, w, b, 1e-5)
+    return lambda x, r, w, b, x_bias=None: reference(x, r, w, b, 1e-5, x_bias)
 
 
 IMPLEMENTATIONS = {
@@ -100,4 +102,19 @@ def test_add_layernorm(benchmark, copy_gbps, impl, mode, monkeypatch):
     floor_ms = BYTES[mode] / (copy_gbps * 1e9) * 1e3
     ms = measure(benchmark, fn, bytes_moved=BYTES[mode], rows=N, hidden=C, dtype=str(DTYPE),
                  copy_gbps=copy_gbps, floor_ms=floor_ms, **TRITON_VARIANTS.get(impl, {}))
+    benchmark.extra_info["vs_floor"] = ms / floor_ms
+
+
+@pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
+@pytest.mark.parametrize("impl", ["torch", "compile", "triton"])
+def test_add_layernorm_with_x_bias(benchmark, copy_gbps, impl, mode):
+    torch.manual_seed(0)
+    x, r, dy, ds = (torch.randn(N, C, device="cuda", dtype=DTYPE) for _ in range(4))
+    w = (1 + 0.1 * torch.randn(C, device="cuda")).to(DTYPE)
+    b, x_bias = ((0.1 * torch.randn(C, device="cuda")).to(DTYPE) for _ in range(2))
+    leaves = [t.requires_grad_() for t in (x, r, w, b, x_bias)]
+    fn = step(IMPLEMENTATIONS[impl](), leaves, leaves, (dy, ds), mode)
+    floor_ms = BYTES[mode] / (copy_gbps * 1e9) * 1e3
+    ms = measure(benchmark, fn, bytes_moved=BYTES[mode], rows=N, hidden=C, dtype=str(DTYPE),
+                 copy_gbps=copy_gbps, floor_ms=floor_ms, x_bias=True)
     benchmark.extra_info["vs_floor"] = ms / floor_ms

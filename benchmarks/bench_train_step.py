@@ -17,8 +17,12 @@ zero_grad. Configurations:
     cuda-cublaslt-*     the same with every MLP pass in a cuBLASLt epilogue ("cublaslt"; skipped
                         where the extension was built without cublasLt.h); cuda-cublaslt_dgelu-*:
                         the dh GEMM's DGELU epilogue without the bias gradient ("cublaslt_dgelu")
-    *-qkvbias-*         every block's attention with fuse_qkv_bias_grad: c_attn's bias gradient from
-                        the attention backward's dQ and dO tiles, not a column sum over d(qkv)
+    bias gradients      fastgpt's backends by default take c_attn's bias gradient from the attention
+                        backward's dQ and dO tiles (fuse_qkv_bias_grad) and leave the c_proj biases
+                        to the next add+LayerNorm (Block.proj_bias_in_layernorm); the reference
+                        configurations run nanoGPT's arrangement (each bias in its own GEMM and
+                        column sum), as do *-biassum-* (the session-6 step); *-qkvbias-*: c_attn's
+                        from the attention, c_proj's by column sums
     *-compile-cudagraphs  the compiled models with mode="reduce-overhead" (CUDA graph replay)
     *-cudagraph         the eager model, the whole step (forward, backward, AdamW) captured as one
                         CUDA graph by fastgpt.cuda_graph.GraphedTrainStep: what fastgpt-train
@@ -58,7 +62,11 @@ class Config(NamedTuple):
     compile_mode: str | None = None   # torch.compile(model, mode=...) or eager
     cuda_graph: bool = False          # the whole step as one CUDA graph (GraphedTrainStep)
     mlp: MLPOptions | None = None     # every block's MLPOptions (None: the default)
-    fuse_qkv_bias_grad: bool = False       # every block's c_attn bias gradient from the attention backward
+    # where the bias gradients are computed (None: fastgpt's default on its backends, nanoGPT's
+    # arrangement for the reference): c_attn's from the attention backward, c_proj's by the next
+    # add+LayerNorm
+    fuse_qkv_bias_grad: bool | None = None
+    proj_bias_in_layernorm: bool | None = None
 
 
 CONFIGS = {
@@ -78,9 +86,16 @@ CONFIGS = {
     "cuda-cublas-cudagraph": Config("cuda", cuda_graph=True, mlp=MLPOptions(cuda_gemm="cublas")),
     "cuda-cublaslt-cudagraph": Config("cuda", cuda_graph=True, mlp=MLPOptions(cuda_gemm="cublaslt")),
     "cuda-cublaslt_dgelu-cudagraph": Config("cuda", cuda_graph=True, mlp=MLPOptions(cuda_gemm="cublaslt_dgelu")),
-    # c_attn's bias gradient from the attention backward's tiles (fuse_qkv_bias_grad; not yet the default)
-    "triton-qkvbias-cudagraph": Config("triton", cuda_graph=True, fuse_qkv_bias_grad=True),
-    "cuda-qkvbias-cudagraph": Config("cuda", cuda_graph=True, fuse_qkv_bias_grad=True),
+    # the bias gradients placed otherwise than by default: every one a column sum (session 6's
+    # step), and c_attn's alone from the attention backward (session 7's first measurement)
+    "triton-biassum-cudagraph": Config("triton", cuda_graph=True, fuse_qkv_bias_grad=False,
+                                       proj_bias_in_layernorm=False),
+    "cuda-biassum-cudagraph": Config("cuda", cuda_graph=True, fuse_qkv_bias_grad=False,
+                                     proj_bias_in_layernorm=False),
+    "triton-qkvbias-cudagraph": Config("triton", cuda_graph=True, fuse_qkv_bias_grad=True,
+                                       proj_bias_in_layernorm=False),
+    "cuda-qkvbias-cudagraph": Config("cuda", cuda_graph=True, fuse_qkv_bias_grad=True,
+                                     proj_bias_in_layernorm=False),
 }
 CONFIG_ORDER = list(CONFIGS)              # tables and the plot list configurations in this order
 HAS_CUDA = torch.cuda.is_available()
@@ -91,10 +106,14 @@ def build(setup: Config):
     torch.manual_seed(0)
     config = fastgpt.gpt_preset("gpt2")
     model = fastgpt.GPT(config).cuda()
+    model.fuse_bias_gradients(setup.backend != "torch")     # the reference: nanoGPT's arrangement
     for block in model.transformer.h:
         if setup.mlp is not None:
             block.mlp.options = setup.mlp
-        block.attn.fuse_qkv_bias_grad = setup.fuse_qkv_bias_grad
+        if setup.fuse_qkv_bias_grad is not None:
+            block.attn.fuse_qkv_bias_grad = setup.fuse_qkv_bias_grad
+        if setup.proj_bias_in_layernorm is not None:
+            block.proj_bias_in_layernorm = setup.proj_bias_in_layernorm
     optimizer = model.configure_optimizer(weight_decay=0.1, learning_rate=6e-4, betas=(0.9, 0.95),
                                           device_type="cuda")
     g = torch.Generator(device="cuda").manual_seed(0)

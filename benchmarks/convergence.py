@@ -1,7 +1,8 @@
 """Convergence check: the reference (torch backend) and fastgpt (triton backend) train to the same
 losses from the same seed and the same batches.
 
-A small GPT-2-shaped model (6 layers, 384 wide, 6 heads, block 256, no dropout) on character-level
+A small GPT-2-shaped model (6 layers, 384 wide, 6 heads, block 256, biases as GPT-2, no dropout;
+before session 7 without biases) on character-level
 Tiny Shakespeare (fastgpt/data/tinyshakespeare.txt, 65 characters), AdamW, bf16 autocast, for a
 few hundred steps. Four runs from identical weights and batches:
     reference        torch backend, bf16 autocast
@@ -37,7 +38,7 @@ from fastgpt.ops.dispatch import replayed_steps
 
 DATA = Path(fastgpt.__file__).parent / "data" / "tinyshakespeare.txt"
 MODEL = fastgpt.GPTConfig(block_size=256, vocab_size=65, n_layer=6, n_head=6, n_embd=384,
-                          dropout=0.0, bias=False)
+                          dropout=0.0, bias=True)
 
 
 def char_tokens(text: str) -> tuple[torch.Tensor, int]:
@@ -67,6 +68,7 @@ def train(backend: str, config: fastgpt.GPTConfig, data: torch.Tensor, *, steps:
     kernels of replayed steps (replayed_steps: the bias-gradient column sums)."""
     torch.manual_seed(seed)
     model = fastgpt.GPT(config).to(device)
+    model.fuse_bias_gradients(backend != "torch")      # the reference: nanoGPT's arrangement
     optimizer = model.configure_optimizer(weight_decay=0.1, learning_rate=lr, betas=(0.9, 0.95),
                                           device_type=torch.device(device).type)
     losses = []

@@ -4,7 +4,7 @@
 # Logs and the pytest-benchmark JSON go to $OUT (the device tool brings them back).
 #
 #   bash benchmarks/run_gpu.sh [stages...]
-#     stages: install tests cudatests ctest jit bench hostprofile convergence qkvbias
+#     stages: install tests cudatests ctest jit bench hostprofile convergence biasgrads
 #   BENCH_FILTER='-k attention' bash benchmarks/run_gpu.sh bench
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
@@ -42,17 +42,18 @@ import fastgpt._cuda as c; ext = c.load(build=True); assert ext is not None, c.j
       --benchmark-json="$OUT/bench.json" --benchmark-columns=median,rounds 2>&1 > "$OUT/bench.log"
     tail -3 "$OUT/bench.log"
     python3 benchmarks/report.py "$OUT/bench.json" | tee "$OUT/bench.md" ;;
-  qkvbias)
-    # fuse_qkv_bias_grad (built without a GPU): its tests, the module both ways, and the train step
-    # beside the same step without it and the reference, all on this GPU
-    run qkvbias-tests python3 -m pytest tests/test_attention.py tests/test_autocast.py -k "bias" -q \
-      -p no:cacheprovider 2>&1 | tee "$OUT/qkvbias-tests.log" | tail -3
-    run qkvbias-bench python3 -m pytest benchmarks/bench_attention.py -k attention_module --benchmark-only -q \
-      -p no:cacheprovider --benchmark-json="$OUT/qkvbias-module.json" > "$OUT/qkvbias-module.log" 2>&1
-    python3 benchmarks/report.py "$OUT/qkvbias-module.json" | tail -4
-    for config in triton-cudagraph triton-qkvbias-cudagraph cuda-cudagraph cuda-qkvbias-cudagraph reference-compile; do
+  biasgrads)
+    # where the bias gradients are computed (c_attn's in the attention backward, c_proj's in the next
+    # add+LayerNorm, or each by a column sum) and the cross-entropy kernel's variants, all on this GPU
+    run biasgrads-tests python3 -m pytest tests/test_layernorm.py tests/test_model.py tests/test_attention.py \
+      -k "x_bias or placements or bias" -q -p no:cacheprovider 2>&1 | tee "$OUT/biasgrads-tests.log" | tail -3
+    run biasgrads-module python3 -m pytest benchmarks/bench_attention.py -k attention_module --benchmark-only -q \
+      -p no:cacheprovider --benchmark-json="$OUT/attention_module.json" > "$OUT/attention_module.log" 2>&1
+    python3 benchmarks/report.py "$OUT/attention_module.json" | tail -4
+    for config in triton-cudagraph triton-biassum-cudagraph triton-qkvbias-cudagraph cuda-cudagraph \
+                  cuda-biassum-cudagraph reference-compile; do
       FASTGPT_BENCH_OUT="$OUT" python3 -m pytest "benchmarks/bench_train_step.py::test_train_step[$config]" \
-        --benchmark-only -q -p no:cacheprovider >> "$OUT/qkvbias-train_step.log" 2>&1
+        --benchmark-only -q -p no:cacheprovider >> "$OUT/biasgrads-train_step.log" 2>&1
     done
     cat "$OUT/train_step.md" ;;
   convergence)

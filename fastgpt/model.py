@@ -3,9 +3,11 @@
 Pre-LN transformer: token + position embeddings, n_layer blocks of causal self-attention
 and a 4x GELU MLP, a final LayerNorm and an LM head tied to the token embedding.
 
-The residual stream is carried as a pair (out, resid): each LayerNorm first adds the
-previous sublayer's output to the residual, so the add of one sublayer fuses with the
-norm of the next (fastgpt.ops.layernorm). Parameter names follow nanoGPT, so nanoGPT
+The residual stream is carried as (out, out_bias, resid): each LayerNorm first adds the
+previous sublayer's output, and that sublayer's c_proj bias, to the residual, so the add of one
+sublayer fuses with the norm of the next (fastgpt.ops.layernorm), and the projection's bias
+gradient comes out of that norm's backward instead of a pass of its own
+(Block.proj_bias_in_layernorm). Parameter names follow nanoGPT, so nanoGPT
 and Hugging Face GPT-2 state dicts load unchanged (HF's Conv1D weights transposed).
 
 Which kernels run is decided by the backend switch (fastgpt.backend), not here.
@@ -34,13 +36,18 @@ class Block(nn.Module):
         self.attn = FusedCausalSelfAttention(config)
         self.ln_2 = FusedAddLayerNorm(config.n_embd, bias=config.bias)
         self.mlp = FusedMLP(config)
+        # the sublayers' c_proj biases added by the next add+LayerNorm (False: by their own GEMMs)
+        self.proj_bias_in_layernorm = True
 
-    def forward(self, out, resid, cache: KVCache | None = None):
-        # out: previous sublayer's output (B, T, C); resid: residual stream before it (or None)
-        h, resid = self.ln_1(out, resid)        # resid = resid + out; h = ln_1(resid)
-        out = self.attn(h, cache)
-        h, resid = self.ln_2(out, resid)        # resid = resid + attn; h = ln_2(resid)
-        return self.mlp(h), resid               # the add of the mlp output happens in the next norm
+    def forward(self, out, out_bias, resid, cache: KVCache | None = None):
+        # out: previous sublayer's output (B, T, C); out_bias: its c_proj bias (C,) not yet added,
+        # or None; resid: residual stream before it (or None)
+        h, resid = self.ln_1(out, resid, out_bias)   # resid = resid + out + out_bias; h = ln_1(resid)
+        out, out_bias = self.attn.forward_branch(h, cache, self.proj_bias_in_layernorm)
+        h, resid = self.ln_2(out, resid, out_bias)   # resid = resid + attn; h = ln_2(resid)
+        # the add of the mlp output (and its bias) happens in the next norm
+        out, out_bias = self.mlp.forward_branch(h, self.proj_bias_in_layernorm)
+        return out, out_bias, resid
 
 
 class GPT(nn.Module):
@@ -93,10 +100,10 @@ class GPT(nn.Module):
                              f"block_size {self.config.block_size}")
         pos = torch.arange(start, start + T, device=idx.device)           # (T,)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
-        out, resid = x, None
+        out, out_bias, resid = x, None, None
         for i, block in enumerate(self.transformer.h):
-            out, resid = block(out, resid, caches[i] if caches else None)
-        x, _ = self.transformer.ln_f(out, resid)                          # (B, T, C)
+            out, out_bias, resid = block(out, out_bias, resid, caches[i] if caches else None)
+        x, _ = self.transformer.ln_f(out, resid, out_bias)                # (B, T, C)
         if targets is not None:
             return None, fused_linear_cross_entropy(x, self.lm_head.weight, targets, ignore_index=-1)
         return self.lm_head(x[:, [-1], :]), None                          # (B, 1, V)
@@ -107,10 +114,10 @@ class GPT(nn.Module):
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} is longer than block_size {self.config.block_size}")
         pos = torch.arange(T, device=idx.device)
-        out, resid = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos)), None
+        out, out_bias, resid = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos)), None, None
         for block in self.transformer.h:
-            out, resid = block(out, resid)
-        x, _ = self.transformer.ln_f(out, resid)
+            out, out_bias, resid = block(out, out_bias, resid)
+        x, _ = self.transformer.ln_f(out, resid, out_bias)
         return self.lm_head(x)
 
     def crop_block_size(self, block_size: int) -> None:
@@ -126,6 +133,17 @@ class GPT(nn.Module):
         L, H, Q, T = cfg.n_layer, cfg.n_head, cfg.head_dim, cfg.block_size
         flops_per_token = 6 * self.num_params() + 12 * L * H * Q * T
         return flops_per_token * tokens_per_iter / dt / peak_flops
+
+    def fuse_bias_gradients(self, enabled: bool = True) -> None:
+        """Where the blocks' bias gradients are computed: enabled (the default), in the fused ops
+        (c_attn's from the attention backward, FusedCausalSelfAttention.fuse_qkv_bias_grad; each
+        c_proj's bias added and differentiated by the next add+LayerNorm,
+        Block.proj_bias_in_layernorm); disabled, each bias in its own GEMM and column sum, as in
+        nanoGPT. Outputs and gradients agree either way (tests/test_model.py); the benchmarks and
+        the convergence check give the torch-backend reference nanoGPT's arrangement."""
+        for block in self.transformer.h:
+            block.attn.fuse_qkv_bias_grad = enabled
+            block.proj_bias_in_layernorm = enabled
 
     def configure_optimizer(self, weight_decay: float, learning_rate: float, betas, device_type: str):
         """AdamW with decay on matrices only; fused on CUDA."""

@@ -35,10 +35,17 @@ bandwidth x latency = 3 TB/s x ~1 us = ~3 MB of loads in flight chip-wide, ~25 K
 Statistics are fp32 whatever the input dtype; the sum s is rounded to the input dtype before the
 statistics are taken, so the forward normalises exactly the s it stores and the backward reads.
 
+The branch's bias (optional, x_bias). In a pre-LN block x is the output of a projection
+(attention's or the MLP's c_proj) whose bias can be left to this op: s = x + x_bias + residual.
+The forward adds a (C,) vector it loads once a program; the backward's gradient of x_bias is the
+column sum of dx (the whole gradient of s), accumulated beside dweight / dbias as a third fp32
+partial and summed the same way. That replaces the projection's own bias-gradient pass, a column
+sum over its (N, C) output gradient (kernels/linear.py), and costs the backward no extra bytes.
+
 Limits. Rows must be contiguous (N, C) tensors of fp32, fp16 or bf16; weight and bias may be
 any of those (statistics and accumulation are fp32 regardless). 1 <= C <= MAX_HIDDEN = 65536: a
 row lives in registers, so very wide rows spill (correct, slower; the tuned case is C <= 16384).
-When residual is None, s is not materialised (it equals x): the forward returns s = None and the
+When residual and x_bias are None, s is not materialised (it equals x): the forward returns s = None and the
 caller saves x for the backward instead.
 
 Launchers (the contract the CUDA extension implements too, so one autograd Function serves both):
@@ -51,7 +58,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgpt.kernels.common import sm_count, sum_partials_kernel
+from fastgpt.kernels.common import sm_count, sum_partials, sum_partials_kernel
 
 MAX_HIDDEN = 65536
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -80,10 +87,10 @@ REDUCE_BLOCK_C = 32
 
 @triton.jit
 def _add_layernorm_fwd_kernel(
-    X, R, W, B, Y, S, Mean, Rstd,      # X, R, Y, S: (N, C); W, B: (C,); Mean, Rstd: (N,) fp32
+    X, R, XB, W, B, Y, S, Mean, Rstd,  # X, R, Y, S: (N, C); XB, W, B: (C,); Mean, Rstd: (N,) fp32
     N, C, eps,
-    HAS_RESIDUAL: tl.constexpr, HAS_BIAS: tl.constexpr, STORE_SUM: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr, HAS_X_BIAS: tl.constexpr, HAS_BIAS: tl.constexpr,
+    STORE_SUM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     cols = tl.arange(0, BLOCK_C)
@@ -93,8 +100,11 @@ def _add_layernorm_fwd_kernel(
     offs = rows.to(tl.int64)[:, None] * C + cols[None, :]      # int64: N * C may pass 2**31
 
     s = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
+    if HAS_X_BIAS:
+        s += tl.load(XB + cols, mask=col_mask, other=0.0).to(tl.float32)[None, :]
     if HAS_RESIDUAL:
         s += tl.load(R + offs, mask=mask, other=0.0).to(tl.float32)
+    if HAS_RESIDUAL or HAS_X_BIAS:
         # round to the stored dtype first: the statistics are those of the s the backward reads
         s = s.to(X.dtype.element_ty).to(tl.float32)
         if STORE_SUM:
@@ -134,9 +144,9 @@ def _add_layernorm_bwd_load_tile(DY, DS, S, Mean, Rstd, rows, row_end, cols, col
 @triton.jit
 def _add_layernorm_bwd_kernel(
     DY, DS, S, W, Mean, Rstd, DX,      # DY, DS, S, DX: (N, C); W: (C,); Mean, Rstd: (N,) fp32
-    DW_partial, DB_partial,            # (programs, C) fp32: one row of partial sums per program
+    DW_partial, DB_partial, DXB_partial,   # (programs, C) fp32: one row of partial sums per program
     N, C, rows_per_program,            # rows_per_program: a multiple of BLOCK_R
-    HAS_DS: tl.constexpr, HAS_BIAS: tl.constexpr, PREFETCH: tl.constexpr,
+    HAS_DS: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_X_BIAS: tl.constexpr, PREFETCH: tl.constexpr,
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -145,6 +155,7 @@ def _add_layernorm_bwd_kernel(
     w = tl.load(W + cols, mask=col_mask, other=0.0).to(tl.float32)
     dw_acc = tl.zeros((BLOCK_C,), dtype=tl.float32)
     db_acc = tl.zeros((BLOCK_C,), dtype=tl.float32)
+    dxb_acc = tl.zeros((BLOCK_C,), dtype=tl.float32)
 
     row_start = pid * rows_per_program
     row_end = tl.minimum(row_start + rows_per_program, N)
@@ -171,6 +182,8 @@ def _add_layernorm_bwd_kernel(
         dw_acc += tl.sum(dyf * xhat, axis=0)
         if HAS_BIAS:
             db_acc += tl.sum(dyf, axis=0)
+        if HAS_X_BIAS:  # x_bias's gradient is that of s, summed over rows (zero where masked)
+            dxb_acc += tl.sum(tl.where(mask, dx, 0.0), axis=0)
 
         if not PREFETCH:   # loads issued only now: the program waits a full latency per tile
             s_next, dy_next, ds_next, mean_next, rstd_next = _add_layernorm_bwd_load_tile(
@@ -180,6 +193,8 @@ def _add_layernorm_bwd_kernel(
     tl.store(DW_partial + pid * C + cols, dw_acc, mask=col_mask)
     if HAS_BIAS:
         tl.store(DB_partial + pid * C + cols, db_acc, mask=col_mask)
+    if HAS_X_BIAS:
+        tl.store(DXB_partial + pid * C + cols, dxb_acc, mask=col_mask)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,13 +232,15 @@ def _check_vector(name: str, t: torch.Tensor, C: int) -> None:
 
 
 def add_layernorm_fwd(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor,
-                      bias: torch.Tensor | None, eps: float, store_sum: bool = True):
-    """y = LayerNorm(x + residual) * weight + bias, and s = x + residual.
+                      bias: torch.Tensor | None, eps: float, store_sum: bool = True,
+                      x_bias: torch.Tensor | None = None):
+    """y = LayerNorm(x + x_bias + residual) * weight + bias, and s = x + x_bias + residual.
 
-    x, residual: (N, C) contiguous, same dtype (residual may be None); weight, bias: (C,).
-    Returns (y, s, mean, rstd): y and s (N, C) in x's dtype, mean and rstd (N,) fp32. s is None
-    when residual is None (it would equal x) or when store_sum is False (inference only: the
-    backward needs s; not part of the launcher contract shared with the CUDA extension).
+    x, residual: (N, C) contiguous, same dtype (residual may be None); weight, bias, x_bias: (C,)
+    (x_bias may be None). Returns (y, s, mean, rstd): y and s (N, C) in x's dtype, mean and rstd
+    (N,) fp32. s is None when it would equal x (no residual, no x_bias) or when store_sum is False
+    (inference only: the backward needs s). store_sum and x_bias are not part of the launcher
+    contract shared with the CUDA extension (fastgpt/ops/layernorm.py routes x_bias here).
     """
     _check_rows("x", x)
     if residual is not None:
@@ -234,7 +251,9 @@ def add_layernorm_fwd(x: torch.Tensor, residual: torch.Tensor | None, weight: to
     _check_vector("weight", weight, C)
     if bias is not None:
         _check_vector("bias", bias, C)
-    store_sum = store_sum and residual is not None
+    if x_bias is not None:
+        _check_vector("x_bias", x_bias, C)
+    store_sum = store_sum and (residual is not None or x_bias is not None)
     y = torch.empty_like(x)
     s = torch.empty_like(x) if store_sum else None
     mean = torch.empty(N, dtype=torch.float32, device=x.device)
@@ -243,23 +262,26 @@ def add_layernorm_fwd(x: torch.Tensor, residual: torch.Tensor | None, weight: to
         return y, s, mean, rstd
     block_c, block_n, num_warps = _tile(C, ROW_TILE, FWD_NUM_WARPS)
     _add_layernorm_fwd_kernel[(triton.cdiv(N, block_n),)](
-        x, x if residual is None else residual, weight, weight if bias is None else bias,
-        y, y if s is None else s, mean, rstd,
+        x, x if residual is None else residual, weight if x_bias is None else x_bias,
+        weight, weight if bias is None else bias, y, y if s is None else s, mean, rstd,
         N, C, eps,
-        HAS_RESIDUAL=residual is not None, HAS_BIAS=bias is not None, STORE_SUM=store_sum,
-        BLOCK_N=block_n, BLOCK_C=block_c, num_warps=num_warps,
+        HAS_RESIDUAL=residual is not None, HAS_X_BIAS=x_bias is not None, HAS_BIAS=bias is not None,
+        STORE_SUM=store_sum, BLOCK_N=block_n, BLOCK_C=block_c, num_warps=num_warps,
     )
     return y, s, mean, rstd
 
 
 def add_layernorm_bwd(dy: torch.Tensor, ds: torch.Tensor | None, s: torch.Tensor,
-                      weight: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, has_bias: bool):
+                      weight: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, has_bias: bool,
+                      x_bias_grad: torch.Tensor | None = None):
     """Gradients of add_layernorm_fwd.
 
     dy: (N, C) gradient of y; ds: (N, C) gradient of s, or None; s: the saved sum (x when there
     was no residual); mean, rstd: (N,) fp32 from the forward. Returns (dx, dweight, dbias): dx
     (N, C) in s's dtype is the whole gradient of s (ds + the LayerNorm's), which is the gradient
     of x and of residual alike; dweight and dbias (C,) in weight's dtype, dbias None without bias.
+    x_bias_grad (a (C,) tensor, not part of the contract shared with the CUDA extension): when
+    given, it receives x_bias's gradient, dx summed over rows, in its own dtype.
     Deterministic: per-program fp32 partials, then a fixed-order sum.
     """
     _check_rows("s", s)
@@ -279,11 +301,15 @@ def add_layernorm_bwd(dy: torch.Tensor, ds: torch.Tensor | None, s: torch.Tensor
     dx = torch.empty_like(s)
     dw_partial = torch.empty((programs, C), dtype=torch.float32, device=s.device)
     db_partial = torch.empty_like(dw_partial) if has_bias else dw_partial
+    if x_bias_grad is not None:
+        _check_vector("x_bias_grad", x_bias_grad, C)
+    dxb_partial = torch.empty_like(dw_partial) if x_bias_grad is not None else dw_partial
     if programs:
         _add_layernorm_bwd_kernel[(programs,)](
-            dy, dy if ds is None else ds, s, weight, mean, rstd, dx, dw_partial, db_partial,
+            dy, dy if ds is None else ds, s, weight, mean, rstd, dx, dw_partial, db_partial, dxb_partial,
             N, C, rows_per_program,
-            HAS_DS=ds is not None, HAS_BIAS=has_bias, PREFETCH=BWD_PREFETCH,
+            HAS_DS=ds is not None, HAS_BIAS=has_bias, HAS_X_BIAS=x_bias_grad is not None,
+            PREFETCH=BWD_PREFETCH,
             BLOCK_R=block_r, BLOCK_C=block_c, num_warps=num_warps,
             **({} if BWD_MAXNREG is None else {"maxnreg": BWD_MAXNREG}),
         )
@@ -294,4 +320,6 @@ def add_layernorm_bwd(dy: torch.Tensor, ds: torch.Tensor | None, s: torch.Tensor
         programs, C,
         HAS_B=has_bias, BLOCK_P=REDUCE_BLOCK_P, BLOCK_C=REDUCE_BLOCK_C, num_warps=8,
     )
+    if x_bias_grad is not None:
+        sum_partials(dxb_partial, x_bias_grad)
     return dx, dweight, dbias

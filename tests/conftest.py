@@ -29,6 +29,16 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _restore_tf32():
+    """fastgpt-train turns TF32 on for the process (fastgpt/train.py, as nanoGPT): a test that builds
+    a Trainer on a GPU must not leave fp32 matmuls at TF32 precision for the tests after it in the
+    same worker (a 1e-4 fp32 comparison then sees TF32's ~5e-4)."""
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     """The first 20,000 characters of the shipped Tiny Shakespeare, as a text file."""

@@ -126,6 +126,55 @@ def test_variants_with_leading_shape(backend, residual, bias, C, device, poisone
     check_against_float64(backend, x, r, w, b, REL_TOL[torch.float16])
 
 
+def check_x_bias_against_float64(backend, x, r, w, b, xb, tol):
+    """With x_bias: y, s and every gradient, x_bias's included, against float64."""
+    gy, gs = torch.randn_like(x), torch.randn_like(x)
+
+    def run(fn, tensors):
+        leaves = [None if t is None else t.detach().clone().requires_grad_() for t in tensors]
+        x_, r_, w_, b_, xb_ = leaves
+        y, s = fn(x_, r_, w_, b_, 1e-5, x_bias=xb_)
+        ((y.double() * gy.double()).sum() + (s.double() * gs.double()).sum()).backward()
+        return [y, s] + [None if t is None else t.grad for t in leaves]
+
+    ref = run(add_layernorm_reference, [None if t is None else t.double() for t in (x, r, w, b, xb)])
+    with fastgpt.use_backend(backend):
+        out = run(fused_add_layernorm, (x, r, w, b, xb))
+    for name, o, e in zip(NAMES + ("dx_bias",), out, ref):
+        if e is None:
+            assert o is None, name
+            continue
+        assert o.dtype == (w.dtype if name in ("dweight", "dbias") else x.dtype), name
+        assert_rel_close(o, e, tol, name)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("residual", [True, False], ids=["residual", "no_residual"])
+@pytest.mark.parametrize("shape", [(1, 7), (37, 1000), (3, 5, 768), (1000, 33)], ids=str)
+def test_x_bias_matches_float64_reference(backend, residual, shape, device, poisoned_allocations):
+    """s = x + x_bias + residual (the cuda backend runs it on the Triton pair): one row, rows not
+    a multiple of a program's, several programs (1000 x 33), and without a residual, where s is
+    stored (it is not x) and x gets the whole gradient."""
+    x, r, w, b = make_inputs(shape, torch.float16, device, residual=residual)
+    xb = torch.randn(shape[-1], dtype=torch.float16, device=device)
+    check_x_bias_against_float64(backend, x, r, w, b, xb, REL_TOL[torch.float16])
+
+
+@gpu_only
+def test_x_bias_bf16_on_gpu(device):
+    x, r, w, b = make_inputs((4096, 768), torch.bfloat16, device, weight_dtype=torch.float32)
+    xb = torch.randn(768, dtype=torch.bfloat16, device=device)
+    check_x_bias_against_float64("triton", x, r, w, b, xb, REL_TOL[torch.bfloat16])
+
+
+def test_x_bias_errors(device):
+    x, r, w, b = make_inputs((4, 8), torch.float32, device)
+    with pytest.raises(ValueError, match="x_bias has shape"):
+        fused_add_layernorm(x, r, w, b, x_bias=torch.zeros(7, device=device))
+    with pytest.raises(TypeError, match="x_bias is torch.float16"):
+        fused_add_layernorm(x, r, w, b, x_bias=torch.zeros(8, device=device, dtype=torch.float16))
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_fp32_weight_with_half_activations(backend, device):
     x, r, w, b = make_inputs((2, 11, 96), torch.float16, device, weight_dtype=torch.float32)
@@ -206,6 +255,13 @@ def test_custom_ops_pass_opcheck(device):
     for ds, has_bias in ((torch.randn_like(x), True), (None, False)):
         torch.library.opcheck(torch.ops.fastgpt.add_layernorm_bwd.default,
                               (torch.randn_like(x), ds, s, w, mean, rstd, has_bias, "triton"))
+    # with the branch's bias: s stored even without a residual, its gradient a fourth output
+    xb = torch.randn(20, device=device)
+    for residual in (r, None):
+        torch.library.opcheck(torch.ops.fastgpt.add_layernorm_fwd.default, (x, residual, w, b, 1e-5, "triton", xb))
+    y, s, mean, rstd = torch.ops.fastgpt.add_layernorm_fwd(x, None, w, b, 1e-5, "triton", xb)
+    torch.library.opcheck(torch.ops.fastgpt.add_layernorm_bwd.default,
+                          (torch.randn_like(x), None, s, w, mean, rstd, True, "triton", xb))
 
 
 @pytest.mark.parametrize("residual", [True, False], ids=["residual", "no_residual"])

@@ -68,6 +68,50 @@ def test_matches_hand_written_nanogpt_on_the_same_weights(backend, bias, device)
         assert_rel_close(p.grad, ref_grads[name].grad, 1e-4, f"grad of {name}")
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("proj_bias_in_layernorm", [True, False])
+@pytest.mark.parametrize("fuse_qkv_bias_grad", [True, False])
+def test_bias_gradient_placements_match_nanogpt(backend, proj_bias_in_layernorm, fuse_qkv_bias_grad, device):
+    """Where the biases' gradients are computed (c_proj's in the next add+LayerNorm, c_attn's in
+    the attention backward, or each by its own column sum) changes no output or gradient: against
+    nanoGPT on the same weights, every bias random (not the zeros of the init, so their values
+    count in the forward too)."""
+    torch.manual_seed(0)
+    ref = NanoGPT(TINY).to(device)
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            if name.endswith(".bias"):
+                p.normal_(0.0, 0.5)
+    model = GPT(TINY).to(device)
+    model.load_state_dict(ref.state_dict())
+    for block in model.transformer.h:
+        block.proj_bias_in_layernorm = proj_bias_in_layernorm
+        block.attn.fuse_qkv_bias_grad = fuse_qkv_bias_grad
+    idx = tokens(TINY, B=2, T=19).to(device)
+    targets = tokens(TINY, B=2, T=19, seed=1).to(device)
+    ref_logits = ref(idx)
+    torch.nn.functional.cross_entropy(ref_logits.view(-1, TINY.vocab_size), targets.view(-1)).backward()
+    with fastgpt.use_backend(backend):
+        assert_rel_close(model.all_logits(idx), ref_logits, 1e-4, "logits")
+        _, loss = model(idx, targets)
+        loss.backward()
+    ref_grads = dict(ref.named_parameters())
+    for name, p in model.named_parameters():
+        assert_rel_close(p.grad, ref_grads[name].grad, 1e-4, f"grad of {name}")
+
+
+def test_dropout_keeps_the_projection_bias_in_its_gemm():
+    """With dropout in effect the bias must pass through it: forward_branch adds it itself."""
+    model = GPT(TINY.replace(dropout=0.1))
+    x = torch.randn(2, 5, TINY.n_embd)
+    block = model.transformer.h[0]
+    assert block.attn.forward_branch(x)[1] is None and block.mlp.forward_branch(x)[1] is None
+    model.eval()
+    assert block.attn.forward_branch(x)[1] is block.attn.c_proj.bias
+    assert block.mlp.forward_branch(x)[1] is block.mlp.c_proj.bias
+    assert block.attn.forward_branch(x, leave_proj_bias=False)[1] is None
+
+
 def test_nanogpt_state_dict_round_trips(tmp_path):
     ref = NanoGPT(TINY)
     # a nanoGPT checkpoint saved from a torch.compile'd model carries "_orig_mod." prefixes

@@ -367,15 +367,16 @@ def _cached_attention(q, k, v):
 class FusedCausalSelfAttention(nn.Module):
     """Drop-in for nanoGPT's CausalSelfAttention: c_attn -> flash attention -> c_proj.
 
-    fuse_qkv_bias_grad (default False): c_attn's bias gradient from the attention backward's tiles
+    fuse_qkv_bias_grad (default True): c_attn's bias gradient from the attention backward's tiles
     (d(bq) from dQ's, d(bv) from dO's, d(bk) = 0: kernels/attention.py) instead of a column sum
     over d(qkv) (75 MB a GPT-2 layer at 16k tokens); c_attn still adds the bias in its GEMM. Only
-    without dropout in effect (P's rows must sum to 1) and without a KV cache; off by default until
-    timed on a GPU (bench_attention's module rows, bench_train_step's `*-qkvbias-*`).
+    without dropout in effect (P's rows must sum to 1) and without a KV cache (elsewhere the
+    column sum runs). On by default since run 29 (benchmarks/NOTES.md, session 7): the GPT-2
+    train step 1.4% faster on the triton backend, the module 1.8%.
     """
 
     def __init__(self, config=None, *, n_embd: int | None = None, n_head: int | None = None,
-                 bias: bool = True, dropout: float = 0.0, fuse_qkv_bias_grad: bool = False):
+                 bias: bool = True, dropout: float = 0.0, fuse_qkv_bias_grad: bool = True):
         super().__init__()
         if config is not None:
             n_embd, n_head = config.n_embd, config.n_head
@@ -391,6 +392,15 @@ class FusedCausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """x (B, T, C) -> (B, T, C), as nanoGPT's module; with a KV cache, x holds the new positions."""
+        return self.forward_branch(x, cache, leave_proj_bias=False)[0]
+
+    def forward_branch(self, x: torch.Tensor, cache: KVCache | None = None,
+                       leave_proj_bias: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """forward() for a residual branch whose add+LayerNorm adds c_proj's bias (fastgpt.model's
+        blocks: FusedAddLayerNorm's x_bias): (y without c_proj's bias, that bias). The bias and its
+        gradient then cost no pass of their own. With dropout in effect (it must see the bias), no
+        bias, or leave_proj_bias False, the bias is added here and None comes back."""
         B, T, C = x.shape
         if C != self.n_embd:
             raise ValueError(f"expected input of width {self.n_embd}, got {tuple(x.shape)}")
@@ -411,4 +421,7 @@ class FusedCausalSelfAttention(nn.Module):
             k, v = cache.append(k, v)
             y = _cached_attention(q, k, v).transpose(1, 2)
         y = y.reshape(B, T, C)   # (B, T, H, D) -> (B, T, C), free when y is contiguous
-        return self.resid_dropout(fused_linear(y, self.c_proj.weight, self.c_proj.bias))
+        proj_bias = self.c_proj.bias
+        leave = leave_proj_bias and proj_bias is not None and dropout_p == 0.0
+        y = fused_linear(y, self.c_proj.weight, None if leave else proj_bias)
+        return self.resid_dropout(y), (proj_bias if leave else None)

@@ -1,5 +1,9 @@
 """Fused residual-add + LayerNorm: y = LayerNorm(x + residual) * weight + bias, and s = x + residual.
 
+Optionally with the bias of the branch that produced x (x_bias): s = x + x_bias + residual, so a
+projection can leave its bias, and that bias's gradient (a column sum), to this op
+(kernels/layernorm.py, "The branch's bias"; GPT's blocks do, fastgpt/model.py).
+
 Layers, top to bottom:
   fused_add_layernorm        public function: documented, validates its inputs, dispatches on the
                              backend switch (fastgpt.backend)
@@ -29,8 +33,9 @@ add_layernorm = Op("add_layernorm")
 
 
 @add_layernorm.register("torch")
-def add_layernorm_reference(x, residual, weight, bias, eps):
-    s = x if residual is None else x + residual
+def add_layernorm_reference(x, residual, weight, bias, eps, x_bias=None):
+    s = x if x_bias is None else x + x_bias
+    s = s if residual is None else s + residual
     return F.layer_norm(s, (s.shape[-1],), weight, bias, eps), s
 
 
@@ -55,11 +60,18 @@ def _cuda_launchers():
 def _parameters_in_activation_dtype(fwd: Callable, bwd: Callable) -> tuple[Callable, Callable]:
     """The extension's kernels take weight and bias in the activations' dtype; the Triton ones take
     any (fp32 parameters beside half-precision activations). Cast them on the way in, and their
-    gradients back on the way out (no-ops when the dtypes already agree)."""
-    def forward(x, residual, weight, bias, eps):
+    gradients back on the way out (no-ops when the dtypes already agree). The extension has no
+    x_bias: a call with one runs the Triton pair (whose forward also measured faster, run 25)."""
+    triton_fwd, triton_bwd = _triton_launchers()
+
+    def forward(x, residual, weight, bias, eps, x_bias=None):
+        if x_bias is not None:
+            return triton_fwd(x, residual, weight, bias, eps, x_bias=x_bias)
         return fwd(x, residual, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), eps)
 
-    def backward(dy, ds, s, weight, mean, rstd, has_bias):
+    def backward(dy, ds, s, weight, mean, rstd, has_bias, x_bias_grad=None):
+        if x_bias_grad is not None:
+            return triton_bwd(dy, ds, s, weight, mean, rstd, has_bias, x_bias_grad=x_bias_grad)
         dx, dweight, dbias = bwd(dy, ds, s, weight.to(s.dtype), mean, rstd, has_bias)
         return dx, dweight.to(weight.dtype), None if dbias is None else dbias.to(weight.dtype)
     return forward, backward
@@ -79,10 +91,13 @@ def _none_as_empty(t: Tensor | None, like: Tensor) -> Tensor:
 
 
 def _add_layernorm_fwd_impl(x: Tensor, residual: Optional[Tensor], weight: Tensor,
-                          bias: Optional[Tensor], eps: float, impl: str
+                          bias: Optional[Tensor], eps: float, impl: str, x_bias: Optional[Tensor] = None
                           ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     fwd, _ = LAUNCHERS[impl]()
-    y, s, mean, rstd = fwd(x, residual, weight, bias, eps)
+    if x_bias is None:      # the launcher contract the CUDA extension shares has no x_bias
+        y, s, mean, rstd = fwd(x, residual, weight, bias, eps)
+    else:
+        y, s, mean, rstd = fwd(x, residual, weight, bias, eps, x_bias=x_bias)
     return y, _none_as_empty(s, x), mean, rstd
 
 
@@ -91,18 +106,23 @@ _add_layernorm_fwd_op = torch.library.custom_op("fastgpt::add_layernorm_fwd", mu
 
 
 @_add_layernorm_fwd_op.register_fake
-def _(x, residual, weight, bias, eps, impl):
+def _(x, residual, weight, bias, eps, impl, x_bias=None):
     stats = x.new_empty(x.shape[0], dtype=torch.float32)
-    s = x.new_empty(0) if residual is None else torch.empty_like(x)
+    s = x.new_empty(0) if residual is None and x_bias is None else torch.empty_like(x)
     return torch.empty_like(x), s, stats, torch.empty_like(stats)
 
 
 def _add_layernorm_bwd_impl(dy: Tensor, ds: Optional[Tensor], s: Tensor, weight: Tensor,
-                          mean: Tensor, rstd: Tensor, has_bias: bool, impl: str
-                          ) -> tuple[Tensor, Tensor, Tensor]:
+                          mean: Tensor, rstd: Tensor, has_bias: bool, impl: str,
+                          x_bias: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    # x_bias (the forward's, passed for its dtype and shape only) asks for its gradient too
     _, bwd = LAUNCHERS[impl]()
-    dx, dweight, dbias = bwd(dy, ds, s, weight, mean, rstd, has_bias)
-    return dx, dweight, _none_as_empty(dbias, weight)
+    if x_bias is None:
+        dx, dweight, dbias = bwd(dy, ds, s, weight, mean, rstd, has_bias)
+        return dx, dweight, _none_as_empty(dbias, weight), weight.new_empty(0)
+    dx_bias = torch.empty_like(x_bias)
+    dx, dweight, dbias = bwd(dy, ds, s, weight, mean, rstd, has_bias, x_bias_grad=dx_bias)
+    return dx, dweight, _none_as_empty(dbias, weight), dx_bias
 
 
 _add_layernorm_bwd_op = torch.library.custom_op("fastgpt::add_layernorm_bwd", mutates_args=())(
@@ -110,56 +130,62 @@ _add_layernorm_bwd_op = torch.library.custom_op("fastgpt::add_layernorm_bwd", mu
 
 
 @_add_layernorm_bwd_op.register_fake
-def _(dy, ds, s, weight, mean, rstd, has_bias, impl):
+def _(dy, ds, s, weight, mean, rstd, has_bias, impl, x_bias=None):
     dbias = torch.empty_like(weight) if has_bias else weight.new_empty(0)
-    return torch.empty_like(s), torch.empty_like(weight), dbias
+    dx_bias = weight.new_empty(0) if x_bias is None else torch.empty_like(x_bias)
+    return torch.empty_like(s), torch.empty_like(weight), dbias, dx_bias
 
 
 # ---- autograd Function
 
 
 class AddLayerNormFunction(torch.autograd.Function):
-    """(x, residual, weight, bias, eps, impl) -> (y, s), or y alone when residual is None.
+    """(x, residual, weight, bias, eps, impl, x_bias=None) -> (y, s), or y alone when s would be
+    x itself (no residual, no x_bias).
 
     `impl` names the launcher pair (a key of LAUNCHERS). The backward receives the gradients of
-    both outputs and makes one kernel call: dx = ds + dLayerNorm(dy), returned to x and residual.
+    both outputs and makes one kernel call: dx = ds + dLayerNorm(dy), returned to x and residual,
+    and its column sum to x_bias.
     """
 
     @staticmethod
-    def forward(ctx, x, residual, weight, bias, eps, impl):
+    def forward(ctx, x, residual, weight, bias, eps, impl, x_bias=None):
         C = x.shape[-1]
         x2 = x.reshape(-1, C).contiguous()
         r2 = None if residual is None else residual.reshape(-1, C).contiguous()
         weight = weight.contiguous()
         bias = None if bias is None else bias.contiguous()
+        x_bias = None if x_bias is None else x_bias.contiguous()
         y, s, mean, rstd = call_custom_op(_add_layernorm_fwd_op, _add_layernorm_fwd_impl,
-                                          x2, r2, weight, bias, eps, impl)
-        ctx.save_for_backward(x2 if r2 is None else s, weight, mean, rstd)
+                                          x2, r2, weight, bias, eps, impl, x_bias)
+        has_sum = r2 is not None or x_bias is not None
+        ctx.save_for_backward(s if has_sum else x2, weight, mean, rstd, x_bias)
         ctx.shape, ctx.impl = x.shape, impl
         ctx.has_residual, ctx.has_bias = r2 is not None, bias is not None
         ctx.set_materialize_grads(False)    # an unused output's gradient stays None: not read
-        if r2 is None:
+        if not has_sum:
             return y.view(x.shape)
         return y.view(x.shape), s.view(x.shape)
 
     @staticmethod
     def backward(ctx, dy, ds=None):
-        s, weight, mean, rstd = ctx.saved_tensors
+        s, weight, mean, rstd, x_bias = ctx.saved_tensors
         C = s.shape[-1]
         dy = torch.zeros_like(s) if dy is None else dy.reshape(-1, C).contiguous()
         ds = None if ds is None else ds.reshape(-1, C).contiguous()
-        dx, dweight, dbias = call_custom_op(_add_layernorm_bwd_op, _add_layernorm_bwd_impl,
-                                            dy, ds, s, weight, mean, rstd, ctx.has_bias, ctx.impl)
+        dx, dweight, dbias, dx_bias = call_custom_op(
+            _add_layernorm_bwd_op, _add_layernorm_bwd_impl,
+            dy, ds, s, weight, mean, rstd, ctx.has_bias, ctx.impl, x_bias)
         dx = dx.view(ctx.shape)
         return (dx, dx if ctx.has_residual else None, dweight,
-                dbias if ctx.has_bias else None, None, None)
+                dbias if ctx.has_bias else None, None, None, None if x_bias is None else dx_bias)
 
 
 def _implementation(impl: str):
     """The backend implementation that runs AddLayerNormFunction on the launcher pair `impl`."""
-    def run(x, residual, weight, bias, eps):
-        out = AddLayerNormFunction.apply(x, residual, weight, bias, eps, impl)
-        return (out, x) if residual is None else out
+    def run(x, residual, weight, bias, eps, x_bias=None):
+        out = AddLayerNormFunction.apply(x, residual, weight, bias, eps, impl, x_bias)
+        return (out, x) if residual is None and x_bias is None else out
     return run
 
 
@@ -170,10 +196,10 @@ add_layernorm.register("cuda")(_implementation("cuda"))
 # ---- public function and module
 
 
-def _check_inputs(x, residual, weight, bias, eps) -> None:
-    named = {"x": x, "residual": residual, "weight": weight, "bias": bias}
+def _check_inputs(x, residual, weight, bias, eps, x_bias=None) -> None:
+    named = {"x": x, "residual": residual, "weight": weight, "bias": bias, "x_bias": x_bias}
     for name, t in named.items():
-        if t is None and name in ("residual", "bias"):
+        if t is None and name in ("residual", "bias", "x_bias"):
             continue
         if not isinstance(t, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -199,33 +225,44 @@ def _check_inputs(x, residual, weight, bias, eps) -> None:
             raise ValueError(f"bias has shape {tuple(bias.shape)}; x's hidden size {C} needs ({C},)")
         if bias.dtype != weight.dtype:
             raise TypeError(f"weight is {weight.dtype} but bias is {bias.dtype}; they must match")
+    if x_bias is not None:
+        if x_bias.shape != (C,):
+            raise ValueError(f"x_bias has shape {tuple(x_bias.shape)}; x's hidden size {C} needs ({C},)")
+        if x_bias.dtype != x.dtype:
+            raise TypeError(f"x is {x.dtype} but x_bias is {x_bias.dtype}; they must match (as a "
+                            "linear layer's input and bias must), or run under torch.autocast")
     if not eps >= 0:
         raise ValueError(f"eps must be >= 0, got {eps}")
 
 
 def fused_add_layernorm(x: Tensor, residual: Tensor | None, weight: Tensor,
-                        bias: Tensor | None = None, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
+                        bias: Tensor | None = None, eps: float = 1e-5,
+                        x_bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Residual add fused with the LayerNorm that follows it.
 
     Computes, over the last dimension C,
-        s = x + residual                       (s = x when residual is None)
+        s = x + x_bias + residual              (leaving out whichever of the two is None)
         y = (s - mean(s)) / sqrt(var(s) + eps) * weight + bias
     and returns (y, s). In a pre-LN transformer s is the updated residual stream and y the
-    input of the next sublayer, so one pass replaces an add and a LayerNorm.
+    input of the next sublayer, so one pass replaces an add and a LayerNorm; x_bias lets the
+    projection that made x leave its bias (and the column sum that is its gradient) to this pass.
 
     Args:
         x: (..., C) float32, float16 or bfloat16; any leading shape (flattened to rows).
         residual: same shape and dtype as x, or None for a plain LayerNorm.
+        x_bias: (C,) of x's dtype, or None: the bias of the layer that produced x.
         weight: (C,) scale; may be of another float dtype than x (e.g. fp32 parameters with
             bf16 activations); its gradient comes back in its own dtype.
         bias: (C,) shift of weight's dtype, or None.
         eps: added to the variance, >= 0.
 
     Returns:
-        (y, s), both shaped and typed as x. Without residual, s is x itself (as cast by autocast).
+        (y, s), both shaped and typed as x. Without residual and x_bias, s is x itself (as cast
+        by autocast).
 
     Gradients flow to x, residual, weight and bias; those of y and s are combined in one
-    backward pass, and x and residual receive the same gradient (that of s). Statistics and
+    backward pass, and x and residual receive the same gradient (that of s), x_bias its sum over
+    rows. Statistics and
     the weight/bias reductions are float32 whatever the input dtype, and the reductions are
     deterministic (no atomics): two runs give bit-identical gradients. Which implementation
     runs (torch, triton, cuda) is decided by fastgpt.backend; the triton and cuda ones copy
@@ -234,20 +271,24 @@ def fused_add_layernorm(x: Tensor, residual: Tensor | None, weight: Tensor,
     meets bf16 sublayer outputs without a dtype error and the kernel runs in one dtype.
 
     Raises:
-        TypeError: a non-float tensor, or x and residual (weight and bias) of different dtypes.
-        ValueError: residual not shaped as x, weight/bias not (C,), tensors on different
+        TypeError: a non-float tensor, or x and residual / x_bias (weight and bias) of different
+            dtypes.
+        ValueError: residual not shaped as x, weight/bias/x_bias not (C,), tensors on different
             devices, a scalar x, eps < 0.
     """
     if isinstance(x, Tensor):       # (anything else gets its clear error from _check_inputs)
-        x, residual, weight, bias = autocast_inputs(x, residual, weight, bias)
-    _check_inputs(x, residual, weight, bias, eps)
-    return add_layernorm(x, residual, weight, bias, float(eps), device=x.device)
+        x, residual, weight, bias, x_bias = autocast_inputs(x, residual, weight, bias, x_bias)
+    _check_inputs(x, residual, weight, bias, eps, x_bias)
+    if x_bias is None:
+        return add_layernorm(x, residual, weight, bias, float(eps), device=x.device)
+    return add_layernorm(x, residual, weight, bias, float(eps), x_bias, device=x.device)
 
 
 class FusedAddLayerNorm(nn.Module):
-    """LayerNorm over the last dimension that first adds a residual: forward(x, residual=None)
-    returns (LayerNorm(x + residual), x + residual). Parameters and state dict as nn.LayerNorm
-    (weight, and bias unless bias=False), so nn.LayerNorm checkpoints load unchanged."""
+    """LayerNorm over the last dimension that first adds a residual: forward(x, residual=None,
+    x_bias=None) returns (LayerNorm(s), s) with s = x + x_bias + residual. Parameters and state
+    dict as nn.LayerNorm (weight, and bias unless bias=False), so nn.LayerNorm checkpoints load
+    unchanged."""
 
     def __init__(self, ndim: int, bias: bool = True, eps: float = 1e-5):
         super().__init__()
@@ -255,8 +296,9 @@ class FusedAddLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(ndim))
         self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
 
-    def forward(self, x: Tensor, residual: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return fused_add_layernorm(x, residual, self.weight, self.bias, self.eps)
+    def forward(self, x: Tensor, residual: Tensor | None = None,
+                x_bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return fused_add_layernorm(x, residual, self.weight, self.bias, self.eps, x_bias)
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, eps={self.eps}, bias={self.bias is not None}"

@@ -203,9 +203,17 @@ class FusedMLP(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x):
-        y = fused_mlp(x, self.c_fc.weight, self.c_fc.bias, self.c_proj.weight, self.c_proj.bias,
-                      self.options)                                   # (B, T, C)
-        return self.dropout(y)
+        return self.forward_branch(x, leave_proj_bias=False)[0]
+
+    def forward_branch(self, x, leave_proj_bias: bool = True):
+        """forward() for a residual branch whose add+LayerNorm adds c_proj's bias (fastgpt.model's
+        blocks): (y without c_proj's bias, that bias), or (y, None) where the bias was added here
+        (dropout in effect, no bias, or leave_proj_bias False). See FusedCausalSelfAttention."""
+        proj_bias = self.c_proj.bias
+        leave = leave_proj_bias and proj_bias is not None and (self.dropout.p == 0.0 or not self.training)
+        y = fused_mlp(x, self.c_fc.weight, self.c_fc.bias, self.c_proj.weight,
+                      None if leave else proj_bias, self.options)     # (B, T, C)
+        return self.dropout(y), (proj_bias if leave else None)
 
 
 # ---- triton backend: torch.library custom ops over kernels/mlp.py ----
