@@ -16,35 +16,51 @@ from scaling import scaling_table
 HERE = Path(__file__).parent
 OP_RUNS = [
     ("Causal flash attention (packed qkv: the model's path; CUDA-graph replay)", "run5-attention.json"),
+    ("FusedCausalSelfAttention forward+backward, c_attn's bias gradient by a column sum or from the "
+     "attention backward (fuse_qkv_bias_grad); H200", "run29-attention_module.json"),
     ("Causal flash attention, first run (contiguous and q/k/v views; eager timing)", "run2-attention.json"),
     ("Fused residual-add + LayerNorm: triton, cuda, torch, torch.compile", "run9-layernorm.json"),
     ("Fused residual-add + LayerNorm: Triton tile variants", "run5-layernorm.json"),
+    ("Fused residual-add + LayerNorm with the branch's bias (x_bias), beside the op without it",
+     "run31-layernorm.json"),
     ("Fused bias + GELU MLP", "run5-mlp.json"),
     ("Fused bias + GELU MLP: the cuda backend's MLPs, and its cuBLASLt epilogue GEMMs one at a "
      "time beside cuBLAS + our passes", "run22-mlp.json"),
     ("Fused bias + GELU MLP: the cuda backend's MLPs again, with DGELU alone (no bias gradient)",
      "run24-mlp.json"),
     ("Fused LM head + cross-entropy", "run4-cross_entropy.json"),
+    ("Cross-entropy loss kernel variants (one exponential kept in fp16, 16 warps), and the whole op",
+     "run30-cross_entropy.json"),
     ("Linear: the bias gradient (column sum) and fused_linear fwd+bwd against F.linear", "run15-linear.json"),
     ("Linear: column-sum tile variants", "run13-linear-variants.json"),
 ]
-TRAIN_STEP_RUN = "run26-train_step"
-TRAIN_STEP_FOLLOWUP_RUN = "run28-train_step"
-TRAIN_STEP_FOLLOWUP_NOTE = """Run 28 (`results/runs/run28-train_step/`, a later call on the same kind of machine):
-`torch.compile` of the triton-backend model (`triton-compile`), measured for the first time once
-fastgpt bounded an inductor error message that had kept it compiling for minutes
-(fastgpt.ops.dispatch.bound_inductor_operator_messages; benchmarks/NOTES.md, session 6), on GPU 0
-while `reference-compile` ran on GPU 1. Compiled, the triton backend is slower than its CUDA graph
-(35.42 ms against 30.83) and holds more memory (12.20 GiB against 6.99; why was not examined).
-`triton-compile-cudagraphs` ran out of its time in runs 26 and 27, before the bound, and was not
-measured after it.
+TRAIN_STEP_RUN = "run31-train_step"
+TRAIN_STEP_FOLLOWUP_RUN = "run32-train_step"
+TRAIN_STEP_FOLLOWUP_NOTE = """Run 32 (`results/runs/run32-train_step/`, the next call, another H100 of the same kind): the
+headline pair once more, after the convergence check and a kernel profile in the same call, to
+show how far one configuration moves from call to call.
 """
-README_TRAIN_STEP_LEAD = """Run 26 (`benchmarks/results/runs/run26-train_step/`): one device call on 2 x H100, both GPUs
-timing at once (the GPU column; the compiled rows and `triton-cudagraph` on GPU 0, the rest and
-`triton-cudagraph` again on GPU 1); `benchmarks/RESULTS.md` says what each configuration is.
+# fastgpt's graphed steps against each compiled reference: the ratios the README states, computed
+HEADLINE = (("triton-cudagraph", "cuda-cudagraph"), ("reference-compile", "reference-compile-cudagraphs"))
+README_TRAIN_STEP_LEAD = """Run 31 (`benchmarks/results/runs/run31-train_step/`): one device call on one H100, every row on the
+same GPU one after the other; `benchmarks/RESULTS.md` says what each configuration is and keeps
+the earlier tables (run 26 on 2 x H100, run 29 on 2 x H200).
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run30-train_step", "Run 30 (one H100): the bias-gradient placements first measured; every "
+     "fastgpt row here ran with a cross-entropy variant (one exponential an element, kept in fp16) "
+     "that turned out 0.39 ms slower and was dropped before run 31."),
+    ("run29-train_step", "Run 29 (2 x H200, the card the device tool lent for an H100 call): "
+     "`fuse_qkv_bias_grad` first timed (`*-qkvbias-*`, then off by default), and "
+     "`triton-compile-cudagraphs` first measured (GPU 1)."),
+    ("run28-train_step", "Run 28 (2 x H100): `torch.compile` of the triton-backend model "
+     "(`triton-compile`), measured for the first time once fastgpt bounded an inductor error message "
+     "that had kept it compiling for minutes (fastgpt.ops.dispatch.bound_inductor_operator_messages); "
+     "slower than its CUDA graph and 12.2 GiB (why was not examined)."),
+    ("run26-train_step", "Run 26: the README's table of session 6, 2 x H100 timing at once (the GPU "
+     "column), every configuration of that time; c_attn's bias gradient by a column sum, c_proj's "
+     "in their GEMMs."),
     ("run24-train_step", "Run 24: the cuda backend's MLP with cuBLASLt's DGELU epilogue alone "
      "(`cuda-cublaslt_dgelu-cudagraph`; the cuda default since), `cuda-cudagraph` then the forward's "
      "epilogue only."),
@@ -52,7 +68,7 @@ TRAIN_STEP_HISTORY = [
      "suite ran on the other; `cuda-cudagraph` then \"cublaslt_forward\"."),
 ]
 SCALING_RUN = "run19-scaling"
-CONVERGENCE_RUN = "run22-convergence.json"
+CONVERGENCE_RUN = "run32-convergence.json"
 SCALING_NOTE = """The val loss column is each run's own: 300 steps of 16k (1 GPU) or 32k (2 GPUs) tokens pass
 over Tiny Shakespeare's 304k training tokens 16 or 32 times, so the 2-GPU run overfits further.
 The loss check compares like with like: the 2-GPU run against one GPU trained on the same global
@@ -71,23 +87,20 @@ eager; `eager ms` is the plain do_bench median of the same callable. NOTES.md ha
 the log of variants.
 """
 
-TRAIN_STEP_NOTE = """`results/runs/run26-train_step/gpu<N>/*.json`: one row per configuration, written by
-bench_train_step.py as each finished (FASTGPT_BENCH_OUT), all from one device call on a 2 x H100
-machine (torch 2.11.0+cu130, triton 3.6.0), the two GPUs timing at once: GPU 0 the compiled
-configurations and `triton-cudagraph` (so the headline pair shares a GPU), GPU 1 the rest and
-`triton-cudagraph` again (the two GPUs agree within ~1%); their pytest-benchmark JSONs are in
+TRAIN_STEP_NOTE = """`results/runs/run31-train_step/*.json`: one row per configuration, written by
+bench_train_step.py as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100
+(torch 2.11.0+cu130, triton 3.6.0), one after the other; their pytest-benchmark JSONs are in
 `pytest/` beside them. `*-cudagraph` is the whole step replayed as one CUDA graph
 (fastgpt.cuda_graph.GraphedTrainStep, fastgpt-train's default without dropout; for fastgpt's
-backends it also casts the parameters to bf16 in one multi-tensor copy and runs the bias gradients
-on fastgpt's column-sum kernel); `reference-compile-cudagraphs` is torch.compile's own CUDA graphs
-(mode="reduce-overhead"), the fastest reference measured. `cuda-*` differ in the MLP
-(MLPOptions.cuda_gemm): `cuda-cudagraph` is the default ("auto" -> "cublaslt_dgelu": cuBLASLt's
-bias + GELU forward and GELU-gradient epilogues), `cuda-cublas-*` cuBLAS + the extension's passes,
-`cuda-cublaslt-*` every pass in a cuBLASLt epilogue. The eager rows are host-bound and vary from
-call to call; `triton` eager ran out of its 45 s here while GPU 0 compiled (run 27 measured it at
-75.73 ms beside a compile, run 23 at 62.96, run 16 at 41.0). Command per configuration:
-`FASTGPT_BENCH_OUT=DIR pytest "benchmarks/bench_train_step.py::test_train_step[CONFIG]" --benchmark-only`
-(runs 27-28 under benchmarks/stack_watch.py, which only adds a stack dump every 20-30 s).
+backends it also casts the parameters to bf16 in one multi-tensor copy); `*-compile-cudagraphs` is
+torch.compile's own CUDA graphs (mode="reduce-overhead"). Bias gradients: fastgpt's rows take
+c_attn's from the attention backward and add each c_proj bias in the next add+LayerNorm, whose
+backward returns its gradient (the defaults since session 7); `*-biassum-*` computes each by a
+column sum, as session 6's step did; the reference rows run nanoGPT's arrangement. `cuda-*` run
+the cuda backend: its MLP on cuBLASLt's bias + GELU and GELU-gradient epilogues. The eager
+reference is GPU-bound; fastgpt's eager rows are host-bound (41-76 ms in runs 16-27) and not
+repeated here. Command per configuration:
+`FASTGPT_BENCH_OUT=DIR pytest "benchmarks/bench_train_step.py::test_train_step[CONFIG]" --benchmark-only`.
 """
 
 
@@ -110,6 +123,24 @@ def train_step_table(folder: Path) -> str:
         gpu_cell = f"{gpu} | " if with_gpu else ""
         lines.append(f"| {r['config']} | {gpu_cell}{r['device']} | {r['median_ms']:.2f} | {r['tokens_per_s']:,.0f} | "
                      f"{r['mfu']:.1%} | {r['peak_mem_gib']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def headline(folder: Path, repeat: Path) -> str:
+    """fastgpt's graphed steps against the compiled references of one run, as ratios of tokens/s and
+    of peak memory, and how far the configurations timed again in `repeat` moved."""
+    rows = {r["config"]: r for _, r in train_step_rows(folder)}
+    lines = []
+    for ours in HEADLINE[0]:
+        for ref in HEADLINE[1]:
+            if ours in rows and ref in rows:
+                a, b = rows[ours], rows[ref]
+                lines.append(f"- `{ours}` against `{ref}`: {a['tokens_per_s'] / b['tokens_per_s']:.3f}x the "
+                             f"tokens/s, {a['peak_mem_gib'] / b['peak_mem_gib']:.2f}x the peak memory")
+    again = {r["config"]: r for _, r in train_step_rows(repeat)}
+    moved = [f"`{c}` {rows[c]['median_ms']:.2f} then {again[c]['median_ms']:.2f} ms" for c in again if c in rows]
+    if moved:
+        lines.append(f"- timed again in {repeat.name}: " + ", ".join(moved))
     return "\n".join(lines) + "\n"
 
 
@@ -138,6 +169,7 @@ def scaling_section(folder: Path) -> str:
 def readme_train_step_section(runs: Path) -> str:
     """The README's training-step section: the tables, the plot and the convergence line."""
     return (README_TRAIN_STEP_LEAD + "\n" + train_step_table(runs / TRAIN_STEP_RUN) + "\n"
+            + headline(runs / TRAIN_STEP_RUN, runs / TRAIN_STEP_FOLLOWUP_RUN) + "\n"
             + TRAIN_STEP_FOLLOWUP_NOTE.replace("`results/runs/", "`benchmarks/results/runs/") + "\n"
             + train_step_table(runs / TRAIN_STEP_FOLLOWUP_RUN) + "\n"
             + "![tokens/s and peak memory per configuration](benchmarks/results/train_step.png)\n\n"
@@ -150,6 +182,7 @@ def main():
     for title, name in OP_RUNS:
         parts.append(f"## {title}\n\n`results/runs/{name}`\n\n" + render(json.loads((runs / name).read_text())))
     parts.append("## GPT-2 124M training step\n\n" + TRAIN_STEP_NOTE + "\n" + train_step_table(runs / TRAIN_STEP_RUN)
+                 + "\n" + headline(runs / TRAIN_STEP_RUN, runs / TRAIN_STEP_FOLLOWUP_RUN)
                  + "\n" + TRAIN_STEP_FOLLOWUP_NOTE + "\n" + train_step_table(runs / TRAIN_STEP_FOLLOWUP_RUN)
                  + "".join(f"\n### {note}\n\n`results/runs/{name}/`\n\n" + train_step_table(runs / name)
                            for name, note in TRAIN_STEP_HISTORY))
