@@ -1,6 +1,6 @@
 """Helpers the kernel families share, and the one kernel they share: the fixed-order sum of fp32
 per-program partials that ends every deterministic column reduction (add+LayerNorm's dweight /
-dbias, the linear family's bias gradient)."""
+dbias / dx_bias, the linear family's and the MLP's bias gradients, the attention's qkv bias)."""
 from __future__ import annotations
 
 import functools
@@ -15,16 +15,20 @@ from fastgpt.backend import interpreter_mode
 
 @triton.jit
 def sum_partials_kernel(
-    PartialA, PartialB, OutA, OutB,    # partials (P, C) fp32 -> (C,) outputs in their own dtype
+    PartialA, PartialB, PartialC,      # partials (P, C) fp32 -> (C,) outputs in their own dtype
+    OutA, OutB, OutC,
     P, C,
-    HAS_B: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+    HAS_B: tl.constexpr, HAS_C: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    """OutA[c] = sum over p of PartialA[p, c] in p order (deterministic), and OutB from PartialB
-    when HAS_B. One program per BLOCK_C columns, walking P in (BLOCK_P, BLOCK_C) tiles."""
+    """OutA[c] = sum over p of PartialA[p, c] in p order (deterministic), and OutB / OutC from
+    PartialB / PartialC when HAS_B / HAS_C: one launch for all of a backward's column sums (these
+    sums are small: each launch costs ~4 us of mostly latency). One program per BLOCK_C columns,
+    walking P in (BLOCK_P, BLOCK_C) tiles."""
     cols = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
     col_mask = cols < C
     acc_a = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
     acc_b = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
+    acc_c = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
     for first in range(0, P, BLOCK_P):
         parts = first + tl.arange(0, BLOCK_P)
         mask = (parts < P)[:, None] & col_mask[None, :]
@@ -32,9 +36,13 @@ def sum_partials_kernel(
         acc_a += tl.load(PartialA + offs, mask=mask, other=0.0)
         if HAS_B:
             acc_b += tl.load(PartialB + offs, mask=mask, other=0.0)
+        if HAS_C:
+            acc_c += tl.load(PartialC + offs, mask=mask, other=0.0)
     tl.store(OutA + cols, tl.sum(acc_a, axis=0).to(OutA.dtype.element_ty), mask=col_mask)
     if HAS_B:
         tl.store(OutB + cols, tl.sum(acc_b, axis=0).to(OutB.dtype.element_ty), mask=col_mask)
+    if HAS_C:
+        tl.store(OutC + cols, tl.sum(acc_c, axis=0).to(OutC.dtype.element_ty), mask=col_mask)
 
 
 # sum_partials' tile: 64 partial rows x 32 columns a step (128-byte rows of fp32 partials)
@@ -43,11 +51,13 @@ SUM_BLOCK_P, SUM_BLOCK_C = (4, 16) if interpreter_mode() else (64, 32)
 
 def sum_partials(partials: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """out[c] = the sum over p of partials[p, c] (a contiguous (P, C) fp32 tensor), in p order, in
-    out's dtype (so no cast follows); returns out. The second pass of the linear family's column sum
-    and of the attention's qkv bias gradient (add+LayerNorm's sums two buffers with its own tile)."""
+    out's dtype (so no cast follows); returns out. The second pass of the linear family's column sum,
+    the MLP's bias gradient and the attention's qkv bias gradient (add+LayerNorm's sums its two or
+    three buffers in one launch, with its own tile)."""
     P, C = partials.shape
     sum_partials_kernel[(triton.cdiv(C, SUM_BLOCK_C),)](
-        partials, partials, out, out, P, C, HAS_B=False, BLOCK_P=SUM_BLOCK_P, BLOCK_C=SUM_BLOCK_C, num_warps=4)
+        partials, partials, partials, out, out, out, P, C,
+        HAS_B=False, HAS_C=False, BLOCK_P=SUM_BLOCK_P, BLOCK_C=SUM_BLOCK_C, num_warps=4)
     return out
 
 

@@ -58,7 +58,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgpt.kernels.common import sm_count, sum_partials, sum_partials_kernel
+from fastgpt.kernels.common import sm_count, sum_partials_kernel
 
 MAX_HIDDEN = 65536
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -316,10 +316,10 @@ def add_layernorm_bwd(dy: torch.Tensor, ds: torch.Tensor | None, s: torch.Tensor
     dweight = torch.empty_like(weight)
     dbias = torch.empty_like(weight) if has_bias else None
     sum_partials_kernel[(triton.cdiv(C, REDUCE_BLOCK_C),)](
-        dw_partial, db_partial, dweight, dweight if dbias is None else dbias,
+        dw_partial, db_partial, dxb_partial,
+        dweight, dweight if dbias is None else dbias, dweight if x_bias_grad is None else x_bias_grad,
         programs, C,
-        HAS_B=has_bias, BLOCK_P=REDUCE_BLOCK_P, BLOCK_C=REDUCE_BLOCK_C, num_warps=8,
+        HAS_B=has_bias, HAS_C=x_bias_grad is not None, BLOCK_P=REDUCE_BLOCK_P, BLOCK_C=REDUCE_BLOCK_C,
+        num_warps=8,
     )
-    if x_bias_grad is not None:
-        sum_partials(dxb_partial, x_bias_grad)
     return dx, dweight, dbias
