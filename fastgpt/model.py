@@ -44,7 +44,7 @@ class Block(nn.Module):
         # or None; resid: residual stream before it (or None)
         h, resid = self.ln_1(out, resid, out_bias)   # resid = resid + out + out_bias; h = ln_1(resid)
         out, out_bias = self.attn.forward_branch(h, cache, self.proj_bias_in_layernorm)
-        h, resid = self.ln_2(out, resid, out_bias)   # resid = resid + attn; h = ln_2(resid)
+        h, resid = self.ln_2(out, resid, out_bias)   # resid = resid + attn + its bias; h = ln_2(resid)
         # the add of the mlp output (and its bias) happens in the next norm
         out, out_bias = self.mlp.forward_branch(h, self.proj_bias_in_layernorm)
         return out, out_bias, resid
