@@ -23,6 +23,9 @@ zero_grad. Configurations:
                         configurations run nanoGPT's arrangement (each bias in its own GEMM and
                         column sum), as do *-biassum-* (the session-6 step); *-qkvbias-*: c_attn's
                         from the attention, c_proj's by column sums
+    *-adamwcopy-*       the graphed step with optimizer_writes_copies: the model runs on persistent
+                        bf16 copies that the AdamW step (fastgpt.ops.adamw) reads the gradients of
+                        and writes, so neither the parameters nor the gradients are cast
     *-compile-cudagraphs  the compiled models with mode="reduce-overhead" (CUDA graph replay)
     *-cudagraph         the eager model, the whole step (forward, backward, AdamW) captured as one
                         CUDA graph by fastgpt.cuda_graph.GraphedTrainStep: what fastgpt-train
@@ -67,6 +70,7 @@ class Config(NamedTuple):
     # add+LayerNorm
     fuse_qkv_bias_grad: bool | None = None
     proj_bias_in_layernorm: bool | None = None
+    optimizer_writes_copies: bool = False  # GraphedTrainStep's AdamW step writing the bf16 copies
 
 
 CONFIGS = {
@@ -96,6 +100,9 @@ CONFIGS = {
                                        proj_bias_in_layernorm=False),
     "cuda-qkvbias-cudagraph": Config("cuda", cuda_graph=True, fuse_qkv_bias_grad=True,
                                      proj_bias_in_layernorm=False),
+    # the AdamW step reading the bf16 gradients and writing the bf16 parameter copies (no casts)
+    "triton-adamwcopy-cudagraph": Config("triton", cuda_graph=True, optimizer_writes_copies=True),
+    "cuda-adamwcopy-cudagraph": Config("cuda", cuda_graph=True, optimizer_writes_copies=True),
 }
 CONFIG_ORDER = list(CONFIGS)              # tables and the plot list configurations in this order
 HAS_CUDA = torch.cuda.is_available()
@@ -126,7 +133,8 @@ def build(setup: Config):
     if setup.cuda_graph:
         graphed = GraphedTrainStep(model, optimizer, n_micro=1, grad_clip=0.0,
                                    precision=torch.autocast("cuda", dtype=torch.bfloat16),
-                                   cast_parameters_once=fastgpt_path)
+                                   cast_parameters_once=fastgpt_path,
+                                   optimizer_writes_copies=setup.optimizer_writes_copies)
 
         def graphed_step():
             with fastgpt.use_backend(backend):

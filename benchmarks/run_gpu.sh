@@ -4,7 +4,7 @@
 # Logs and the pytest-benchmark JSON go to $OUT (the device tool brings them back).
 #
 #   bash benchmarks/run_gpu.sh [stages...]
-#     stages: install tests cudatests ctest jit bench hostprofile convergence biasgrads
+#     stages: install tests cudatests ctest jit bench hostprofile convergence biasgrads adamw
 #   BENCH_FILTER='-k attention' bash benchmarks/run_gpu.sh bench
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
@@ -54,6 +54,20 @@ import fastgpt._cuda as c; ext = c.load(build=True); assert ext is not None, c.j
                   cuda-biassum-cudagraph reference-compile; do
       FASTGPT_BENCH_OUT="$OUT" python3 -m pytest "benchmarks/bench_train_step.py::test_train_step[$config]" \
         --benchmark-only -q -p no:cacheprovider >> "$OUT/biasgrads-train_step.log" 2>&1
+    done
+    cat "$OUT/train_step.md" ;;
+  adamw)
+    # the AdamW step with the bf16 copies (built without a GPU): its tests, the op beside torch's
+    # fused AdamW with the two casts, and the train step beside the same step without it
+    run adamw-tests python3 -m pytest tests/test_adamw.py tests/test_cuda_graph.py -q -p no:cacheprovider \
+      2>&1 | tee "$OUT/adamw-tests.log" | tail -3
+    run adamw-bench python3 -m pytest benchmarks/bench_adamw.py --benchmark-only -q -p no:cacheprovider \
+      --benchmark-json="$OUT/adamw.json" > "$OUT/adamw.log" 2>&1
+    python3 benchmarks/report.py "$OUT/adamw.json" | tail -4
+    for config in triton-cudagraph triton-adamwcopy-cudagraph cuda-cudagraph cuda-adamwcopy-cudagraph \
+                  reference-compile; do
+      FASTGPT_BENCH_OUT="$OUT" python3 -m pytest "benchmarks/bench_train_step.py::test_train_step[$config]" \
+        --benchmark-only -q -p no:cacheprovider >> "$OUT/adamw-train_step.log" 2>&1
     done
     cat "$OUT/train_step.md" ;;
   convergence)

@@ -26,6 +26,12 @@ arithmetic, at the price of DDP's overlap of its bucketed all-reduces with the b
 all-reduce of GPT-2's 124M fp32 gradients moves ~0.5 GB: ~1.5 ms at the ~330 GB/s bus bandwidth
 of two NVLinked H100s, beside a ~31 ms step (benchmarks/scaling.py measures the whole).
 
+optimizer_writes_copies=True (off by default: not yet timed on a GPU): the model runs on
+persistent bf16 copies of its parameters (fastgpt.ops.autocast.ParameterCopies), and the AdamW
+step reads their bf16 gradients and writes them (fastgpt.ops.adamw), clipping folded in as a
+gradient scale: no parameter cast, no gradient cast, no clipping pass. One GPU, no gradient
+accumulation, bf16 autocast, torch.optim.AdamW (copies_problem says which is missing).
+
 Limits (GraphedTrainStep.problem says which one applies): a CUDA device, no DDP wrapper (see
 above), fixed batch shape, no dropout (the attention kernel's dropout seed is a launch argument:
 a replay would repeat the masks), no fp16 loss scaling (GradScaler synchronises with the host),
@@ -41,7 +47,8 @@ from typing import Callable, Iterable, Sequence
 import torch
 
 from fastgpt.distributed import all_reduce_gradients
-from fastgpt.ops.autocast import cast_once_forward
+from fastgpt.ops.adamw import step_with_copies
+from fastgpt.ops.autocast import ParameterCopies, cast_once_forward
 from fastgpt.ops.dispatch import replayed_steps
 
 
@@ -79,10 +86,15 @@ class GraphedTrainStep:
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, n_micro: int,
                  grad_clip: float, precision: contextlib.AbstractContextManager, warmup_steps: int = 2,
-                 cast_parameters_once: bool = True, average_over_ranks: bool = False):
+                 cast_parameters_once: bool = True, average_over_ranks: bool = False,
+                 optimizer_writes_copies: bool = False):
         problem = self.problem(model, precision)
         if problem is not None:
             raise ValueError(f"cannot capture the training step as a CUDA graph: {problem}")
+        if optimizer_writes_copies:
+            problem = self.copies_problem(optimizer, n_micro, precision, average_over_ranks)
+            if problem is not None:
+                raise ValueError(f"optimizer_writes_copies: {problem}")
         self.model, self.optimizer, self.n_micro = model, optimizer, n_micro
         self.grad_clip, self.precision = grad_clip, precision
         self.warmup_steps = warmup_steps
@@ -90,6 +102,11 @@ class GraphedTrainStep:
         # fastgpt.ops.autocast.cast_once_forward (one cast kernel for all parameters), or a plain
         # model call (benchmarks capture the reference as a user would run it)
         self.forward = cast_once_forward if cast_parameters_once else (lambda m, *args: m(*args))
+        # optimizer_writes_copies: the model runs on persistent bf16 copies that the AdamW step
+        # writes (fastgpt.ops.adamw), so neither the parameters nor the gradients are cast
+        self.copies = ParameterCopies(model, precision.fast_dtype) if optimizer_writes_copies else None
+        if self.copies is not None:
+            self.forward = lambda m, *args: self.copies.forward(*args)
         self.params = [p for p in model.parameters() if p.requires_grad]
         device = self.params[0].device
         self.lr = torch.zeros((), dtype=torch.float32, device=device)
@@ -102,6 +119,19 @@ class GraphedTrainStep:
         self.loss: torch.Tensor | None = None     # the graph's output
         self.capture_error: str | None = None     # why the capture failed (then steps stay eager)
         self.steps = 0
+
+    @staticmethod
+    def copies_problem(optimizer, n_micro: int, precision, average_over_ranks: bool) -> str | None:
+        """Why the optimizer cannot write the parameter copies in this step, or None."""
+        if not isinstance(optimizer, torch.optim.AdamW):
+            return f"needs a torch.optim.AdamW, got {type(optimizer).__name__}"
+        if not (isinstance(precision, torch.autocast) and precision.fast_dtype in (torch.bfloat16,)):
+            return "needs bfloat16 autocast (the copies are in its dtype)"
+        if n_micro != 1:
+            return "gradient accumulation would sum the copies' gradients in bfloat16"
+        if average_over_ranks:
+            return "not with several GPUs yet (the all-reduce averages the fp32 gradients)"
+        return None
 
     @staticmethod
     def problem(model: torch.nn.Module, precision) -> str | None:
@@ -160,6 +190,9 @@ class GraphedTrainStep:
                 _, loss = self.forward(self.model, self.inputs[i], self.targets[i])
             (loss / self.n_micro).backward()
             total += loss.detach().float()
+        if self.copies is not None:
+            step_with_copies(self.optimizer, self.copies, self.grad_clip)
+            return total / self.n_micro
         if self.average_over_ranks:
             all_reduce_gradients(self.params)
         if self.grad_clip > 0:
@@ -167,10 +200,15 @@ class GraphedTrainStep:
         self.optimizer.step()
         return total / self.n_micro
 
+    def _zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.copies is not None:
+            self.copies.zero_grad()
+
     def _eager_step(self) -> torch.Tensor:
-        self.optimizer.zero_grad(set_to_none=True)
+        self._zero_grad()
         loss = self._forward_backward()
-        self.optimizer.zero_grad(set_to_none=True)
+        self._zero_grad()
         return loss
 
     @staticmethod
@@ -185,7 +223,7 @@ class GraphedTrainStep:
     def _capture(self) -> None:
         """Record the step; if something in it cannot be captured, say so once and stay eager
         (nothing ran during the capture, so the model and optimizer are as they were)."""
-        self.optimizer.zero_grad(set_to_none=True)   # the backward allocates them in the graph's pool
+        self._zero_grad()                 # the backward allocates the gradients in the graph's pool
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
@@ -193,7 +231,7 @@ class GraphedTrainStep:
         except Exception as e:  # noqa: BLE001 - reported; training goes on eagerly
             self.capture_error = f"{type(e).__name__}: {e}"
             _release_generator(self.lr.device)
-            self.optimizer.zero_grad(set_to_none=True)
+            self._zero_grad()
             warnings.warn(f"could not capture the training step as a CUDA graph ({self.capture_error}); "
                           "training continues without it", RuntimeWarning, stacklevel=3)
             return

@@ -105,6 +105,44 @@ def test_graphed_steps_train_as_the_eager_steps(backend):
                 assert rel_error(graph_state[name], initial[name]) > 1e-4, (mode, name)
 
 
+def test_copies_problems_are_named():
+    model, optimizer = _model_and_optimizer(torch.device("cpu"))
+    bf16 = torch.autocast("cuda", dtype=torch.bfloat16)
+    assert GraphedTrainStep.copies_problem(optimizer, 1, bf16, False) is None
+    assert "AdamW" in GraphedTrainStep.copies_problem(torch.optim.SGD(model.parameters(), lr=0.1), 1, bf16, False)
+    assert "bfloat16" in GraphedTrainStep.copies_problem(optimizer, 1, torch.autocast("cuda", dtype=torch.float16), False)
+    assert "accumulation" in GraphedTrainStep.copies_problem(optimizer, 2, bf16, False)
+    assert "several GPUs" in GraphedTrainStep.copies_problem(optimizer, 1, bf16, True)
+
+
+@requires_cuda
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_optimizer_writing_the_copies_trains_as_the_cast_once_step(backend):
+    """optimizer_writes_copies: six graphed steps (warm-up, capture, replays) with clipping, against
+    the graphed step with the one-copy cast: the same bf16 weights reach the forward and AdamW's
+    arithmetic is the same to fp32 rounding, so losses and weights agree to bf16 rounding."""
+    device, steps = torch.device("cuda"), 6
+    schedule = TrainConfig(learning_rate=1e-3, min_lr=1e-4, warmup_iters=2, max_iters=steps)
+    g = torch.Generator(device=device).manual_seed(1)
+    batches = [(torch.randint(0, 96, (4, 32), device=device, generator=g),
+                torch.randint(0, 96, (4, 32), device=device, generator=g)) for _ in range(steps)]
+    precision = torch.autocast("cuda", dtype=torch.bfloat16)
+    results = {}
+    with fastgpt.use_backend(backend):
+        for copies in (False, True):
+            model, optimizer = _model_and_optimizer(device)
+            initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            step = GraphedTrainStep(model, optimizer, 1, 0.5, precision, optimizer_writes_copies=copies)
+            losses = [step([batches[i]], learning_rate_at(i, schedule)).item() for i in range(steps)]
+            assert step.graph is not None and step.capture_error is None
+            results[copies] = losses, {k: v.detach().clone() for k, v in model.state_dict().items()}
+    assert results[True][0] == pytest.approx(results[False][0], rel=1e-3)
+    for name, weight in results[False][1].items():
+        if initial[name].any():           # zero-initialised biases: see the test above
+            assert rel_error(results[True][1][name], weight) < 1e-2, name
+            assert rel_error(results[True][1][name], initial[name]) > 1e-4 or "ln" in name, name
+
+
 @requires_cuda
 def test_new_batch_shape_is_a_clear_error():
     model, optimizer = _model_and_optimizer(torch.device("cuda"))

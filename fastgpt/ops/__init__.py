@@ -2,6 +2,7 @@
 
 Each module also holds the op's pure-PyTorch reference (the `torch` backend) beside it.
 """
+from fastgpt.ops.adamw import adamw_step_with_copies
 from fastgpt.ops.attention import (FusedCausalSelfAttention, KVCache, flash_attention,
                                    flash_attention_qkvpacked)
 from fastgpt.ops.cross_entropy import fused_linear_cross_entropy
@@ -10,7 +11,7 @@ from fastgpt.ops.linear import fused_linear
 from fastgpt.ops.mlp import FusedMLP, MLPOptions, fused_linear_gelu, fused_mlp
 
 __all__ = [
-    "FusedAddLayerNorm", "FusedCausalSelfAttention", "FusedMLP", "KVCache", "MLPOptions",
+    "adamw_step_with_copies", "FusedAddLayerNorm", "FusedCausalSelfAttention", "FusedMLP", "KVCache", "MLPOptions",
     "flash_attention", "flash_attention_qkvpacked", "fused_add_layernorm", "fused_linear", "fused_linear_cross_entropy", "fused_linear_gelu",
     "fused_mlp",
 ]

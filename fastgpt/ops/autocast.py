@@ -93,3 +93,41 @@ def cast_once_forward(model: torch.nn.Module, *args, **kwargs):
         return model(*args, **kwargs)
     copies = _CastParameters.apply(dtype, *(params[n] for n in names))
     return torch.func.functional_call(model, dict(zip(names, copies)), args, kwargs)
+
+
+class ParameterCopies:
+    """Persistent copies of a model's fp32 parameters in the autocast dtype, kept up to date by an
+    optimizer that writes them (fastgpt.ops.adamw.adamw_step_with_copies).
+
+    The alternative to cast_once_forward for a step whose optimizer writes the copies: the forward
+    reads them without a cast, and their gradients, in the copies' dtype, go to the optimizer
+    without a cast back (two passes over the parameters fewer a step). `copies` are leaf tensors
+    that require grad, one per trainable parameter (tied weights once); `params` the fp32
+    parameters in the same order. They are made from the parameters here and by refresh(): call
+    it after changing the parameters other than through the optimizer (loading a checkpoint).
+    """
+
+    def __init__(self, model: torch.nn.Module, dtype: torch.dtype):
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        wrong = [n for n, p in named if p.dtype != torch.float32]
+        if wrong:
+            raise ValueError(f"ParameterCopies needs fp32 parameters; {wrong[0]} is {dict(named)[wrong[0]].dtype}")
+        self.model, self.dtype = model, dtype
+        self.names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.copies = [p.detach().to(dtype).requires_grad_() for p in self.params]
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        torch._foreach_copy_(self.copies, self.params)
+
+    def forward(self, *args, **kwargs):
+        """model(*args, **kwargs) run on the copies (torch.func.functional_call: tied weights stay tied)."""
+        return torch.func.functional_call(self.model, dict(zip(self.names, self.copies)), args, kwargs)
+
+    def grads(self) -> list[torch.Tensor]:
+        return [c.grad for c in self.copies]
+
+    def zero_grad(self) -> None:
+        for c in self.copies:
+            c.grad = None
