@@ -27,8 +27,9 @@ adamw_with_copies = Op("adamw_with_copies")
 
 @adamw_with_copies.register("torch")
 def adamw_with_copies_reference(params, grads, exp_avgs, exp_avg_sqs, copies, steps, weight_decays,
-                                lr, grad_scale, beta1, beta2, eps):
-    """torch's AdamW arithmetic (ADAMW mode) in fp32, tensor by tensor; steps already incremented."""
+                                lr, grad_scale, beta1, beta2, eps, cache=None):
+    """torch's AdamW arithmetic (ADAMW mode) in fp32, tensor by tensor; steps already incremented.
+    (cache: the triton implementation's, unused here.)"""
     for i, (p, g, m, v, step) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs, steps)):
         g = g.float() if grad_scale is None else g.float() * grad_scale
         p.mul_(1 - lr * weight_decays[i])
@@ -43,10 +44,9 @@ def adamw_with_copies_reference(params, grads, exp_avgs, exp_avg_sqs, copies, st
 
 class _TritonTables:
     """The kernel's tables for one list of parameters (their moments, steps and copies fixed with
-    them), cached; the gradients' addresses are written into a table of their own per call, only
-    when they changed (in a captured step, once: the graph's memory pool keeps them)."""
-
-    _cache: dict[tuple, "_TritonTables"] = {}
+    them), kept with the optimizer; the gradients' addresses are written into a table of their
+    own per call, only when they changed (in a captured step, once: the graph's memory pool keeps
+    them)."""
 
     def __init__(self, params, exp_avgs, exp_avg_sqs, copies, steps, weight_decays):
         from fastgpt.kernels import adamw as kernels
@@ -74,13 +74,13 @@ class _TritonTables:
         self.keep = (params, exp_avgs, exp_avg_sqs, copies, steps)   # the addresses stay valid
 
     @classmethod
-    def of(cls, params, exp_avgs, exp_avg_sqs, copies, steps, weight_decays) -> "_TritonTables":
+    def of(cls, cache: dict, params, exp_avgs, exp_avg_sqs, copies, steps, weight_decays) -> "_TritonTables":
+        """The tables of these tensors from `cache` (the optimizer's), made when they changed."""
         key = tuple(t.data_ptr() for group in (params, exp_avgs, exp_avg_sqs, copies or [], steps)
                     for t in group) + tuple(weight_decays)
-        if key not in cls._cache:
-            cls._cache.clear()            # one live set of tables: the optimizer of this run
-            cls._cache[key] = cls(params, exp_avgs, exp_avg_sqs, copies, steps, weight_decays)
-        return cls._cache[key]
+        if cache.get("key") != key:
+            cache["key"], cache["tables"] = key, cls(params, exp_avgs, exp_avg_sqs, copies, steps, weight_decays)
+        return cache["tables"]
 
     def grad_table(self, grads: list[Tensor]) -> Tensor:
         addresses = tuple(g.data_ptr() for g in grads)
@@ -104,10 +104,11 @@ class _TritonTables:
 
 @adamw_with_copies.register("triton")
 def adamw_with_copies_triton(params, grads, exp_avgs, exp_avg_sqs, copies, steps, weight_decays,
-                             lr, grad_scale, beta1, beta2, eps):
+                             lr, grad_scale, beta1, beta2, eps, cache=None):
     from fastgpt.kernels import adamw as kernels
 
-    tables = _TritonTables.of(params, exp_avgs, exp_avg_sqs, copies, steps, weight_decays)
+    tables = _TritonTables.of({} if cache is None else cache, params, exp_avgs, exp_avg_sqs, copies,
+                              steps, weight_decays)
     kernels.adamw_step(tables.params, tables.grad_table(grads), tables.exp_avgs, tables.exp_avg_sqs,
                        tables.copies, tables.steps, tables.numels, tables.weight_decays, tables.chunks,
                        lr, grad_scale, beta1, beta2, eps, grads[0].dtype,
@@ -196,9 +197,11 @@ def adamw_step_with_copies(optimizer: torch.optim.AdamW, params: list[Tensor], g
     lr = lr if isinstance(lr, Tensor) else torch.tensor(float(lr), dtype=torch.float32, device=params[0].device)
     beta1, beta2 = (float(b) for b in first["betas"])
     weight_decays = [float(groups[id(p)]["weight_decay"]) for p in params]
+    # the kernel's address tables live with the optimizer (an attribute its state_dict leaves out)
+    cache = optimizer.__dict__.setdefault("_fastgpt_adamw_tables", {})
     adamw_with_copies(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
                       copies, steps, weight_decays, lr, grad_scale, beta1, beta2, float(first["eps"]),
-                      device=params[0].device)
+                      cache, device=params[0].device)
 
 
 def clip_coefficient(grads: list[Tensor], max_norm: float) -> Tensor:
