@@ -29,8 +29,9 @@ OP_RUNS = [
     ("Fused bias + GELU MLP: the cuda backend's MLPs again, with DGELU alone (no bias gradient)",
      "run24-mlp.json"),
     ("Fused LM head + cross-entropy", "run4-cross_entropy.json"),
-    ("Cross-entropy loss kernel variants (one exponential kept in fp16, 16 warps), and the whole op",
-     "run30-cross_entropy.json"),
+    ("Cross-entropy loss kernel variants, and the whole op. In this run `default` and `single pass`"
+     " were the one-exponential variant (fp16 copy of exp(z - max), dropped after it), `single pass,"
+     " exp twice` today's kernel", "run30-cross_entropy.json"),
     ("Linear: the bias gradient (column sum) and fused_linear fwd+bwd against F.linear", "run15-linear.json"),
     ("Linear: column-sum tile variants", "run13-linear-variants.json"),
 ]
