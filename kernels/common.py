@@ -53,8 +53,10 @@ def sum_partials(partials: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """out[c] = the sum over p of partials[p, c] (a contiguous (P, C) fp32 tensor), in p order, in
     out's dtype (so no cast follows); returns out. The second pass of the linear family's column sum,
     the MLP's bias gradient and the attention's qkv bias gradient (add+LayerNorm's sums its two or
-    three buffers in one launch, with its own tile)."""
+    three buffers in one launch, with its own tile). C = 0 launches nothing."""
     P, C = partials.shape
+    if C == 0:
+        return out
     sum_partials_kernel[(triton.cdiv(C, SUM_BLOCK_C),)](
         partials, partials, partials, out, out, out, P, C,
         HAS_B=False, HAS_C=False, BLOCK_P=SUM_BLOCK_P, BLOCK_C=SUM_BLOCK_C, num_warps=4)
