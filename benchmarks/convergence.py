@@ -7,8 +7,9 @@ Tiny Shakespeare (fastgpt/data/tinyshakespeare.txt, 65 characters), AdamW, bf16 
 few hundred steps. Four runs from identical weights and batches:
     reference        torch backend, bf16 autocast
     fastgpt          triton backend, bf16 autocast (the eager step)
-    fastgpt-graphed  the same with the arithmetic of fastgpt-train's CUDA-graphed step: parameters
-                     cast to bf16 in one copy (embeddings included), the bias-gradient kernels
+    fastgpt-graphed  the same with the arithmetic of fastgpt-train's CUDA-graphed step: the model
+                     on persistent bf16 parameter copies (embeddings included) that the fused
+                     AdamW step writes, clipping as a gradient scale, the bias-gradient kernels
     reference-fp32   torch backend without autocast: sets the scale of bf16 rounding noise
 Bound, stated up front: the moving averages (window --smooth steps) of fastgpt and the reference
 differ by at most max(--tolerance, 2 x the largest difference between the reference in bf16 and
@@ -33,7 +34,8 @@ from pathlib import Path
 import torch
 
 import fastgpt
-from fastgpt.ops.autocast import cast_once_forward
+from fastgpt.ops.adamw import step_with_copies
+from fastgpt.ops.autocast import ParameterCopies
 from fastgpt.ops.dispatch import replayed_steps
 
 DATA = Path(fastgpt.__file__).parent / "data" / "tinyshakespeare.txt"
@@ -63,14 +65,16 @@ def train(backend: str, config: fastgpt.GPTConfig, data: torch.Tensor, *, steps:
           graphed_numerics: bool = False) -> list[float]:
     """Per-step training losses of a fresh model (weights from `seed`) on `backend`.
 
-    graphed_numerics: the arithmetic of fastgpt-train's CUDA-graphed step (GraphedTrainStep), run
-    eagerly: all parameters cast to the autocast dtype by one copy (cast_once_forward) and the
+    graphed_numerics: the arithmetic of fastgpt-train's CUDA-graphed step (GraphedTrainStep with
+    optimizer_writes_copies, its default on one GPU), run eagerly: the model on ParameterCopies in
+    the autocast dtype, AdamW by step_with_copies (clipping folded in as a gradient scale), and the
     kernels of replayed steps (replayed_steps: the bias-gradient column sums)."""
     torch.manual_seed(seed)
     model = fastgpt.GPT(config).to(device)
     model.fuse_bias_gradients(backend != "torch")      # the reference: nanoGPT's arrangement
     optimizer = model.configure_optimizer(weight_decay=0.1, learning_rate=lr, betas=(0.9, 0.95),
                                           device_type=torch.device(device).type)
+    copies = ParameterCopies(model, autocast_dtype) if graphed_numerics else None
     losses = []
     for step, (x, y) in enumerate(batches(data, steps, batch, config.block_size, seed)):
         for group in optimizer.param_groups:
@@ -81,13 +85,17 @@ def train(backend: str, config: fastgpt.GPTConfig, data: torch.Tensor, *, steps:
                                                           enabled=autocast_dtype is not None):
             if graphed_numerics:
                 with replayed_steps():
-                    _, loss = cast_once_forward(model, x, y)
+                    _, loss = copies.forward(x, y)
             else:
                 _, loss = model(x, y)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        if graphed_numerics:
+            step_with_copies(optimizer, copies, 1.0)
+            copies.zero_grad()
+        else:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
     return losses
 

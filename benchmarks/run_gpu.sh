@@ -57,7 +57,7 @@ import fastgpt._cuda as c; ext = c.load(build=True); assert ext is not None, c.j
     done
     cat "$OUT/train_step.md" ;;
   adamw)
-    # the AdamW step with the bf16 copies (built without a GPU): its tests, the op beside torch's
+    # the AdamW step with the bf16 copies (fastgpt-train's default on one GPU): its tests, the op beside torch's
     # fused AdamW with the two casts, and the train step beside the same step without it
     run adamw-tests python3 -m pytest tests/test_adamw.py tests/test_cuda_graph.py -q -p no:cacheprovider \
       2>&1 | tee "$OUT/adamw-tests.log" | tail -3

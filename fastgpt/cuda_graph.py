@@ -26,7 +26,8 @@ arithmetic, at the price of DDP's overlap of its bucketed all-reduces with the b
 all-reduce of GPT-2's 124M fp32 gradients moves ~0.5 GB: ~1.5 ms at the ~330 GB/s bus bandwidth
 of two NVLinked H100s, beside a ~31 ms step (benchmarks/scaling.py measures the whole).
 
-optimizer_writes_copies=True (off by default: not yet timed on a GPU): the model runs on
+optimizer_writes_copies=True (fastgpt-train's default where it applies; timed in
+benchmarks/results/runs/run34-train_step, the `*-adamwcopy-*` rows): the model runs on
 persistent bf16 copies of its parameters (fastgpt.ops.autocast.ParameterCopies), and the AdamW
 step reads their bf16 gradients and writes them (fastgpt.ops.adamw), clipping folded in as a
 gradient scale: no parameter cast, no gradient cast, no clipping pass. One GPU, no gradient
@@ -130,6 +131,8 @@ class GraphedTrainStep:
         if n_micro != 1:
             return "gradient accumulation would sum the copies' gradients in bfloat16"
         if average_over_ranks:
+            # tried in session 8 (bf16 gradients cast into one fp32 buffer, averaged by one
+            # all-reduce): it trained, but the torchrun processes hung at exit on 2 GPUs (run 39)
             return "not with several GPUs yet (the all-reduce averages the fp32 gradients)"
         return None
 

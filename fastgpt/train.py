@@ -103,6 +103,10 @@ class TrainConfig:
     cuda_graph: bool | None = setting(None, "replay each training step as one CUDA graph (default: on where the run "
                                             "allows it: CUDA, dropout 0, no float16, no --compile; under "
                                             "torchrun it averages the gradients itself, without DDP)")
+    optimizer_writes_copies: bool | None = setting(
+        None, "run the graphed step's model on bf16 parameter copies that the AdamW step writes, with no "
+              "casts and no clipping pass (default: on where it applies: a CUDA-graphed step, bfloat16, one "
+              "GPU, no gradient accumulation)")
     seed: int = setting(1337, "seed of the model's initialisation, the batches and dropout")
     peak_flops: float | None = setting(None, "one GPU's peak FLOP/s for MFU (default: its bf16 peak, "
                                              "when known)")
@@ -339,6 +343,8 @@ class Trainer:
         Under torchrun it averages the gradients over the ranks itself, in place of DDP."""
         cfg = self.cfg
         if cfg.cuda_graph is False:
+            if cfg.optimizer_writes_copies:
+                raise ConfigError("--optimizer-writes-copies needs the CUDA-graphed step (--cuda-graph is off)")
             return None
         problem = GraphedTrainStep.problem(self.forward_model, self.precision)
         if problem is None and cfg.compile:
@@ -346,10 +352,22 @@ class Trainer:
         if problem is not None:
             if cfg.cuda_graph:
                 raise ConfigError(f"--cuda-graph: cannot capture the training step as a CUDA graph: {problem}")
+            if cfg.optimizer_writes_copies:
+                raise ConfigError(f"--optimizer-writes-copies needs the CUDA-graphed step, which cannot run: {problem}")
             return None
         dist.broadcast_parameters(self.model)     # as DDP does when it wraps a model
         return GraphedTrainStep(self.forward_model, self.optimizer, cfg.gradient_accumulation_steps,
-                                cfg.grad_clip, self.precision, average_over_ranks=self.env.is_distributed)
+                                cfg.grad_clip, self.precision, average_over_ranks=self.env.is_distributed,
+                                optimizer_writes_copies=self._optimizer_writes_copies())
+
+    def _optimizer_writes_copies(self) -> bool:
+        """cfg.optimizer_writes_copies for the graphed step (None: where the run allows it)."""
+        cfg = self.cfg
+        problem = GraphedTrainStep.copies_problem(self.optimizer, cfg.gradient_accumulation_steps,
+                                                  self.precision, self.env.is_distributed)
+        if problem is not None and cfg.optimizer_writes_copies:
+            raise ConfigError(f"--optimizer-writes-copies: {problem}")
+        return problem is None and cfg.optimizer_writes_copies is not False
 
     # ---- checkpoints ----
 
@@ -434,11 +452,14 @@ class Trainer:
 
     @property
     def step_kind(self) -> str:
-        kind = "CUDA-graphed" if self.graphed_step is not None else "eager"
+        if self.graphed_step is None:
+            return "eager DDP" if self.env.is_distributed else "eager"
+        notes = []
+        if self.graphed_step.copies is not None:
+            notes.append("on bf16 parameter copies written by the AdamW step")
         if self.env.is_distributed:
-            kind += (" (gradients all-reduced inside the graph)" if self.graphed_step is not None
-                     else " DDP")
-        return kind
+            notes.append("gradients all-reduced inside the graph")
+        return "CUDA-graphed" + (f" ({'; '.join(notes)})" if notes else "")
 
     def run(self) -> TrainResult:
         cfg = self.cfg

@@ -157,10 +157,15 @@ def test_clip_coefficient_is_clip_grad_norms(dtype, device):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_training_on_copies_matches_the_cast_step(backend, device):
     """A tiny GPT in bf16 autocast, 4 steps with clipping: run on ParameterCopies with the fused
-    step, against the one-copy cast, clip_grad_norm_ and optimizer.step(). The same bf16 weights
-    reach each forward (the copies written by the step, rounded as the cast rounds them; the CPU
-    interpreter truncates instead, hence the bound on the triton backend there), and AdamW's
-    arithmetic agrees to fp32 rounding."""
+    step, against the one-copy cast, clip_grad_norm_ and optimizer.step().
+
+    After the first step every parameter agrees per tensor: the same bf16 weights reached both
+    forwards (the CPU interpreter truncates where the cast rounds, hence its bound), so only AdamW's
+    fp32 arithmetic differs. Later steps are compared as a whole: a 1-ulp fp32 difference can round
+    a bf16 weight the other way, and AdamW divides each gradient by its own running size, so an
+    element whose true gradient is zero (the k slot of c_attn's bias: softmax ignores it) takes
+    lr-sized steps of opposite sign from rounding noise. On the H100 that made c_attn.bias differ
+    by 11% after 4 steps while the losses agreed to 1e-4."""
     cfg = fastgpt.GPTConfig(block_size=16, vocab_size=50, n_layer=1, n_head=2, n_embd=32, bias=True)
     g = torch.Generator().manual_seed(3)
     batches = [(torch.randint(0, 50, (2, 16), generator=g).to(device),
@@ -172,7 +177,7 @@ def test_training_on_copies_matches_the_cast_step(backend, device):
         model = fastgpt.GPT(cfg).to(device)
         optimizer = model.configure_optimizer(0.1, 1e-2, (0.9, 0.95), torch.device(device).type)
         copies = ParameterCopies(model, dtype) if fused else None
-        losses = []
+        losses, after_first = [], None
         with fastgpt.use_backend(backend):
             for x, y in batches:
                 with torch.autocast(torch.device(device).type, dtype=dtype):
@@ -186,8 +191,12 @@ def test_training_on_copies_matches_the_cast_step(backend, device):
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                 losses.append(loss.item())
-        results[fused] = losses, [p.detach().clone() for p in model.parameters()]
+                if after_first is None:
+                    after_first = [p.detach().clone() for p in model.parameters()]
+        last = torch.cat([p.detach().flatten() for p in model.parameters()])
+        results[fused] = losses, after_first, last
     exact = backend == "torch" or torch.device(device).type == "cuda"
     assert results[True][0] == pytest.approx(results[False][0], rel=1e-4 if exact else 1e-2)
     for i, (ours, ref) in enumerate(zip(results[True][1], results[False][1])):
-        assert_rel_close(ours, ref, 1e-3 if exact else 5e-2, f"parameter {i}")
+        assert_rel_close(ours, ref, 1e-5 if exact else 5e-2, f"parameter {i} after the first step")
+    assert_rel_close(results[True][2], results[False][2], 1e-2 if exact else 5e-2, "all parameters after 4 steps")

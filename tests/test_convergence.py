@@ -43,8 +43,9 @@ def test_backends_train_to_the_same_losses(convergence, device):
 
 
 def test_graphed_step_arithmetic_trains_as_plain_autocast(convergence, device):
-    """bf16: the CUDA-graphed step's arithmetic (one-copy parameter cast, embeddings in bf16 too;
-    the bias-gradient kernels) against plain autocast, 60 steps, with convergence.py's bound:
+    """bf16: the CUDA-graphed step's arithmetic (the model on bf16 parameter copies, embeddings
+    included, written by the fused AdamW step with clipping as a gradient scale; the bias-gradient
+    kernels) against plain autocast, 60 steps, with convergence.py's bound:
     smoothed losses within max(0.05, 2 x what bf16 does to the reference) nats."""
     data, _ = convergence.char_tokens(convergence.DATA.read_text(encoding="utf-8")[:20000])
     run = dict(steps=60, batch=4, lr=3e-3, warmup=5, seed=0, device=device)

@@ -162,6 +162,26 @@ def test_trainer_refuses_a_graph_it_cannot_capture(tmp_path, corpus):
     assert Trainer(TrainConfig(**settings)).graphed_step is None
     with pytest.raises(ConfigError, match="--cuda-graph: cannot capture .* not on a CUDA device"):
         Trainer(TrainConfig(**settings, cuda_graph=True))
+    with pytest.raises(ConfigError, match="--optimizer-writes-copies needs the CUDA-graphed step, .* not on a CUDA"):
+        Trainer(TrainConfig(**settings, optimizer_writes_copies=True))
+    with pytest.raises(ConfigError, match=r"--optimizer-writes-copies needs the CUDA-graphed step \(--cuda-graph is off"):
+        Trainer(TrainConfig(**settings, cuda_graph=False, optimizer_writes_copies=True))
+
+
+@requires_cuda
+def test_trainer_runs_on_the_copies_where_it_can(tmp_path, corpus):
+    """The graphed step writes the parameter copies by default on one GPU in bf16; gradient
+    accumulation turns that off unasked, and asked for it is a one-line error."""
+    from fastgpt.cli import ConfigError
+    settings = dict(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=2, max_iters=1, progress=False,
+                    data=str(corpus), cache_dir=str(tmp_path / "cache"), out_dir=str(tmp_path / "out"),
+                    device="cuda", dtype="bfloat16", sample_tokens=0)
+    trainer = Trainer(TrainConfig(**settings))
+    assert trainer.graphed_step.copies is not None and "parameter copies" in trainer.step_kind
+    assert Trainer(TrainConfig(**settings, optimizer_writes_copies=False)).graphed_step.copies is None
+    assert Trainer(TrainConfig(**settings, gradient_accumulation_steps=2)).graphed_step.copies is None
+    with pytest.raises(ConfigError, match="--optimizer-writes-copies: gradient accumulation"):
+        Trainer(TrainConfig(**settings, gradient_accumulation_steps=2, optimizer_writes_copies=True))
 
 
 @requires_cuda
