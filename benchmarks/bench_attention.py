@@ -144,16 +144,16 @@ def _kernel_cases(T: int):
     q, k, v = (t.detach() for t in (q, k, v))
     scale = HEAD_DIM ** -0.5
     out, lse = K.attention_fwd(q, k, v, True, scale)
-    delta = K.attention_bwd_preprocess(out, dout)
+    _, delta = K.attention_bwd_dq(dout, q, k, v, out, lse, True, scale)    # what dK/dV reads
     fwd_flops = attention_flops(TOKENS // T, T, "fwd")
     return {
         "fwd": (K.FWD_CONFIGS, lambda c: K.attention_fwd(q, k, v, True, scale, out=out, config=c), fwd_flops),
         # TFLOP/s of the work each kernel does: dK/dV runs 4 T x T x D GEMMs (k q^T, v dO^T, P^T dO,
-        # dS^T q), 2x the forward's 2; dQ runs 3 (q k^T, dO v^T, dS k). FlashAttention's count
-        # credits the whole backward with 2.5x, so "bwd_autotuned" uses that.
+        # dS^T q), 2x the forward's 2; dQ runs 3 (q k^T, dO v^T, dS k) and also Delta (a read of O).
+        # FlashAttention's count credits the whole backward with 2.5x, so "bwd_autotuned" uses that.
         "dkdv": (K.DKDV_CONFIGS, lambda c: K.attention_bwd_dkdv(dout, q, k, v, lse, delta, True, scale, config=c),
                  fwd_flops * 2.0),
-        "dq": (K.DQ_CONFIGS, lambda c: K.attention_bwd_dq(dout, q, k, v, lse, delta, True, scale, config=c),
+        "dq": (K.DQ_CONFIGS, lambda c: K.attention_bwd_dq(dout, q, k, v, out, lse, True, scale, config=c),
                fwd_flops * 1.5),
         "bwd_autotuned": ([None], lambda c: K.attention_bwd(dout, q, k, v, out, lse, True, scale),
                           fwd_flops * BWD_FACTOR),

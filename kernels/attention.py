@@ -12,11 +12,14 @@ online softmax, so the scores never leave the chip. It writes O and the per-row 
              that subtracts the row max; the key loop is split into the off-diagonal blocks (no
              mask, no bounds check) and the diagonal / ragged-end blocks (masked). EVEN_T (set per
              launch when T is a multiple of both tiles) drops every bounds check.
-  backward   _attention_bwd_preprocess_kernel: Delta = rowsum(dO * O) (fp32, B*H x T).
-             _attention_bwd_dkdv_kernel: one program per BLOCK_N keys holds K, V, dK, dV and
-             walks the query blocks that see them (recomputing P^T from Q and LSE).
-             _attention_bwd_dq_kernel: one program per BLOCK_M queries holds Q, dO, dQ and
-             walks the key blocks they see. Two kernels, so no atomics and any T.
+  backward   _attention_bwd_dq_kernel (first): one program per BLOCK_M queries holds Q, dO, dQ
+             and walks the key blocks they see; before its loop it computes its rows'
+             Delta = rowsum(dO * O) (fp32, the softmax backward's correction term) from the dO
+             tile it holds anyway and one read of O, and writes it for the next kernel (a
+             separate preprocess kernel read dO a second time and cost a launch per layer).
+             _attention_bwd_dkdv_kernel (second): one program per BLOCK_N keys holds K, V, dK, dV
+             and walks the query blocks that see them (recomputing P^T from Q, LSE and Delta).
+             Two kernels, so no atomics and any T.
   dropout    (DROPOUT constexpr) P is masked inside the kernels with Philox random numbers
              drawn from (seed, b*h*T*T + row*T + col); the backward regenerates the same mask
              from the same seed instead of storing it. _attention_dropout_mask_kernel writes
@@ -27,7 +30,7 @@ online softmax, so the scores never leave the chip. It writes O and the per-row 
   bias grad  (BIAS_GRAD constexpr, no dropout) the gradient of a bias the projection added to
              qkv, from tiles the backward holds anyway: d(bq) = the column sums of dQ (the dQ
              kernel's tiles), d(bk) = 0 (softmax is shift-invariant per row, and the rows of
-             dS sum to 0), d(bv) = the column sums of dO (P's rows sum to 1; the preprocess's
+             dS sum to 0), d(bv) = the column sums of dO (P's rows sum to 1; also the dQ kernel's
              tiles). Each kernel writes its tile's sums as partials, one slot per PARTIAL_ROWS
              rows (zeros in the other slots a bigger tile spans, so the layout does not follow the
              autotuner's pick), and kernels/common.sum_partials adds them up in a fixed order, in
@@ -53,7 +56,7 @@ from fastgpt.kernels.common import sum_partials, tuning_configs
 
 HEAD_DIMS = (16, 32, 64, 128)
 # Rows per slot of the bias gradient's partial sums: a divisor of the tiles that write them (dQ's
-# BLOCK_M, 64 or 128; the preprocess's 128, 64 in the interpreter).
+# BLOCK_M, 64 or 128; 64 in the interpreter).
 PARTIAL_ROWS = 64
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 LOG2E = 1.4426950408889634
@@ -285,26 +288,6 @@ def _attention_fwd_kernel(Q, K, V, Out, LSE,
 
 
 @triton.jit
-def _attention_bwd_preprocess_kernel(Out, DO, Delta, BiasPartials,
-                                     stride_ob, stride_oh, stride_ot, stride_od,
-                                     stride_dob, stride_doh, stride_dot, stride_dod,
-                                     H, T, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
-                                     BIAS_GRAD: tl.constexpr, PARTIAL_ROWS: tl.constexpr):
-    """Delta = rowsum(dO * O) in fp32: the softmax backward's correction term, per query. With
-    BIAS_GRAD, the k and v slots of the bias gradient's partials: zeros, and dO's column sums."""
-    bh = tl.program_id(0)
-    Out, DO, _, _ = _head(bh, H, Out, DO, Out, DO, stride_ob, stride_oh, stride_dob, stride_doh, 0, 0, 0, 0)
-    start = tl.program_id(1) * BLOCK_M
-    rows = start + tl.arange(0, BLOCK_M)
-    o = _load_tile(Out, rows, stride_ot, stride_od, T, HEAD_DIM, False, True).to(tl.float32)
-    do = _load_tile(DO, rows, stride_dot, stride_dod, T, HEAD_DIM, False, True).to(tl.float32)
-    tl.store(Delta + bh.to(tl.int64) * T + rows, tl.sum(o * do, 1), mask=rows < T)
-    if BIAS_GRAD:
-        _store_bias_grad_partials(BiasPartials, tl.zeros_like(do), start, T, bh, H, 1, HEAD_DIM, BLOCK_M, PARTIAL_ROWS)
-        _store_bias_grad_partials(BiasPartials, do, start, T, bh, H, 2, HEAD_DIM, BLOCK_M, PARTIAL_ROWS)
-
-
-@triton.jit
 def _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qt, stride_qd, stride_dot, stride_dod,
                               cols, lo, hi, T, qk_scale, dropout_p, seed, rng_base,
                               HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, CAUSAL: tl.constexpr,
@@ -410,11 +393,12 @@ def _attention_bwd_dq_inner(dq, q, do, lse, delta, K, V, stride_kt, stride_kd, s
 
 @triton.autotune(configs=DQ_CONFIGS, key=_TUNE_KEY + ["BIAS_GRAD"])
 @triton.jit(do_not_specialize=["seed"])
-def _attention_bwd_dq_kernel(Q, K, V, DO, DQ, LSE, Delta, BiasPartials,
+def _attention_bwd_dq_kernel(Q, K, V, DO, Out, DQ, LSE, Delta, BiasPartials,
                              stride_qb, stride_qh, stride_qt, stride_qd,
                              stride_kb, stride_kh, stride_kt, stride_kd,
                              stride_vb, stride_vh, stride_vt, stride_vd,
                              stride_dob, stride_doh, stride_dot, stride_dod,
+                             stride_ob, stride_oh, stride_ot, stride_od,
                              stride_dqb, stride_dqh, stride_dqt, stride_dqd,
                              H, T, T_BUCKET, qk_scale, sm_scale, dropout_p, seed,
                              HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -424,7 +408,7 @@ def _attention_bwd_dq_kernel(Q, K, V, DO, DQ, LSE, Delta, BiasPartials,
     bh = tl.program_id(0)
     Q, K, V, DO = _head(bh, H, Q, K, V, DO, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh,
                         stride_dob, stride_doh)
-    DQ, _, _, _ = _head(bh, H, DQ, DQ, DQ, DQ, stride_dqb, stride_dqh, 0, 0, 0, 0, 0, 0)
+    DQ, Out, _, _ = _head(bh, H, DQ, Out, DQ, DQ, stride_dqb, stride_dqh, stride_ob, stride_oh, 0, 0, 0, 0)
     LSE += bh.to(tl.int64) * T
     Delta += bh.to(tl.int64) * T
     rng_base = bh.to(tl.int64) * T * T
@@ -433,7 +417,16 @@ def _attention_bwd_dq_kernel(Q, K, V, DO, DQ, LSE, Delta, BiasPartials,
     rows = start_m + tl.arange(0, BLOCK_M)
     q = _load_tile(Q, rows, stride_qt, stride_qd, T, HEAD_DIM, False, True)
     do = _load_tile(DO, rows, stride_dot, stride_dod, T, HEAD_DIM, False, True)
-    lse, delta = _load_row_stats(LSE, Delta, rows, T, True)
+    lse = tl.load(LSE + rows, mask=rows < T, other=0.0)
+    # Delta of these rows, for this kernel and the dK/dV kernel after it (rows >= T load zeros)
+    o = _load_tile(Out, rows, stride_ot, stride_od, T, HEAD_DIM, False, True)
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+    tl.store(Delta + rows, delta, mask=rows < T)
+    if BIAS_GRAD:   # d(bk) = 0 and d(bv) = dO's column sums (the header says why)
+        _store_bias_grad_partials(BiasPartials, tl.zeros_like(do).to(tl.float32), start_m, T, bh, H, 1, HEAD_DIM,
+                                  BLOCK_M, PARTIAL_ROWS)
+        _store_bias_grad_partials(BiasPartials, do.to(tl.float32), start_m, T, bh, H, 2, HEAD_DIM, BLOCK_M,
+                                  PARTIAL_ROWS)
     dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     full_hi, end = _key_split(start_m, T, BLOCK_M, BLOCK_N, CAUSAL)
     dq = _attention_bwd_dq_inner(dq, q, do, lse, delta, K, V, stride_kt, stride_kd, stride_vt, stride_vd,
@@ -444,7 +437,7 @@ def _attention_bwd_dq_kernel(Q, K, V, DO, DQ, LSE, Delta, BiasPartials,
                                  HEAD_DIM, BLOCK_N, CAUSAL, DROPOUT, True, DOT_PRECISION)
     dq = dq * sm_scale
     _store_tile(DQ, rows, stride_dqt, stride_dqd, T, dq, HEAD_DIM)
-    if BIAS_GRAD:
+    if BIAS_GRAD:   # d(bq) = dQ's column sums
         _store_bias_grad_partials(BiasPartials, dq, start_m, T, bh, H, 0, HEAD_DIM, BLOCK_M, PARTIAL_ROWS)
 
 
@@ -519,19 +512,6 @@ def bias_grad_partials(q: torch.Tensor) -> torch.Tensor:
     return torch.empty(B, triton.cdiv(T, PARTIAL_ROWS), 3, H, D, device=q.device, dtype=torch.float32)
 
 
-def attention_bwd_preprocess(out: torch.Tensor, dout: torch.Tensor, partials: torch.Tensor | None = None
-                             ) -> torch.Tensor:
-    """Delta = rowsum(dout * out) as (B, H, T) float32; with `partials` (bias_grad_partials), their
-    k slots zeroed and v slots set to dout's column sums."""
-    B, H, T, D = out.shape
-    delta = torch.empty(B, H, T, device=out.device, dtype=torch.float32)
-    block = 64 if _INTERPRET else 128
-    _attention_bwd_preprocess_kernel[(B * H, triton.cdiv(T, block))](
-        out, dout, delta, out if partials is None else partials, *_strides(out), *_strides(dout), H, T,
-        HEAD_DIM=D, BLOCK_M=block, BIAS_GRAD=partials is not None, PARTIAL_ROWS=PARTIAL_ROWS)
-    return delta
-
-
 def _bwd_scalars(q, softmax_scale, dropout_p, seed):
     H, T = q.shape[1], q.shape[2]
     return (H, T, triton.next_power_of_2(T), softmax_scale * LOG2E, softmax_scale, dropout_p, seed)
@@ -551,19 +531,21 @@ def attention_bwd_dkdv(dout, q, k, v, lse, delta, causal: bool, softmax_scale: f
     return dk, dv
 
 
-def attention_bwd_dq(dout, q, k, v, lse, delta, causal: bool, softmax_scale: float, dropout_p: float = 0.0,
+def attention_bwd_dq(dout, q, k, v, out, lse, causal: bool, softmax_scale: float, dropout_p: float = 0.0,
                      seed: int = 0, dq: torch.Tensor | None = None, config: dict | None = None,
-                     partials: torch.Tensor | None = None) -> torch.Tensor:
-    """dQ (B, H, T, D): one program per query block walks the keys it sees; with `partials`
-    (bias_grad_partials; no dropout) their q slots set to dQ's column sums."""
+                     partials: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dQ (B, H, T, D), Delta = rowsum(dout * out) as (B, H, T) fp32, for attention_bwd_dkdv): one
+    program per query block walks the keys it sees; with `partials` (bias_grad_partials; no
+    dropout) all their slots written: q with dQ's column sums, k zeros, v dout's column sums."""
     B, H, T, D = q.shape
     dq = empty_bthd(B, H, T, D, q) if dq is None else dq
+    delta = torch.empty(B, H, T, device=q.device, dtype=torch.float32)
     _launch(_attention_bwd_dq_kernel, lambda m: (B * H, triton.cdiv(T, m["BLOCK_M"])), config,
-            q, k, v, dout, dq, lse, delta, q if partials is None else partials,
-            *_strides(q), *_strides(k), *_strides(v), *_strides(dout), *_strides(dq),
+            q, k, v, dout, out, dq, lse, delta, q if partials is None else partials,
+            *_strides(q), *_strides(k), *_strides(v), *_strides(dout), *_strides(out), *_strides(dq),
             *_bwd_scalars(q, softmax_scale, dropout_p, seed), **_common_meta(q, causal, dropout_p),
             BIAS_GRAD=partials is not None, PARTIAL_ROWS=PARTIAL_ROWS)
-    return dq
+    return dq, delta
 
 
 def attention_bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
@@ -577,11 +559,10 @@ def attention_bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch
     if partials is not None and dropout_p > 0.0:
         raise ValueError("attention_bwd: the bias gradient from the kernels' tiles needs dropout_p = 0")
     dq, dk, dv = grads if grads is not None else (None, None, None)
-    delta = attention_bwd_preprocess(out, dout, partials)
+    dq, delta = attention_bwd_dq(dout, q, k, v, out, lse, causal, softmax_scale, dropout_p, seed,
+                                 dq=dq, config=dq_config, partials=partials)
     dk, dv = attention_bwd_dkdv(dout, q, k, v, lse, delta, causal, softmax_scale, dropout_p, seed,
                                 dk=dk, dv=dv, config=dkdv_config)
-    dq = attention_bwd_dq(dout, q, k, v, lse, delta, causal, softmax_scale, dropout_p, seed,
-                          dq=dq, config=dq_config, partials=partials)
     return dq, dk, dv
 
 
