@@ -45,21 +45,36 @@ def sum_partials_kernel(
         tl.store(OutC + cols, tl.sum(acc_c, axis=0).to(OutC.dtype.element_ty), mask=col_mask)
 
 
-# sum_partials' tile: 64 partial rows x 32 columns a step (128-byte rows of fp32 partials)
-SUM_BLOCK_P, SUM_BLOCK_C = (4, 16) if interpreter_mode() else (64, 32)
+# sum_partials' tile (partial rows, columns, warps) by the number of buffers summed at once. Narrow
+# columns give more programs (C / 8 = 96 at C = 768): a few dozen programs on 132 SMs, each
+# walking all P rows, were latency-bound. Timed as CUDA-graph replays on an H200
+# (benchmarks/tune_sum_partials.py, results/runs/run36-sum_partials.md): (512, 768) x 3 buffers 9.5 us with the former
+# (256, 32) 8-warp tile (its three accumulators spilled) against 3.8; (256, 3072) x 1 3.4 us with
+# the former (64, 32) 4-warp tile against 2.7.
+SUM_TILES = {1: (256, 16, 8), 2: (512, 8, 8), 3: (512, 8, 8)}
+_INTERPRETER_SUM_TILE = (4, 16, 4)
 
 
-def sum_partials(partials: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+def sum_partials(partials: torch.Tensor, out: torch.Tensor,
+                 partials_b: torch.Tensor | None = None, out_b: torch.Tensor | None = None,
+                 partials_c: torch.Tensor | None = None, out_c: torch.Tensor | None = None) -> torch.Tensor:
     """out[c] = the sum over p of partials[p, c] (a contiguous (P, C) fp32 tensor), in p order, in
-    out's dtype (so no cast follows); returns out. The second pass of the linear family's column sum,
-    the MLP's bias gradient and the attention's qkv bias gradient (add+LayerNorm's sums its two or
-    three buffers in one launch, with its own tile). C = 0 launches nothing."""
+    out's dtype (so no cast follows); returns out. Likewise out_b from partials_b and out_c from
+    partials_c (same shape), in the same launch. The second pass of every deterministic column sum:
+    the linear family's, the MLP's and the attention's bias gradients, add+LayerNorm's dweight,
+    dbias and dx_bias. C = 0 launches nothing."""
     P, C = partials.shape
     if C == 0:
         return out
-    sum_partials_kernel[(triton.cdiv(C, SUM_BLOCK_C),)](
-        partials, partials, partials, out, out, out, P, C,
-        HAS_B=False, HAS_C=False, BLOCK_P=SUM_BLOCK_P, BLOCK_C=SUM_BLOCK_C, num_warps=4)
+    if (partials_b is None) != (out_b is None) or (partials_c is None) != (out_c is None):
+        raise ValueError("sum_partials: each extra partial buffer needs its output, and each output its buffer")
+    buffers = 1 + (partials_b is not None) + (partials_c is not None)
+    block_p, block_c, warps = _INTERPRETER_SUM_TILE if interpreter_mode() else SUM_TILES[buffers]
+    sum_partials_kernel[(triton.cdiv(C, block_c),)](
+        partials, partials if partials_b is None else partials_b, partials if partials_c is None else partials_c,
+        out, out if out_b is None else out_b, out if out_c is None else out_c, P, C,
+        HAS_B=partials_b is not None, HAS_C=partials_c is not None, BLOCK_P=block_p, BLOCK_C=block_c,
+        num_warps=warps)
     return out
 
 

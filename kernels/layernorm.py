@@ -28,8 +28,8 @@ bandwidth x latency = 3 TB/s x ~1 us = ~3 MB of loads in flight chip-wide, ~25 K
   xhat is recomputed from s, mean and rstd; the weight is loaded once per program; the dweight /
   dbias partial sums are fp32 [BLOCK_C] register vectors (the tile's row axis summed in place
   each step) and written once per program as one row of a (programs, C) fp32 buffer. A second
-  small kernel (kernels/common.sum_partials_kernel) sums that buffer over programs in a fixed
-  order, tall narrow tiles so it has many programs and few steps. No atomics: two runs on the same device give bit-identical
+  small kernel (kernels/common.sum_partials, all two or three buffers in one launch) sums them
+  over programs in a fixed order, on narrow tiles so it has many programs. No atomics: two runs on the same device give bit-identical
   weight and bias gradients. Many short programs rather than a persistent grid sized to the
   SMs: a persistent grid that overshoots the real occupancy runs a second, almost empty wave.
 Statistics are fp32 whatever the input dtype; the sum s is rounded to the input dtype before the
@@ -58,7 +58,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgpt.kernels.common import sm_count, sum_partials_kernel
+from fastgpt.kernels.common import sm_count, sum_partials
 
 MAX_HIDDEN = 65536
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -79,10 +79,6 @@ BWD_PREFETCH = True
 # 2 x 1024, 8-warp prefetching kernel takes 108 registers (2 programs an SM, ~18 KB of loads in
 # flight); capped at 80 it spills 8 bytes and fits 3 programs (~28 KB).
 BWD_MAXNREG: int | None = None
-# Partial-sum reduction tile: (rows of partials, columns) per step of the second kernel. Narrow
-# columns give C / 32 programs (24 at C = 768); tall tiles keep 64 KB a program in flight.
-REDUCE_BLOCK_P = 256
-REDUCE_BLOCK_C = 32
 
 
 @triton.jit
@@ -315,11 +311,6 @@ def add_layernorm_bwd(dy: torch.Tensor, ds: torch.Tensor | None, s: torch.Tensor
         )
     dweight = torch.empty_like(weight)
     dbias = torch.empty_like(weight) if has_bias else None
-    sum_partials_kernel[(triton.cdiv(C, REDUCE_BLOCK_C),)](
-        dw_partial, db_partial, dxb_partial,
-        dweight, dweight if dbias is None else dbias, dweight if x_bias_grad is None else x_bias_grad,
-        programs, C,
-        HAS_B=has_bias, HAS_C=x_bias_grad is not None, BLOCK_P=REDUCE_BLOCK_P, BLOCK_C=REDUCE_BLOCK_C,
-        num_warps=8,
-    )
+    sum_partials(dw_partial, dweight, db_partial if has_bias else None, dbias,
+                 dxb_partial if x_bias_grad is not None else None, x_bias_grad)
     return dx, dweight, dbias
