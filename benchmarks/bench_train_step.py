@@ -25,13 +25,15 @@ zero_grad. Configurations:
                         from the attention, c_proj's by column sums
     *-adamwcopy-*       the graphed step with optimizer_writes_copies: the model runs on persistent
                         bf16 copies that the AdamW step (fastgpt.ops.adamw) reads the gradients of
-                        and writes, so neither the parameters nor the gradients are cast
+                        and writes, so neither the parameters nor the gradients are cast; what
+                        fastgpt-train runs on one GPU without gradient accumulation (session 8)
     *-compile-cudagraphs  the compiled models with mode="reduce-overhead" (CUDA graph replay)
     *-cudagraph         the eager model, the whole step (forward, backward, AdamW) captured as one
                         CUDA graph by fastgpt.cuda_graph.GraphedTrainStep: what fastgpt-train
-                        runs by default on one GPU without dropout (for fastgpt's backends with
-                        its one-copy parameter cast and bias-gradient kernels; the reference's
-                        capture runs the model as a user would write it)
+                        runs by default without dropout (with gradient accumulation or on several
+                        GPUs; for fastgpt's backends with its one-copy parameter cast and
+                        bias-gradient kernels; the reference's capture runs the model as a user
+                        would write it)
 fullgraph=True makes a graph break an error rather than a slower, unfair compiled baseline.
 
 extra_info of each benchmark: median_ms (do_bench median, ms/step), tokens_per_s, mfu

@@ -34,21 +34,35 @@ OP_RUNS = [
      " exp twice` today's kernel", "run30-cross_entropy.json"),
     ("Linear: the bias gradient (column sum) and fused_linear fwd+bwd against F.linear", "run15-linear.json"),
     ("Linear: column-sum tile variants", "run13-linear-variants.json"),
+    ("AdamW step writing the bf16 parameter copies (GPT-2's 124M parameters) against torch's fused "
+     "AdamW with the two casts beside it", "run34-adamw.json"),
+    ("Causal flash attention with Delta computed by the dQ kernel (session 8), the model's path and "
+     "FusedCausalSelfAttention", "run35-attention-dq-delta.json"),
+    ("The same rows in the same call with the former separate preprocess kernel",
+     "run35-attention-preprocess.json"),
 ]
-TRAIN_STEP_RUN = "run31-train_step"
-TRAIN_STEP_FOLLOWUP_RUN = "run32-train_step"
-TRAIN_STEP_FOLLOWUP_NOTE = """Run 32 (`results/runs/run32-train_step/`, the next call, another H100 of the same kind): the
-headline pair once more, after the convergence check and a kernel profile in the same call, to
-show how far one configuration moves from call to call.
+TRAIN_STEP_RUN = "run37-train_step"
+TRAIN_STEP_FOLLOWUP_RUN = "run38-train_step"
+TRAIN_STEP_FOLLOWUP_NOTE = """Run 38 (`results/runs/run38-train_step/`, the next call, another H100 of the same kind): the
+headline pair once more, after the GPU tests and a 60-step `fastgpt-train --preset gpt2` in the
+same call, to show how far one configuration moves from call to call.
 """
-# fastgpt's graphed steps against each compiled reference: the ratios the README states, computed
-HEADLINE = (("triton-cudagraph", "cuda-cudagraph"), ("reference-compile", "reference-compile-cudagraphs"))
-README_TRAIN_STEP_LEAD = """Run 31 (`benchmarks/results/runs/run31-train_step/`): one device call on one H100, every row on the
+# fastgpt's graphed steps against each compiled reference: the ratios the README states, computed.
+# *-adamwcopy-* is what fastgpt-train runs on one GPU without gradient accumulation (since session 8).
+HEADLINE = (("triton-adamwcopy-cudagraph", "cuda-adamwcopy-cudagraph"),
+            ("reference-compile", "reference-compile-cudagraphs"))
+README_TRAIN_STEP_LEAD = """Run 37 (`benchmarks/results/runs/run37-train_step/`): one device call on one H100, every row on the
 same GPU one after the other; `benchmarks/RESULTS.md` says what each configuration is and keeps
-the earlier tables (run 26 on 2 x H100, run 29 on 2 x H200).
+the earlier tables (run 31 of session 7, run 26 on 2 x H100, run 29 on 2 x H200).
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run34-train_step", "Run 34 (one H100): the AdamW step writing the bf16 parameter copies "
+     "(`*-adamwcopy-*`) first timed, beside the same graphed steps without it."),
+    ("run31-train_step", "Run 31 (one H100): the README's table of session 7 (the c_attn and c_proj "
+     "bias gradients in the attention backward and the add+LayerNorm; the `*-biassum-*` rows compute "
+     "each by a column sum, as session 6's step did)."),
+    ("run32-train_step", "Run 32 (one H100): run 31's pair timed again in the next call."),
     ("run30-train_step", "Run 30 (one H100): the bias-gradient placements first measured; every "
      "fastgpt row here ran with a cross-entropy variant (one exponential an element, kept in fp16) "
      "that turned out 0.39 ms slower and was dropped before run 31."),
@@ -69,7 +83,7 @@ TRAIN_STEP_HISTORY = [
      "suite ran on the other; `cuda-cudagraph` then \"cublaslt_forward\"."),
 ]
 SCALING_RUN = "run19-scaling"
-CONVERGENCE_RUN = "run32-convergence.json"
+CONVERGENCE_RUN = "run35-convergence.json"
 SCALING_NOTE = """The val loss column is each run's own: 300 steps of 16k (1 GPU) or 32k (2 GPUs) tokens pass
 over Tiny Shakespeare's 304k training tokens 16 or 32 times, so the 2-GPU run overfits further.
 The loss check compares like with like: the 2-GPU run against one GPU trained on the same global
@@ -88,7 +102,7 @@ eager; `eager ms` is the plain do_bench median of the same callable. NOTES.md ha
 the log of variants.
 """
 
-TRAIN_STEP_NOTE = """`results/runs/run31-train_step/*.json`: one row per configuration, written by
+TRAIN_STEP_NOTE = """`results/runs/run37-train_step/*.json`: one row per configuration, written by
 bench_train_step.py as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100
 (torch 2.11.0+cu130, triton 3.6.0), one after the other; their pytest-benchmark JSONs are in
 `pytest/` beside them. `*-cudagraph` is the whole step replayed as one CUDA graph
@@ -97,7 +111,11 @@ backends it also casts the parameters to bf16 in one multi-tensor copy); `*-comp
 torch.compile's own CUDA graphs (mode="reduce-overhead"). Bias gradients: fastgpt's rows take
 c_attn's from the attention backward and add each c_proj bias in the next add+LayerNorm, whose
 backward returns its gradient (the defaults since session 7); `*-biassum-*` computes each by a
-column sum, as session 6's step did; the reference rows run nanoGPT's arrangement. `cuda-*` run
+column sum, as session 6's step did; the reference rows run nanoGPT's arrangement.
+`*-adamwcopy-cudagraph` runs the model on persistent bf16 copies of the parameters that the AdamW
+step writes (fastgpt.ops.adamw: one launch reads each fp32 parameter, its bf16 gradient and both
+moments, clipping folded in as a gradient scale): fastgpt-train's step on one GPU without gradient
+accumulation since session 8. `cuda-*` run
 the cuda backend: its MLP on cuBLASLt's bias + GELU and GELU-gradient epilogues. The eager
 reference is GPU-bound; fastgpt's eager rows are host-bound (41-76 ms in runs 16-27) and not
 repeated here. Command per configuration:

@@ -61,7 +61,10 @@ def train_flags(args, metrics: Path, out_dir: Path, eager: bool) -> list[str]:
     flags = ["--preset", "gpt2", "--backend", args.backend, "--batch-size", args.batch_size,
              "--gradient-accumulation-steps", 1, "--max-iters", args.steps, "--eval-interval", args.steps,
              "--log-interval", args.log_interval, "--sample-tokens", 0, "--no-progress",
-             "--metrics-file", metrics, "--out-dir", out_dir]
+             "--metrics-file", metrics, "--out-dir", out_dir,
+             # the same step on 1 and N GPUs: the AdamW step writing the parameter copies (one GPU's
+             # default since session 8) does not run on several GPUs yet
+             "--no-optimizer-writes-copies"]
     return [str(f) for f in flags] + (["--no-cuda-graph"] if eager else [])
 
 
