@@ -26,7 +26,7 @@ zero_grad. Configurations:
     *-adamwcopy-*       the graphed step with optimizer_writes_copies: the model runs on persistent
                         bf16 copies that the AdamW step (fastgpt.ops.adamw) reads the gradients of
                         and writes, so neither the parameters nor the gradients are cast; what
-                        fastgpt-train runs on one GPU without gradient accumulation (session 8)
+                        fastgpt-train runs without gradient accumulation (session 8)
     *-compile-cudagraphs  the compiled models with mode="reduce-overhead" (CUDA graph replay)
     *-cudagraph         the eager model, the whole step (forward, backward, AdamW) captured as one
                         CUDA graph by fastgpt.cuda_graph.GraphedTrainStep: what fastgpt-train

@@ -48,7 +48,7 @@ headline pair once more, after the GPU tests and a 60-step `fastgpt-train --pres
 same call, to show how far one configuration moves from call to call.
 """
 # fastgpt's graphed steps against each compiled reference: the ratios the README states, computed.
-# *-adamwcopy-* is what fastgpt-train runs on one GPU without gradient accumulation (since session 8).
+# *-adamwcopy-* is what fastgpt-train runs without gradient accumulation (since session 8).
 HEADLINE = (("triton-adamwcopy-cudagraph", "cuda-adamwcopy-cudagraph"),
             ("reference-compile", "reference-compile-cudagraphs"))
 README_TRAIN_STEP_LEAD = """Run 37 (`benchmarks/results/runs/run37-train_step/`): one device call on one H100, every row on the
@@ -114,7 +114,7 @@ backward returns its gradient (the defaults since session 7); `*-biassum-*` comp
 column sum, as session 6's step did; the reference rows run nanoGPT's arrangement.
 `*-adamwcopy-cudagraph` runs the model on persistent bf16 copies of the parameters that the AdamW
 step writes (fastgpt.ops.adamw: one launch reads each fp32 parameter, its bf16 gradient and both
-moments, clipping folded in as a gradient scale): fastgpt-train's step on one GPU without gradient
+moments, clipping folded in as a gradient scale): fastgpt-train's step without gradient
 accumulation since session 8. `cuda-*` run
 the cuda backend: its MLP on cuBLASLt's bias + GELU and GELU-gradient epilogues. The eager
 reference is GPU-bound; fastgpt's eager rows are host-bound (41-76 ms in runs 16-27) and not

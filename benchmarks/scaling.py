@@ -11,8 +11,10 @@ Runs, each a fastgpt-train process (or torchrun job) with the same flags but for
                   the same with --no-cuda-graph (N GPUs: DDP) [--eager]
 and, in this process on GPU 0, the same seed, schedule and graphed step on the N ranks' batches
 of every step (what the N-GPU run computes, up to rounding):
-    global-batch              the N batches concatenated: one batch of N x B sequences
-    global-batch-accumulated  the N batches as N accumulated micro-steps (N x B sequences too)
+    global-batch              the N batches concatenated: one batch of N x B sequences (on the
+                              parameter copies, as the runs without accumulation are)
+    global-batch-accumulated  the N batches as N accumulated micro-steps (N x B sequences too;
+                              the cast step: no copies with accumulation)
 
 tokens/s of a run: the median over its log intervals (--log-interval steps each), the first
 interval (compilation, autotuning, warm-up, capture) left out. Scaling efficiency: N-GPU tokens/s
@@ -21,8 +23,9 @@ torch.cuda.max_memory_allocated at the end (fastgpt-train's --metrics-file summa
 Loss curves, bound stated up front: the moving averages (window --smooth) of the N-GPU run's
 per-step loss (mean over ranks) and of each global-batch run differ by at most
 max(--tolerance, 2 x noise) nats at every step, where noise is the largest difference between
-the two global-batch runs: the same data and weights, only regrouped, so only rounding differs,
-and rounding differences grow over a run of a few hundred steps (convergence.py's rule).
+the two global-batch runs: the same data and weights, only regrouped (and one on the parameter
+copies, the other on the cast step), so only rounding differs, and rounding differences grow over
+a run of a few hundred steps (convergence.py's rule).
 
 Writes OUT/scaling.json (rows, losses, commands, device, versions), OUT/logs/*.log and OUT/*.jsonl,
 prints a table last; exits 1 when the loss bound is broken or a run fails.
@@ -61,10 +64,7 @@ def train_flags(args, metrics: Path, out_dir: Path, eager: bool) -> list[str]:
     flags = ["--preset", "gpt2", "--backend", args.backend, "--batch-size", args.batch_size,
              "--gradient-accumulation-steps", 1, "--max-iters", args.steps, "--eval-interval", args.steps,
              "--log-interval", args.log_interval, "--sample-tokens", 0, "--no-progress",
-             "--metrics-file", metrics, "--out-dir", out_dir,
-             # the same step on 1 and N GPUs: the AdamW step writing the parameter copies (one GPU's
-             # default since session 8) does not run on several GPUs yet
-             "--no-optimizer-writes-copies"]
+             "--metrics-file", metrics, "--out-dir", out_dir]
     return [str(f) for f in flags] + (["--no-cuda-graph"] if eager else [])
 
 
@@ -106,7 +106,11 @@ def global_batch_losses(flags: list[str], world: int, accumulate: bool) -> list[
                 for rank in range(world)]
     model, optimizer = initial_model_and_optimizer(cfg, mc, device)
     precision = distributed.autocast(device, distributed.resolve_dtype(cfg.dtype, device))
-    step = GraphedTrainStep(model, optimizer, world if accumulate else 1, cfg.grad_clip, precision)
+    n_micro = world if accumulate else 1
+    # the parameter copies where fastgpt-train would use them (so, as on the ranks, not with accumulation)
+    copies = cfg.optimizer_writes_copies is not False and GraphedTrainStep.copies_problem(optimizer, n_micro,
+                                                                                          precision) is None
+    step = GraphedTrainStep(model, optimizer, n_micro, cfg.grad_clip, precision, optimizer_writes_copies=copies)
     losses = []
     with use_backend(cfg.backend):
         for s in range(cfg.max_iters):

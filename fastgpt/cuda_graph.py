@@ -30,8 +30,10 @@ optimizer_writes_copies=True (fastgpt-train's default where it applies; timed in
 benchmarks/results/runs/run34-train_step, the `*-adamwcopy-*` rows): the model runs on
 persistent bf16 copies of its parameters (fastgpt.ops.autocast.ParameterCopies), and the AdamW
 step reads their bf16 gradients and writes them (fastgpt.ops.adamw), clipping folded in as a
-gradient scale: no parameter cast, no gradient cast, no clipping pass. One GPU, no gradient
-accumulation, bf16 autocast, torch.optim.AdamW (copies_problem says which is missing).
+gradient scale: no parameter cast, no gradient cast, no clipping pass. On several GPUs the
+copies' bf16 gradients are cast into one fp32 buffer, which one all-reduce averages, and the step
+reads that (fastgpt.distributed.average_in_fp32). No gradient accumulation (it would sum the
+copies' gradients in bf16), bf16 autocast, torch.optim.AdamW (copies_problem says which is missing).
 
 Limits (GraphedTrainStep.problem says which one applies): a CUDA device, no DDP wrapper (see
 above), fixed batch shape, no dropout (the attention kernel's dropout seed is a launch argument:
@@ -42,12 +44,13 @@ not to be capturable (an op in it synchronises with the host) warns once and tra
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from typing import Callable, Iterable, Sequence
 
 import torch
 
-from fastgpt.distributed import all_reduce_gradients
+from fastgpt.distributed import all_reduce_gradients, average_in_fp32
 from fastgpt.ops.adamw import step_with_copies
 from fastgpt.ops.autocast import ParameterCopies, cast_once_forward
 from fastgpt.ops.dispatch import replayed_steps
@@ -63,6 +66,11 @@ def portable_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
             group["lr"] = group["lr"].item()
             group["capturable"] = False
     return state
+
+
+def _forward_on_copies(copies: ParameterCopies, model: torch.nn.Module, *args):
+    """GraphedTrainStep's forward on the parameter copies (`model` is the copies' own)."""
+    return copies.forward(*args)
 
 
 def _release_generator(device: torch.device) -> None:
@@ -93,7 +101,7 @@ class GraphedTrainStep:
         if problem is not None:
             raise ValueError(f"cannot capture the training step as a CUDA graph: {problem}")
         if optimizer_writes_copies:
-            problem = self.copies_problem(optimizer, n_micro, precision, average_over_ranks)
+            problem = self.copies_problem(optimizer, n_micro, precision)
             if problem is not None:
                 raise ValueError(f"optimizer_writes_copies: {problem}")
         self.model, self.optimizer, self.n_micro = model, optimizer, n_micro
@@ -107,7 +115,11 @@ class GraphedTrainStep:
         # writes (fastgpt.ops.adamw), so neither the parameters nor the gradients are cast
         self.copies = ParameterCopies(model, precision.fast_dtype) if optimizer_writes_copies else None
         if self.copies is not None:
-            self.forward = lambda m, *args: self.copies.forward(*args)
+            # bound to the copies, not to self: a closure over self would be a reference cycle that
+            # keeps this step and its graph alive after its last user lets go, until the garbage
+            # collector runs; under torchrun that was after the process group was destroyed, and
+            # the processes hung at exit (run 39)
+            self.forward = functools.partial(_forward_on_copies, self.copies)
         self.params = [p for p in model.parameters() if p.requires_grad]
         device = self.params[0].device
         self.lr = torch.zeros((), dtype=torch.float32, device=device)
@@ -122,7 +134,7 @@ class GraphedTrainStep:
         self.steps = 0
 
     @staticmethod
-    def copies_problem(optimizer, n_micro: int, precision, average_over_ranks: bool) -> str | None:
+    def copies_problem(optimizer, n_micro: int, precision) -> str | None:
         """Why the optimizer cannot write the parameter copies in this step, or None."""
         if not isinstance(optimizer, torch.optim.AdamW):
             return f"needs a torch.optim.AdamW, got {type(optimizer).__name__}"
@@ -130,10 +142,6 @@ class GraphedTrainStep:
             return "needs bfloat16 autocast (the copies are in its dtype)"
         if n_micro != 1:
             return "gradient accumulation would sum the copies' gradients in bfloat16"
-        if average_over_ranks:
-            # tried in session 8 (bf16 gradients cast into one fp32 buffer, averaged by one
-            # all-reduce): it trained, but the torchrun processes hung at exit on 2 GPUs (run 39)
-            return "not with several GPUs yet (the all-reduce averages the fp32 gradients)"
         return None
 
     @staticmethod
@@ -194,7 +202,9 @@ class GraphedTrainStep:
             (loss / self.n_micro).backward()
             total += loss.detach().float()
         if self.copies is not None:
-            step_with_copies(self.optimizer, self.copies, self.grad_clip)
+            # several GPUs: the copies' bf16 gradients averaged over the ranks in fp32
+            grads = average_in_fp32(self.copies.grads()) if self.average_over_ranks else None
+            step_with_copies(self.optimizer, self.copies, self.grad_clip, grads)
             return total / self.n_micro
         if self.average_over_ranks:
             all_reduce_gradients(self.params)

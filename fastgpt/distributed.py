@@ -150,8 +150,7 @@ def all_reduce_gradients(params: list[torch.Tensor]) -> None:
     One collective for all of them: when the gradients are slices of one buffer (as
     fastgpt.ops.autocast.cast_once_forward makes them) the buffer itself is reduced, with no
     copies; otherwise they are flattened into one buffer and copied back. Every rank must call
-    it with the same parameters in the same order. NCCL averages inside the collective
-    (ReduceOp.AVG); gloo sums, then the sum is divided by the world size."""
+    it with the same parameters in the same order."""
     if not _active():
         return
     grads = [p.grad for p in params if p.grad is not None]
@@ -162,13 +161,36 @@ def all_reduce_gradients(params: list[torch.Tensor]) -> None:
     copied = flat is None
     if copied:
         flat = torch._utils._flatten_dense_tensors(grads)
+    _average_(flat)
+    if copied:
+        torch._foreach_copy_(grads, list(torch._utils._unflatten_dense_tensors(flat, grads)))
+
+
+def average_in_fp32(grads: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The mean over all ranks of `grads` (any float dtype, e.g. the bf16 gradients of
+    fastgpt.ops.autocast.ParameterCopies), as fp32 views of one new buffer shaped as them.
+
+    The gradients are cast into the buffer by one multi-tensor copy and the buffer is averaged by
+    one collective, in fp32 as all_reduce_gradients averages the fp32 gradients of the cast step
+    (a bf16 collective would round every partial sum to bf16). Without several ranks: the
+    gradients themselves."""
+    if not _active():
+        return grads
+    flat = torch.empty(sum(g.numel() for g in grads), dtype=torch.float32, device=grads[0].device)
+    views = [piece.view(g.shape) for piece, g in zip(flat.split([g.numel() for g in grads]), grads)]
+    torch._foreach_copy_(views, grads)
+    _average_(flat)
+    return views
+
+
+def _average_(flat: torch.Tensor) -> None:
+    """flat <- its mean over all ranks, in place. NCCL averages inside the collective
+    (ReduceOp.AVG); gloo sums, then the sum is divided by the world size."""
     if dist.get_backend() == dist.Backend.NCCL:
         dist.all_reduce(flat, op=dist.ReduceOp.AVG)
     else:
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         flat /= dist.get_world_size()
-    if copied:
-        torch._foreach_copy_(grads, list(torch._utils._unflatten_dense_tensors(flat, grads)))
 
 
 def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:

@@ -105,8 +105,8 @@ class TrainConfig:
                                             "torchrun it averages the gradients itself, without DDP)")
     optimizer_writes_copies: bool | None = setting(
         None, "run the graphed step's model on bf16 parameter copies that the AdamW step writes, with no "
-              "casts and no clipping pass (default: on where it applies: a CUDA-graphed step, bfloat16, one "
-              "GPU, no gradient accumulation)")
+              "casts and no clipping pass (default: on where it applies: a CUDA-graphed step, bfloat16, no "
+              "gradient accumulation)")
     seed: int = setting(1337, "seed of the model's initialisation, the batches and dropout")
     peak_flops: float | None = setting(None, "one GPU's peak FLOP/s for MFU (default: its bf16 peak, "
                                              "when known)")
@@ -363,8 +363,7 @@ class Trainer:
     def _optimizer_writes_copies(self) -> bool:
         """cfg.optimizer_writes_copies for the graphed step (None: where the run allows it)."""
         cfg = self.cfg
-        problem = GraphedTrainStep.copies_problem(self.optimizer, cfg.gradient_accumulation_steps,
-                                                  self.precision, self.env.is_distributed)
+        problem = GraphedTrainStep.copies_problem(self.optimizer, cfg.gradient_accumulation_steps, self.precision)
         if problem is not None and cfg.optimizer_writes_copies:
             raise ConfigError(f"--optimizer-writes-copies: {problem}")
         return problem is None and cfg.optimizer_writes_copies is not False

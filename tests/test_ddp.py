@@ -49,13 +49,13 @@ def single_process_reference(cfg, steps, device=torch.device("cpu")):
                 for rank in range(WORLD)]
     model, optimizer = initial_model_and_optimizer(cfg, mc, device)
     scaler = torch.amp.GradScaler(device.type, enabled=False)
-    losses = {}
+    losses, n_micro = {}, cfg.gradient_accumulation_steps
     with use_backend(cfg.backend):
         for step in range(steps):
             micro = [tuple(torch.cat(parts).to(device)
-                           for parts in zip(*(s.batch(step * ACCUMULATION + m) for s in samplers)))
-                     for m in range(ACCUMULATION)]
-            loss = train_step(model, optimizer, scaler, iter(micro), ACCUMULATION, learning_rate_at(step, cfg),
+                           for parts in zip(*(s.batch(step * n_micro + m) for s in samplers)))
+                     for m in range(n_micro)]
+            loss = train_step(model, optimizer, scaler, iter(micro), n_micro, learning_rate_at(step, cfg),
                               cfg.grad_clip, distributed.autocast(device, distributed.resolve_dtype(cfg.dtype, device)))
             losses[step + 1] = loss.item()
     return model, losses
@@ -130,6 +130,35 @@ def test_all_reduce_gradients_averages_over_ranks_in_place(tmp_path, layout):
     torch.multiprocessing.spawn(_average_gradients_on_rank, args=(str(tmp_path / "store"), layout), nprocs=WORLD)
 
 
+def _average_in_fp32_on_rank(rank: int, store: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    try:
+        shapes = [(3, 5), (7,), (2, 2, 2)]
+
+        def grads_of(r):   # bf16 gradients, as the parameter copies have them
+            return [torch.randn(shape, generator=torch.Generator().manual_seed(10 * r + i)).bfloat16()
+                    for i, shape in enumerate(shapes)]
+        mine = grads_of(rank)
+        kept = [g.clone() for g in mine]
+        averaged = distributed.average_in_fp32(mine)
+        assert distributed.contiguous_span(averaged) is not None          # views of one buffer
+        for i, (g, shape) in enumerate(zip(averaged, shapes)):
+            assert g.dtype == torch.float32 and g.shape == shape
+            expected = sum(grads_of(r)[i].double() for r in range(WORLD)) / WORLD   # exact in fp32
+            torch.testing.assert_close(g.double(), expected, rtol=0, atol=0)
+        assert all(torch.equal(g, k) for g, k in zip(mine, kept))     # the bf16 gradients untouched
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_average_in_fp32_averages_bf16_gradients_in_fp32(tmp_path):
+    """The multi-GPU step on parameter copies: the ranks' bf16 gradients averaged in fp32 (the
+    mean of two bf16 values is exact in fp32), into fp32 views of one buffer."""
+    torch.multiprocessing.spawn(_average_in_fp32_on_rank, args=(str(tmp_path / "store"),), nprocs=WORLD)
+    alone = [torch.ones(2, dtype=torch.bfloat16)]
+    assert distributed.average_in_fp32(alone) is alone       # one process: the gradients themselves
+
+
 def test_contiguous_span_only_for_gap_free_slices_of_one_storage():
     flat = torch.arange(10.0)
     a, b, c = flat[:3], flat[3:7].view(2, 2), flat[7:]
@@ -142,10 +171,14 @@ def test_contiguous_span_only_for_gap_free_slices_of_one_storage():
 # ---- 2 GPUs: NCCL ----
 
 @pytest.mark.skipif(torch.cuda.device_count() < WORLD, reason=f"needs {WORLD} GPUs")
-@pytest.mark.parametrize("cuda_graph, dtype", [(True, "float32"), (True, "bfloat16"), (False, "float32")],
-                         ids=["graphed-fp32", "graphed-bf16", "eager-ddp-fp32"])
-def test_two_gpus_equal_one_gpu_on_the_global_batch(tmp_path, corpus, cuda_graph, dtype):  # noqa: F811
-    """bf16: the gradients lie in one buffer (cast_once_forward), reduced in place; fp32: the
+@pytest.mark.parametrize("cuda_graph, dtype, accumulation",
+                         [(True, "bfloat16", 1), (True, "float32", ACCUMULATION), (True, "bfloat16", ACCUMULATION),
+                          (False, "float32", ACCUMULATION)],
+                         ids=["graphed-bf16-copies", "graphed-fp32", "graphed-bf16", "eager-ddp-fp32"])
+def test_two_gpus_equal_one_gpu_on_the_global_batch(tmp_path, corpus, cuda_graph, dtype, accumulation):  # noqa: F811
+    """bf16 without accumulation: the model on the parameter copies, their bf16 gradients averaged
+    in fp32 (distributed.average_in_fp32) for the AdamW step that writes them; bf16 with
+    accumulation: the gradients lie in one buffer (cast_once_forward), reduced in place; fp32: the
     flatten-and-copy-back path.
 
     Not bitwise, unlike on CPUs: cuBLAS rounds GEMMs of other shapes (B vs 2B rows; TF32 in fp32)
@@ -154,12 +187,13 @@ def test_two_gpus_equal_one_gpu_on_the_global_batch(tmp_path, corpus, cuda_graph
     rate is kept small (3e-4) so those flips move the loss by far less than the tolerance (at 2e-3
     they moved step 2's loss by 0.26% in fp32); the CPU test above is the bitwise one."""
     steps = 6   # 2 eager warm-up steps, then captured ones
-    settings = dict(max_iters=steps, gradient_accumulation_steps=ACCUMULATION, eval_interval=steps,
+    settings = dict(max_iters=steps, gradient_accumulation_steps=accumulation, eval_interval=steps,
                     sample_tokens=0, dropout=0.0, learning_rate=3e-4, min_lr=3e-5, device="cuda", dtype=dtype,
                     backend="triton", cuda_graph=cuda_graph)
     tol = REL_TOL[distributed.DTYPES[dtype]]
     out = torchrun(tiny_flags(tmp_path, corpus, **settings), timeout=300)
-    kind = "CUDA-graphed (gradients all-reduced inside the graph)" if cuda_graph else "eager DDP"
+    copies = "on bf16 parameter copies written by the AdamW step; " if accumulation == 1 else ""
+    kind = f"CUDA-graphed ({copies}gradients all-reduced inside the graph)" if cuda_graph else "eager DDP"
     assert f"{kind} training step" in out and "peak GPU memory per rank: " in out
     tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = True       # as fastgpt-train sets it on GPUs

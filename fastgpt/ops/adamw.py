@@ -213,10 +213,12 @@ def clip_coefficient(grads: list[Tensor], max_norm: float) -> Tensor:
     return torch.clamp(max_norm / (total + 1e-6), max=1.0)
 
 
-def step_with_copies(optimizer: torch.optim.AdamW, copies, grad_clip: float) -> None:
+def step_with_copies(optimizer: torch.optim.AdamW, copies, grad_clip: float,
+                     grads: list[Tensor] | None = None) -> None:
     """The optimizer step of a training step run on fastgpt.ops.autocast.ParameterCopies: clipping
     (grad_clip > 0) folded into the step as a gradient scale, then adamw_step_with_copies from the
-    copies' gradients, writing the copies the next forward reads."""
-    grads = copies.grads()
+    copies' gradients (or `grads`, e.g. their fp32 mean over ranks), writing the copies the next
+    forward reads."""
+    grads = copies.grads() if grads is None else grads
     scale = clip_coefficient(grads, grad_clip) if grad_clip > 0 else None
     adamw_step_with_copies(optimizer, copies.params, grads, copies.copies, scale)
