@@ -61,13 +61,13 @@ LAYERS = ("public", "function", "ops", "impl", "launchers", "validate", "autocas
 
 # ---- stubbed launchers: correctly shaped outputs, no kernel ----
 
-def _stub_add_layernorm_fwd(x, residual, weight, bias, eps, store_sum=True):
+def _stub_add_layernorm_fwd(x, residual, weight, bias, eps, store_sum=True, x_bias=None):
     stats = torch.empty(x.shape[0], dtype=torch.float32, device=x.device)
-    s = torch.empty_like(x) if residual is not None and store_sum else None
+    s = torch.empty_like(x) if (residual is not None or x_bias is not None) and store_sum else None
     return torch.empty_like(x), s, stats, torch.empty_like(stats)
 
 
-def _stub_add_layernorm_bwd(dy, ds, s, weight, mean, rstd, has_bias):
+def _stub_add_layernorm_bwd(dy, ds, s, weight, mean, rstd, has_bias, x_bias_grad=None):
     return torch.empty_like(s), torch.empty_like(weight), torch.empty_like(weight) if has_bias else None
 
 

@@ -54,7 +54,8 @@ from fastgpt import distributed
 from fastgpt.backend import use_backend
 from fastgpt.cuda_graph import GraphedTrainStep
 from fastgpt.data import BatchSampler, prepare_dataset
-from fastgpt.train import build_parser, initial_model_and_optimizer, learning_rate_at, model_config, resolve_config
+from fastgpt.train import (build_parser, initial_model_and_optimizer, learning_rate_at, model_config,
+                           optimizer_writes_copies, resolve_config)
 
 # NVLink multicast stays off on the lent multi-GPU machines (the device README): also in children
 NO_MULTICAST = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
@@ -108,9 +109,8 @@ def global_batch_losses(flags: list[str], world: int, accumulate: bool) -> list[
     precision = distributed.autocast(device, distributed.resolve_dtype(cfg.dtype, device))
     n_micro = world if accumulate else 1
     # the parameter copies where fastgpt-train would use them (so, as on the ranks, not with accumulation)
-    copies = cfg.optimizer_writes_copies is not False and GraphedTrainStep.copies_problem(optimizer, n_micro,
-                                                                                          precision) is None
-    step = GraphedTrainStep(model, optimizer, n_micro, cfg.grad_clip, precision, optimizer_writes_copies=copies)
+    step = GraphedTrainStep(model, optimizer, n_micro, cfg.grad_clip, precision,
+                            optimizer_writes_copies=optimizer_writes_copies(cfg, optimizer, n_micro, precision))
     losses = []
     with use_backend(cfg.backend):
         for s in range(cfg.max_iters):

@@ -138,7 +138,7 @@ class GraphedTrainStep:
         """Why the optimizer cannot write the parameter copies in this step, or None."""
         if not isinstance(optimizer, torch.optim.AdamW):
             return f"needs a torch.optim.AdamW, got {type(optimizer).__name__}"
-        if not (isinstance(precision, torch.autocast) and precision.fast_dtype in (torch.bfloat16,)):
+        if not (isinstance(precision, torch.autocast) and precision.fast_dtype == torch.bfloat16):
             return "needs bfloat16 autocast (the copies are in its dtype)"
         if n_micro != 1:
             return "gradient accumulation would sum the copies' gradients in bfloat16"

@@ -175,6 +175,16 @@ def initial_model_and_optimizer(cfg: TrainConfig, mc: GPTConfig,
                                             device.type)
 
 
+def optimizer_writes_copies(cfg: TrainConfig, optimizer: torch.optim.Optimizer, n_micro: int, precision) -> bool:
+    """Whether a graphed step of this run puts its model on parameter copies that the AdamW step
+    writes: cfg.optimizer_writes_copies, None meaning where it applies (GraphedTrainStep.copies_problem);
+    asked for where it does not apply, a one-line ConfigError."""
+    problem = GraphedTrainStep.copies_problem(optimizer, n_micro, precision)
+    if problem is not None and cfg.optimizer_writes_copies:
+        raise ConfigError(f"--optimizer-writes-copies: {problem}")
+    return problem is None and cfg.optimizer_writes_copies is not False
+
+
 def learning_rate_at(step: int, cfg: TrainConfig) -> float:
     """Linear warmup to learning_rate, cosine decay to min_lr at lr_decay_iters, then min_lr."""
     decay_iters = cfg.lr_decay_iters if cfg.lr_decay_iters is not None else cfg.max_iters
@@ -358,15 +368,8 @@ class Trainer:
         dist.broadcast_parameters(self.model)     # as DDP does when it wraps a model
         return GraphedTrainStep(self.forward_model, self.optimizer, cfg.gradient_accumulation_steps,
                                 cfg.grad_clip, self.precision, average_over_ranks=self.env.is_distributed,
-                                optimizer_writes_copies=self._optimizer_writes_copies())
-
-    def _optimizer_writes_copies(self) -> bool:
-        """cfg.optimizer_writes_copies for the graphed step (None: where the run allows it)."""
-        cfg = self.cfg
-        problem = GraphedTrainStep.copies_problem(self.optimizer, cfg.gradient_accumulation_steps, self.precision)
-        if problem is not None and cfg.optimizer_writes_copies:
-            raise ConfigError(f"--optimizer-writes-copies: {problem}")
-        return problem is None and cfg.optimizer_writes_copies is not False
+                                optimizer_writes_copies=optimizer_writes_copies(
+                                    cfg, self.optimizer, cfg.gradient_accumulation_steps, self.precision))
 
     # ---- checkpoints ----
 

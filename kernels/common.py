@@ -48,9 +48,9 @@ def sum_partials_kernel(
 # sum_partials' tile (partial rows, columns, warps) by the number of buffers summed at once. Narrow
 # columns give more programs (C / 8 = 96 at C = 768): a few dozen programs on 132 SMs, each
 # walking all P rows, were latency-bound. Timed as CUDA-graph replays on an H200
-# (benchmarks/tune_sum_partials.py, results/runs/run36-sum_partials.md): (512, 768) x 3 buffers 9.5 us with the former
-# (256, 32) 8-warp tile (its three accumulators spilled) against 3.8; (256, 3072) x 1 3.4 us with
-# the former (64, 32) 4-warp tile against 2.7.
+# (benchmarks/tune_sum_partials.py, results/runs/run36-sum_partials.md): (512, 768) x 3 buffers
+# 9.5 us with the former (256, 32) 8-warp tile (its three accumulators spilled) against 3.8;
+# (256, 3072) x 1 3.4 us with the former (64, 32) 4-warp tile against 2.7.
 SUM_TILES = {1: (256, 16, 8), 2: (512, 8, 8), 3: (512, 8, 8)}
 _INTERPRETER_SUM_TILE = (4, 16, 4)
 

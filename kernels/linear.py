@@ -12,8 +12,8 @@ How. Pass 1: a 2-D grid of (row bands x BLOCK_N columns) programs; each walks it
 the end: one row of an fp32 (bands, N) partials buffer. The band height is chosen so the grid has
 about PROGRAMS_PER_SM programs per SM (a few tiles in flight per SM hide the load latency; plain
 loads are not software-pipelined by Triton). Pass 2 (kernels/common.sum_partials, which the
-attention's qkv bias gradient ends with too): one program per 32 columns sums the bands in order
-and writes the output in the caller's dtype (the bias's), so no cast kernel follows. Fixed
+attention's qkv bias gradient ends with too): narrow column tiles sum the bands in order
+and write the output in the caller's dtype (the bias's), so no cast kernel follows. Fixed
 partition, fixed order, no atomics: bit-identical results run to run on a device.
 
 Limits: dy is 2-D with any strides (unit column stride is the fast case, specialised by Triton;

@@ -1,14 +1,15 @@
 """fastgpt.ops.autocast: the fused ops' input casts, and cast_once_forward (every parameter cast
 to the autocast dtype by one multi-tensor copy, gradients cast back by another) against plain
 autocast: the same loss and fp32 gradients within bf16 rounding, bf16 weights inside the model,
-tied weights still tied, unused parameters without a gradient, a plain call outside autocast.
+tied weights still tied, unused parameters without a gradient, a plain call outside autocast; and
+ParameterCopies (the persistent copies an optimizer writes) made, refreshed and refused.
 """
 import pytest
 import torch
 
 import fastgpt
 from fastgpt.distributed import contiguous_span
-from fastgpt.ops.autocast import autocast_inputs, cast_once_forward
+from fastgpt.ops.autocast import ParameterCopies, autocast_inputs, cast_once_forward
 from fastgpt.testing import REL_TOL, assert_rel_close
 
 CONFIG = fastgpt.GPTConfig(block_size=16, vocab_size=64, n_layer=2, n_head=2, n_embd=32)
@@ -98,3 +99,21 @@ def test_autocast_inputs_casts_floating_tensors_only(device):
     with torch.autocast(device.type, dtype=torch.bfloat16):
         cx, cids, none = autocast_inputs(x, ids, None)
     assert (cx.dtype, cids.dtype, none) == (torch.bfloat16, torch.int64, None)
+
+
+def test_parameter_copies_follow_a_refresh_and_refuse_half_parameters(device):
+    """ParameterCopies: one bf16 leaf per trainable parameter (the tied embedding once), equal to
+    the parameter cast; refresh() brings them back in line after the parameters change outside
+    the optimizer (a loaded checkpoint); fp16/bf16 parameters are refused."""
+    model = fastgpt.GPT(CONFIG).to(device)
+    copies = ParameterCopies(model, torch.bfloat16)
+    assert len(copies.copies) == len(list(model.parameters()))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    assert not all(torch.equal(c, p.to(torch.bfloat16)) for c, p in zip(copies.copies, copies.params))
+    copies.refresh()
+    for c, p in zip(copies.copies, copies.params):
+        assert c.dtype == torch.bfloat16 and c.requires_grad and torch.equal(c, p.detach().to(torch.bfloat16))
+    with pytest.raises(ValueError, match="fp32 parameters"):
+        ParameterCopies(fastgpt.GPT(CONFIG).to(device, torch.bfloat16), torch.bfloat16)

@@ -94,10 +94,7 @@ def _add_layernorm_fwd_impl(x: Tensor, residual: Optional[Tensor], weight: Tenso
                           bias: Optional[Tensor], eps: float, impl: str, x_bias: Optional[Tensor] = None
                           ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     fwd, _ = LAUNCHERS[impl]()
-    if x_bias is None:      # the launcher contract the CUDA extension shares has no x_bias
-        y, s, mean, rstd = fwd(x, residual, weight, bias, eps)
-    else:
-        y, s, mean, rstd = fwd(x, residual, weight, bias, eps, x_bias=x_bias)
+    y, s, mean, rstd = fwd(x, residual, weight, bias, eps, x_bias=x_bias)
     return y, _none_as_empty(s, x), mean, rstd
 
 
@@ -117,12 +114,9 @@ def _add_layernorm_bwd_impl(dy: Tensor, ds: Optional[Tensor], s: Tensor, weight:
                           x_bias: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     # x_bias (the forward's, passed for its dtype and shape only) asks for its gradient too
     _, bwd = LAUNCHERS[impl]()
-    if x_bias is None:
-        dx, dweight, dbias = bwd(dy, ds, s, weight, mean, rstd, has_bias)
-        return dx, dweight, _none_as_empty(dbias, weight), weight.new_empty(0)
-    dx_bias = torch.empty_like(x_bias)
+    dx_bias = None if x_bias is None else torch.empty_like(x_bias)
     dx, dweight, dbias = bwd(dy, ds, s, weight, mean, rstd, has_bias, x_bias_grad=dx_bias)
-    return dx, dweight, _none_as_empty(dbias, weight), dx_bias
+    return dx, dweight, _none_as_empty(dbias, weight), _none_as_empty(dx_bias, weight)
 
 
 _add_layernorm_bwd_op = torch.library.custom_op("fastgpt::add_layernorm_bwd", mutates_args=())(
@@ -279,8 +273,6 @@ def fused_add_layernorm(x: Tensor, residual: Tensor | None, weight: Tensor,
     if isinstance(x, Tensor):       # (anything else gets its clear error from _check_inputs)
         x, residual, weight, bias, x_bias = autocast_inputs(x, residual, weight, bias, x_bias)
     _check_inputs(x, residual, weight, bias, eps, x_bias)
-    if x_bias is None:
-        return add_layernorm(x, residual, weight, bias, float(eps), device=x.device)
     return add_layernorm(x, residual, weight, bias, float(eps), x_bias, device=x.device)
 
 
