@@ -61,6 +61,10 @@ _INTERPRET = interpreter_mode()
 # with 3 stages is 214 KB for the forward (fits) and 279 KB for dpre (skipped: over 227 KB).
 # K = 768 (the two fused GEMMs) is only 12 steps of 64: the epilogue is a large share of each
 # tile, which is why hiding it matters more here than in a square GEMM.
+# WARP_SPECIALIZE (off in every launch) asks triton 3.6 to split the persistent loop into a TMA
+# producer and two consumer warpgroups. benchmarks/probe_warp_specialize.py (run 42, H100) found
+# it no faster at GPT-2's shapes (fc forward 206 us against 196 for the flattened pipeline), wrong
+# output (NaN) in some configurations, and it does not compile with the bias-gradient sums.
 def _configs(rows):
     return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8, "PROGRAMS_PER_SM": p},
                           num_stages=s, num_warps=w) for bm, bn, bk, s, w, p in rows]
@@ -161,7 +165,7 @@ def _mlp_gemm_kernel(
     EPILOGUE: tl.constexpr, HAS_BIAS: tl.constexpr, STORE_PRE: tl.constexpr,
     STORE_GELU: tl.constexpr, BIAS_GRAD: tl.constexpr, PROLOGUE_GELU: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, INDEX_64: tl.constexpr, EVEN_K: tl.constexpr,
-    FLATTEN: tl.constexpr, TMA: tl.constexpr, B_NK: tl.constexpr,
+    FLATTEN: tl.constexpr, TMA: tl.constexpr, B_NK: tl.constexpr, WARP_SPECIALIZE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     PROGRAMS_PER_SM: tl.constexpr,   # read by the launcher's grid only
 ):
@@ -188,7 +192,8 @@ def _mlp_gemm_kernel(
     # Triton persistent-matmul tutorial, so the flattened pipeline does not carry one value from
     # the prologue of a tile to its epilogue.
     tile_id_c = tl.program_id(0) - tl.num_programs(0)
-    for tile_id in tl.range(tl.program_id(0), num_tiles, tl.num_programs(0), flatten=FLATTEN):
+    for tile_id in tl.range(tl.program_id(0), num_tiles, tl.num_programs(0), flatten=FLATTEN,
+                            warp_specialize=WARP_SPECIALIZE):
         pid_m, pid_n = _mlp_tile_coords(tile_id, num_pid_m, num_pid_n, GROUP_M)
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         if TMA:   # out-of-bounds rows, columns and K tail are zero-filled by the copy engine
@@ -408,7 +413,7 @@ def _gemm(a: torch.Tensor, b: torch.Tensor, *, bias=None, epilogue="linear", pre
         EPILOGUE=epilogue, HAS_BIAS=bias is not None, STORE_PRE=pre_out is not None,
         STORE_GELU=gelu_out is not None, BIAS_GRAD=partial is not None, PROLOGUE_GELU=prologue_gelu,
         INPUT_PRECISION=_input_precision(a.dtype), INDEX_64=_needs_int64(a, b, c, pre_arg),
-        FLATTEN=persistent, TMA=tma, B_NK=b_nk,
+        FLATTEN=persistent, TMA=tma, B_NK=b_nk, WARP_SPECIALIZE=False,
     )
     return c, pre_out, gelu_out, None if partial is None else _column_total(partial)
 
