@@ -87,9 +87,8 @@ def test_lm_head_gemms_alone(benchmark, chunk_rows):
 
 KERNEL_PATHS = {   # launcher arguments of each timed variant
     "default": {},
-    "single pass, one power-of-two block": dict(single_pass=True, segmented=False),
-    "single pass, segments, 16 warps": dict(single_pass=True, num_warps=16),
-    "single pass, one block, 16 warps": dict(single_pass=True, segmented=False, num_warps=16),
+    "single pass": dict(single_pass=True),
+    "single pass, 16 warps": dict(single_pass=True, num_warps=16),
     "two pass": dict(single_pass=False),
 }
 

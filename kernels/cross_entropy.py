@@ -21,7 +21,10 @@ gradient all come from the registers: two transfers of the row instead of three.
 exponentials an element (one for the sum, one for the gradient): keeping exp(z - max) as fp16 in
 the row's registers to take one was measured 26% slower (run 30: 1.90 against 1.51 ms over
 16384 x 50304 bf16 logits, H100; the fp16 copy added register spills), as were 16 warps a row
-instead of 32 (1.84). A
+instead of 32 (1.84). Holding the row as three power-of-two segments (32768 + 16384 + 2048 =
+51200 lanes instead of 65536, 40 bytes of stack instead of 80) was 4% slower (run 43: 1.565
+against 1.508 ms; at 16 warps it still needs 128 registers a thread, so two programs do not fit
+an SM either; commit aa33d38 has it). A
 wider row takes the two-pass path of the same kernel: a first pass over the vocab in blocks of
 BLOCK_V keeps a running max and a running sum of exponentials (online logsumexp, fp32), a second
 pass re-reads the row and writes the gradient. A row whose target is ignore_index gets loss 0
@@ -52,24 +55,6 @@ MAX_BLOCK_V = 32768
 # thread may have at 1024 threads a block. bf16/fp16 rows up to V = 65536 (GPT-2's 50304
 # included) and fp32 rows up to 32768 qualify; wider rows take the two-pass path.
 SINGLE_PASS_MAX_ROW_BYTES = 128 * 1024
-# The single pass's segments are multiples of this many columns (row_segments): two bf16 values
-# a thread at 32 warps, four at 16.
-SEGMENT_GRANULE = 2048
-
-
-@triton.jit
-def _cross_entropy_load_segment(Logits, start, n_cols, SEG: tl.constexpr):
-    """Columns [start, start + SEG) of the row in their storage dtype; -inf past n_cols."""
-    cols = start + tl.arange(0, SEG)
-    return tl.load(Logits + cols, mask=cols < n_cols, other=float("-inf"))
-
-
-@triton.jit
-def _cross_entropy_store_softmax(Logits, z, start, n_cols, lse, scale):
-    """softmax(z) * scale over one held segment, written back in place (masked past n_cols)."""
-    cols = start + tl.arange(0, z.shape[0])
-    p = tl.exp(z.to(tl.float32) - lse) * scale
-    tl.store(Logits + cols, p.to(Logits.dtype.element_ty), mask=cols < n_cols)
 
 
 @triton.jit
@@ -80,9 +65,7 @@ def _cross_entropy_fwd_bwd_kernel(
     NValid,                      # pointer to the number of non-ignored targets of the whole batch
     n_cols, ignore_index,
     BLOCK_V: tl.constexpr, COMPUTE_GRAD: tl.constexpr,
-    SINGLE_PASS: tl.constexpr,   # the row stays in registers, read once: [0, BLOCK_V) ...
-    SEG1: tl.constexpr,          # ... then [BLOCK_V, BLOCK_V + SEG1) and the next SEG2 columns
-    SEG2: tl.constexpr,          # (powers of two, 0 when absent): BLOCK_V + SEG1 + SEG2 >= n_cols
+    SINGLE_PASS: tl.constexpr,   # BLOCK_V >= n_cols: the row stays in registers, read once
 ):
     row = tl.program_id(0).to(tl.int64)
     Logits += row * stride_row
@@ -98,23 +81,10 @@ def _cross_entropy_fwd_bwd_kernel(
         return
 
     if SINGLE_PASS:
-        # the whole row, kept in registers in its storage dtype (bf16: two values a register),
-        # every segment's load issued before the first reduction
-        z0 = _cross_entropy_load_segment(Logits, 0, n_cols, BLOCK_V)
-        if SEG1 > 0:
-            z1 = _cross_entropy_load_segment(Logits, BLOCK_V, n_cols, SEG1)
-        if SEG2 > 0:
-            z2 = _cross_entropy_load_segment(Logits, BLOCK_V + SEG1, n_cols, SEG2)
-        m = tl.max(z0.to(tl.float32), axis=0)
-        if SEG1 > 0:
-            m = tl.maximum(m, tl.max(z1.to(tl.float32), axis=0))
-        if SEG2 > 0:
-            m = tl.maximum(m, tl.max(z2.to(tl.float32), axis=0))
-        d = tl.sum(tl.exp(z0.to(tl.float32) - m), axis=0)
-        if SEG1 > 0:
-            d += tl.sum(tl.exp(z1.to(tl.float32) - m), axis=0)
-        if SEG2 > 0:
-            d += tl.sum(tl.exp(z2.to(tl.float32) - m), axis=0)
+        # the whole row, kept in registers in its storage dtype (bf16: two values a register)
+        z_row = tl.load(Logits + cols, mask=cols < n_cols, other=float("-inf"))
+        m = tl.max(z_row.to(tl.float32), axis=0)
+        d = tl.sum(tl.exp(z_row.to(tl.float32) - m), axis=0)
     else:
         # pass 1: online logsumexp in fp32
         m = float("-inf")
@@ -138,11 +108,8 @@ def _cross_entropy_fwd_bwd_kernel(
             # softmax everywhere, then the target's element again with the -1 after a barrier
             # (a per-element `cols == target` select keeps 64 column indices live per thread
             # and doubles the register spill of this path)
-            _cross_entropy_store_softmax(Logits, z0, 0, n_cols, lse, inv_n_valid)
-            if SEG1 > 0:
-                _cross_entropy_store_softmax(Logits, z1, BLOCK_V, n_cols, lse, inv_n_valid)
-            if SEG2 > 0:
-                _cross_entropy_store_softmax(Logits, z2, BLOCK_V + SEG1, n_cols, lse, inv_n_valid)
+            p = tl.exp(z_row.to(tl.float32) - lse)
+            tl.store(Logits + cols, (p * inv_n_valid).to(Logits.dtype.element_ty), mask=cols < n_cols)
             tl.debug_barrier()
             g_target = (tl.exp(z_target - lse) - 1.0) * inv_n_valid
             tl.store(Logits + target, g_target.to(Logits.dtype.element_ty), mask=in_range)
@@ -156,52 +123,33 @@ def _cross_entropy_fwd_bwd_kernel(
                 tl.store(Logits + start + cols, g.to(Logits.dtype.element_ty), mask=mask)
 
 
-def row_segments(n_cols: int, granule: int = SEGMENT_GRANULE) -> tuple[int, int, int]:
-    """The single pass's register lanes for a row of n_cols, as (BLOCK_V, SEG1, SEG2): n_cols
-    rounded up to a multiple of granule and written as at most three powers of two, largest
-    first, the absent ones 0. GPT-2's 50304 -> 32768 + 16384 + 2048 = 51200 lanes, where one
-    power of two takes 65536. Falls back to that one power of two where it has fewer lanes
-    (small rows) or where the rounded width needs more than three segments."""
-    one_block = triton.next_power_of_2(n_cols)
-    padded = triton.cdiv(n_cols, granule) * granule
-    parts = [1 << bit for bit in range(padded.bit_length() - 1, -1, -1) if padded >> bit & 1]
-    if len(parts) > 3 or padded >= one_block:
-        return one_block, 0, 0
-    return tuple(parts + [0] * (3 - len(parts)))
-
-
 def cross_entropy_fwd_bwd_(logits: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor,
                            n_valid: torch.Tensor, ignore_index: int, compute_grad: bool,
                            block_v: int | None = None, single_pass: bool | None = None,
-                           segmented: bool = True, num_warps: int | None = None,
-                           granule: int = SEGMENT_GRANULE) -> None:
+                           num_warps: int | None = None) -> None:
     """Per-row loss of logits (rows, V) into loss (rows,) fp32; with compute_grad the logits are
     overwritten by the gradient of the mean loss over n_valid (a 1-element device tensor).
 
-    single_pass (default: when the row's lanes fit SINGLE_PASS_MAX_ROW_BYTES) reads each row
-    once, holding it in registers, as up to three power-of-two segments (`row_segments`; with
-    segmented=False as one power of two); otherwise the row is read twice in blocks of block_v.
-    num_warps (default: by the lanes a program holds) and granule are tuning knobs the
-    benchmark and the tests turn."""
+    single_pass (default: when the padded row fits SINGLE_PASS_MAX_ROW_BYTES) reads each row
+    once, holding it in registers; otherwise the row is read twice in blocks of block_v.
+    num_warps (default: by the block width) is a tuning knob the benchmark times."""
     rows, n_cols = logits.shape
     if rows == 0:
         return
     assert logits.stride(1) == 1 and targets.is_contiguous() and loss.is_contiguous()
-    segments = row_segments(n_cols, granule) if segmented else (triton.next_power_of_2(n_cols), 0, 0)
+    row_block = triton.next_power_of_2(n_cols)
     if single_pass is None:
-        single_pass = block_v is None and sum(segments) * logits.element_size() <= SINGLE_PASS_MAX_ROW_BYTES
+        single_pass = block_v is None and row_block * logits.element_size() <= SINGLE_PASS_MAX_ROW_BYTES
     if single_pass:
         assert block_v is None or block_v >= n_cols, "the single pass holds the whole row"
-        block_v, seg1, seg2 = segments
+        block_v = row_block
     else:
-        block_v, seg1, seg2 = block_v or min(MAX_BLOCK_V, triton.next_power_of_2(n_cols)), 0, 0
+        block_v = block_v or min(MAX_BLOCK_V, row_block)
     if num_warps is None:
-        lanes = block_v + seg1 + seg2
-        num_warps = 32 if lanes >= 32768 else 16 if lanes >= 8192 else 8 if lanes >= 2048 else 4
+        num_warps = 32 if block_v >= 32768 else 16 if block_v >= 8192 else 8 if block_v >= 2048 else 4
     _cross_entropy_fwd_bwd_kernel[(rows,)](
         logits, logits.stride(0), targets, loss, n_valid, n_cols, ignore_index,
-        BLOCK_V=block_v, COMPUTE_GRAD=compute_grad, SINGLE_PASS=single_pass, SEG1=seg1, SEG2=seg2,
-        num_warps=num_warps)
+        BLOCK_V=block_v, COMPUTE_GRAD=compute_grad, SINGLE_PASS=single_pass, num_warps=num_warps)
 
 
 # Default chunk: 4096 tokens. Each chunk re-reads and re-writes the fp32 V x C gradient of W

@@ -127,8 +127,6 @@ def test_frozen_head_and_no_grad():
 KERNEL_PATHS = [dict(block_v=128, single_pass=False),   # 8 blocks, last partial
                 dict(single_pass=True),                   # whole row in one block
                 dict(single_pass=True, num_warps=4),      # the warps knob the benchmark times
-                dict(single_pass=True, segmented=False),  # the row as one power of two
-                dict(single_pass=True, granule=8),        # V = 2053: segments 2048 + 8, last partial
                 dict()]                                   # the launcher's choice
 
 
@@ -185,41 +183,6 @@ def test_kernel_in_half_precision(path, dtype):
     assert torch.count_nonzero(dlogits[[3, 12]]) == 0
 
 
-def test_row_segments():
-    from fastgpt.kernels.cross_entropy import row_segments
-
-    assert row_segments(50304) == (32768, 16384, 2048)     # GPT-2's padded vocab: 51200 lanes
-    assert row_segments(50257) == (32768, 16384, 2048)
-    assert row_segments(65536) == (65536, 0, 0)
-    assert row_segments(5) == (8, 0, 0)                    # one power of two has fewer lanes
-    assert row_segments(1000, 8) == (1024, 0, 0)           # 1000 needs six segments
-    assert row_segments(99, 4) == (64, 32, 4)
-    assert row_segments(2053, 8) == (2048, 8, 0)
-
-
-@pytest.mark.parametrize("V", [99, 100, 97])
-def test_kernel_over_three_segments(V):
-    """The single pass over a row held as three segments (64 + 32 + 4 lanes): the last one
-    partial (V = 99, 97) or exact (V = 100); targets on every segment and the row's edges."""
-    from fastgpt.kernels.cross_entropy import cross_entropy_fwd_bwd_, row_segments
-
-    assert row_segments(V, 4) == (64, 32, 4)
-    rows = 7
-    g = torch.Generator().manual_seed(V)
-    logits = (torch.randn(rows, V, generator=g) * 3).to(DEVICE)
-    targets = torch.tensor([0, 63, 64, 95, 96, V - 1, -1], device=DEVICE)
-    n_valid = (targets != -1).sum()
-    loss = poison_(torch.empty(rows, device=DEVICE))
-    dlogits = logits.clone()
-    cross_entropy_fwd_bwd_(dlogits, targets, loss, n_valid, -1, True, single_pass=True, granule=4)
-    ref_logits = logits.double().requires_grad_()
-    ref_loss = F.cross_entropy(ref_logits, targets, ignore_index=-1, reduction="none")
-    (ref_loss.sum() / n_valid).backward()
-    assert_rel_close(loss, ref_loss, 1e-6, "per-row loss")
-    assert_rel_close(dlogits, ref_logits.grad, 1e-6, "gradient of the logits")
-    assert torch.count_nonzero(dlogits[-1]) == 0
-
-
 def test_launcher_picks_the_single_pass_by_row_bytes():
     from fastgpt.kernels import cross_entropy as ce
 
@@ -238,7 +201,7 @@ def test_launcher_picks_the_single_pass_by_row_bytes():
             ce._cross_entropy_fwd_bwd_kernel = launch
         return seen["SINGLE_PASS"], seen["BLOCK_V"]
 
-    assert picks_single(50304, torch.bfloat16) == (True, 32768)      # GPT-2's padded vocab (3 segments)
+    assert picks_single(50304, torch.bfloat16) == (True, 65536)      # GPT-2's padded vocab
     assert picks_single(65537, torch.bfloat16) == (False, ce.MAX_BLOCK_V)
     assert picks_single(32768, torch.float32) == (True, 32768)
     assert picks_single(50304, torch.float32) == (False, ce.MAX_BLOCK_V)
