@@ -82,16 +82,16 @@ TRAIN_STEP_HISTORY = [
     ("run23-train_step", "Run 23: the README's table of session 5, all rows on one GPU while the test "
      "suite ran on the other; `cuda-cudagraph` then \"cublaslt_forward\"."),
 ]
-SCALING_RUN = "run19-scaling"
+SCALING_RUN = "run44-scaling"
 CONVERGENCE_RUN = "run35-convergence.json"
 SCALING_NOTE = """The val loss column is each run's own: 300 steps of 16k (1 GPU) or 32k (2 GPUs) tokens pass
 over Tiny Shakespeare's 304k training tokens 16 or 32 times, so the 2-GPU run overfits further.
 The loss check compares like with like: the 2-GPU run against one GPU trained on the same global
-batch (the same 64 sequences a step, concatenated or as 2 accumulated micro-steps). These runs
-predate a fix found right after them (benchmarks/NOTES.md, session 4): in the graphed step the
-bias gradients had run as PyTorch sums rather than fastgpt's column-sum kernel, alike on 1 and 2
-GPUs.
-"""
+batch (the same 64 sequences a step, concatenated or as 2 accumulated micro-steps). The eager
+runs scale worse than the graphed ones: eager DDP all-reduces gradient buckets during the
+backward, each launch paid on the host, where the graphed step averages once inside its graph.
+Session 4's run (2 H100s, before the bias kernels and the parameter copies) stays in
+benchmarks/results/runs/run19-scaling/."""
 
 HEADER = """# GPU results
 
