@@ -57,6 +57,12 @@ the earlier tables (run 31 of session 7, run 26 on 2 x H100, run 29 on 2 x H200)
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run49-train_step", "Run 49 (one H100, session 9, after its changes): the headline pair again, "
+     "with `triton-compile` (torch.compile of the triton-backend model without CUDA graphs), whose "
+     "peak memory now sits below reference-compile's: run 28's peak no longer reproduces "
+     "(run 47: no growth over 40 steps, runs/logs/run47-triton-compile-40-steps.log; "
+     "benchmarks/memory_peaks.py, run 48: the same live set at the peak as the eager triton step). Its time is host-bound and moves from call to call (run 47 timed it "
+     "alone: runs/run47-train_step-triton-compile.json)."),
     ("run34-train_step", "Run 34 (one H100): the AdamW step writing the bf16 parameter copies "
      "(`*-adamwcopy-*`) first timed, beside the same graphed steps without it."),
     ("run31-train_step", "Run 31 (one H100): the README's table of session 7 (the c_attn and c_proj "
