@@ -8,14 +8,15 @@
 from fastgpt.backend import BackendError, get_backend, set_backend, use_backend
 from fastgpt.config import GPT_PRESETS, GPTConfig, gpt_preset
 from fastgpt.model import GPT
-from fastgpt.ops import (FusedAddLayerNorm, FusedCausalSelfAttention, FusedMLP, MLPOptions,
-                         flash_attention, flash_attention_qkvpacked, fused_add_layernorm, fused_linear, fused_linear_cross_entropy,
-                         fused_linear_gelu, fused_mlp)
+from fastgpt.ops import (FusedAddLayerNorm, FusedCausalSelfAttention, FusedEmbedding, FusedMLP, MLPOptions,
+                         flash_attention, flash_attention_qkvpacked, fused_add_layernorm, fused_embedding, fused_linear,
+                         fused_linear_cross_entropy, fused_linear_gelu, fused_mlp)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackendError", "FusedAddLayerNorm", "FusedCausalSelfAttention", "FusedMLP", "GPT", "GPTConfig",
-    "GPT_PRESETS", "flash_attention", "flash_attention_qkvpacked", "fused_add_layernorm", "fused_linear", "fused_linear_cross_entropy",
+    "BackendError", "FusedAddLayerNorm", "FusedCausalSelfAttention", "FusedEmbedding", "FusedMLP", "GPT", "GPTConfig",
+    "GPT_PRESETS", "flash_attention", "flash_attention_qkvpacked", "fused_add_layernorm", "fused_embedding", "fused_linear",
+    "fused_linear_cross_entropy",
     "fused_linear_gelu", "fused_mlp", "get_backend", "MLPOptions", "gpt_preset", "set_backend", "use_backend",
 ]

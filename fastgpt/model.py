@@ -1,7 +1,8 @@
 """A GPT-2 in one readable file, nanoGPT-style, whose hot paths are fastgpt's fused ops.
 
-Pre-LN transformer: token + position embeddings, n_layer blocks of causal self-attention
-and a 4x GELU MLP, a final LayerNorm and an LM head tied to the token embedding.
+Pre-LN transformer: token + position embeddings (the tables' gradients by fastgpt's embedding
+backward), n_layer blocks of causal self-attention and a 4x GELU MLP, a final LayerNorm and an
+LM head tied to the token embedding.
 
 The residual stream is carried as (out, out_bias, resid): each LayerNorm first adds the
 previous sublayer's output, and that sublayer's c_proj bias, to the residual, so the add of one
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastgpt.config import GPTConfig
-from fastgpt.ops import (FusedAddLayerNorm, FusedCausalSelfAttention, FusedMLP, KVCache,
+from fastgpt.ops import (FusedAddLayerNorm, FusedCausalSelfAttention, FusedEmbedding, FusedMLP, KVCache,
                          fused_linear_cross_entropy)
 
 
@@ -55,8 +56,8 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(config.vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
+            wte=FusedEmbedding(config.vocab_size, config.n_embd),
+            wpe=FusedEmbedding(config.block_size, config.n_embd),
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
             ln_f=FusedAddLayerNorm(config.n_embd, bias=config.bias),

@@ -48,8 +48,14 @@ def _linear_cross_entropy(g):
     return (lambda x, w: fastgpt.fused_linear_cross_entropy(x, w, targets.to(x.device))), (x, w)
 
 
+def _embedding(g):
+    idx = torch.randint(0, 13, (2, 9), generator=g)
+    idx[0, ::2] = 5                                      # a repeated row
+    return (lambda w: fastgpt.fused_embedding(idx.to(w.device), w)), (torch.randn(13, 32, generator=g),)
+
+
 OPS = {"attention": _attention, "add_layernorm": _add_layernorm, "linear_gelu": _linear_gelu,
-       "linear_cross_entropy": _linear_cross_entropy}
+       "linear_cross_entropy": _linear_cross_entropy, "embedding": _embedding}
 
 
 def _forward_backward(fn, inputs):

@@ -1,0 +1,70 @@
+"""The embedding family against PyTorch, side by side, at GPT-2 124M's token table (16384 tokens,
+50304 x 768, bf16).
+
+    backward   the table's gradient alone: kernels/embedding.embedding_bwd against PyTorch's
+               embedding_dense_backward (what F.embedding's backward runs). Memory bound: its
+               floor is writing the (V, C) gradient and reading the (N, C) dy once, over the copy
+               bandwidth measured in the same run (copy_gbps).
+    fwd_bwd    fused_embedding (triton backend) against F.embedding: the lookup and the table's
+               gradient.
+Two index sets: "uniform" (random tokens, as bench_train_step.py's) and "shakespeare" (the
+first 16384 GPT-2 tokens of the shipped Tiny Shakespeare: the skew of real text, whose most
+frequent tokens are each looked up hundreds of times).
+
+    pytest benchmarks/bench_embedding.py --benchmark-only --benchmark-json=out.json
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastgpt
+from fastgpt.data import shipped_corpus
+from fastgpt.ops.embedding import fused_embedding
+from fastgpt.tokenizer import GPT2Tokenizer
+from timing import measure, step
+
+TOKENS, VOCAB, WIDTH = 16384, 50304, 768
+DTYPE = torch.bfloat16
+
+
+def indices(kind: str) -> torch.Tensor:
+    if kind == "uniform":
+        return torch.randint(0, 50257, (TOKENS,), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    ids = GPT2Tokenizer().encode(shipped_corpus().read_text(encoding="utf-8")[:200_000])[:TOKENS]
+    assert len(ids) == TOKENS
+    return torch.tensor(ids, device="cuda")
+
+
+@pytest.mark.parametrize("kind", ["uniform", "shakespeare"])
+@pytest.mark.parametrize("impl", ["torch", "triton"])
+def test_backward(benchmark, copy_gbps, impl, kind):
+    from fastgpt.kernels.embedding import embedding_bwd
+
+    idx = indices(kind)
+    dy = torch.randn(TOKENS, WIDTH, device="cuda", dtype=DTYPE)
+    if impl == "torch":
+        fn = lambda: torch.ops.aten.embedding_dense_backward(dy, idx, VOCAB, -1, False)  # noqa: E731
+    else:
+        fn = lambda: embedding_bwd(dy, idx, VOCAB)  # noqa: E731
+    bytes_moved = (VOCAB + TOKENS) * WIDTH * dy.element_size()
+    floor_ms = bytes_moved / (copy_gbps * 1e9) * 1e3
+    ms = measure(benchmark, fn, bytes_moved=bytes_moved, tokens=TOKENS, vocab=VOCAB, width=WIDTH,
+                 indices=kind, impl=impl, copy_gbps=copy_gbps, floor_ms=floor_ms,
+                 max_run=int(torch.bincount(idx).max()))
+    benchmark.extra_info["vs_floor"] = ms / floor_ms
+
+
+@pytest.mark.parametrize("kind", ["uniform", "shakespeare"])
+@pytest.mark.parametrize("impl", ["torch", "triton"])
+def test_fwd_bwd(benchmark, impl, kind):
+    idx = indices(kind).view(32, TOKENS // 32)
+    weight = (torch.randn(VOCAB, WIDTH, device="cuda") * 0.02).to(DTYPE).requires_grad_()
+    dy = torch.randn(32, TOKENS // 32, WIDTH, device="cuda", dtype=DTYPE)
+
+    def forward(weight):
+        if impl == "torch":
+            return F.embedding(idx, weight)
+        with fastgpt.use_backend("triton"):
+            return fused_embedding(idx, weight)
+    measure(benchmark, step(forward, (weight,), (weight,), dy, "fwd_bwd"), tokens=TOKENS, vocab=VOCAB,
+            width=WIDTH, indices=kind, impl=impl)

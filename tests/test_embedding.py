@@ -1,0 +1,158 @@
+"""The embedding family (fastgpt.ops.embedding, kernels/embedding.py): the backward kernel against a
+float64 index_add, and fused_embedding / FusedEmbedding against F.embedding. Odd sizes (one token,
+widths and table sizes that are not multiples of the tile, table rows nobody looks up, one token
+repeated over several BLOCK_T loads), NaN-poisoned output, int32 and int64 indices, bitwise
+repeatability, bad input, and the GPT using it.
+
+The kernel has no tl.dot, so every dtype runs in the CPU interpreter too.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import fastgpt
+from fastgpt.kernels import embedding as kernels
+from fastgpt.ops.embedding import FusedEmbedding, fused_embedding
+from fastgpt.testing import REL_TOL, assert_rel_close, poison_
+
+HAS_CUDA = torch.cuda.is_available()
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+# (tokens, table rows, width): one token; ragged against the tile (interpreter 2 rows x 4 tokens
+# x 16 columns, GPU 4 x 32 x 256); more table rows than tokens (most rows never looked up)
+SHAPES = [(1, 5, 3), (37, 11, 50), (300, 7, 33), (20, 500, 17)]
+GPU_SHAPES = [(16384, 50304, 768), (512, 512, 768), (4097, 1000, 300)]
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """The launcher's output starts as NaN: every element must be written, zeros included."""
+    monkeypatch.setattr(kernels, "_empty", lambda v, c, like: poison_(like.new_empty(v, c)))
+
+
+def _reference(dy: torch.Tensor, idx: torch.Tensor, rows: int) -> torch.Tensor:
+    return torch.zeros(rows, dy.shape[1], dtype=torch.float64, device=dy.device).index_add_(0, idx, dy.double())
+
+
+def _indices(tokens: int, rows: int, device, skew: bool = True) -> torch.Tensor:
+    idx = torch.randint(0, rows, (tokens,), device=device)
+    if skew and tokens > 8:
+        idx[::2] = rows // 2          # one row looked up by half the tokens: a run of many loads
+    return idx
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES + [pytest.param(s, marks=pytest.mark.skipif(not HAS_CUDA, reason="GPU sizes"))
+                                            for s in GPU_SHAPES])
+def test_backward_kernel_matches_float64(dtype, shape, poisoned, device):
+    tokens, rows, width = shape
+    idx = _indices(tokens, rows, device)
+    dy = torch.randn(tokens, width, device=device).to(dtype)
+    dw = kernels.embedding_bwd(dy, idx, rows)
+    assert dw.dtype == dtype and dw.shape == (rows, width)
+    ref = _reference(dy, idx, rows)
+    assert_rel_close(dw, ref, REL_TOL[dtype], "embedding gradient")
+    untouched = torch.ones(rows, dtype=torch.bool, device=device)
+    untouched[idx] = False
+    assert torch.count_nonzero(dw[untouched]) == 0       # rows nobody looked up: zeros, written
+
+
+def test_backward_kernel_int32_indices_strided_rows_and_repeatability(poisoned, device):
+    tokens, rows, width = 300, 9, 40
+    idx = _indices(tokens, rows, device)
+    base = torch.randn(tokens, width + 24, device=device)
+    dy = base[:, 5:5 + width]                              # rows 64 apart, unit column stride
+    dw = kernels.embedding_bwd(dy, idx.to(torch.int32), rows)
+    assert_rel_close(dw, _reference(dy, idx, rows), REL_TOL[torch.float32], "int32 indices, strided dy")
+    assert torch.equal(dw, kernels.embedding_bwd(dy.contiguous(), idx, rows))   # same order, same bits
+
+
+def test_backward_kernel_edges(poisoned, device):
+    dy = torch.randn(0, 8, device=device)
+    assert torch.count_nonzero(kernels.embedding_bwd(dy, torch.zeros(0, dtype=torch.long, device=device), 4)) == 0
+    assert kernels.embedding_bwd(dy, torch.zeros(0, dtype=torch.long, device=device), 0).shape == (0, 8)
+    with pytest.raises(ValueError, match="dy must be"):
+        kernels.embedding_bwd(torch.randn(3, 4, device=device), torch.zeros(2, dtype=torch.long, device=device), 4)
+    with pytest.raises(TypeError, match="float16, bfloat16 or float32"):
+        kernels.embedding_bwd(torch.randn(3, 4, device=device, dtype=torch.float64),
+                              torch.zeros(3, dtype=torch.long, device=device), 4)
+
+
+def test_runs_give_each_row_its_sorted_tokens(device):
+    idx = torch.tensor([3, 0, 3, 1, 3, 0], device=device)
+    order, starts = kernels.runs(idx, 5)
+    assert order.tolist() == [1, 5, 3, 0, 2, 4]            # stable: equal indices keep token order
+    assert starts.tolist() == [0, 2, 3, 3, 6, 6]
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_embedding_matches_f_embedding(backend, dtype, device):
+    weight = torch.randn(13, 24, device=device).to(dtype).requires_grad_()
+    idx = torch.randint(0, 13, (3, 7), device=device)
+    idx[0] = 4
+    with fastgpt.use_backend(backend):
+        out = fused_embedding(idx, weight)
+    assert torch.equal(out, F.embedding(idx, weight))
+    dy = torch.randn(out.shape, device=device).to(dtype)
+    (dw,) = torch.autograd.grad(out, weight, dy)
+    assert dw.dtype == dtype
+    assert_rel_close(dw, _reference(dy.reshape(-1, 24), idx.reshape(-1), 13), REL_TOL[dtype], "table gradient")
+
+
+def test_fused_embedding_rejects_bad_input(device):
+    weight = torch.randn(5, 4, device=device)
+    with pytest.raises(TypeError, match="int32 or int64"):
+        fused_embedding(torch.zeros(3, device=device), weight)
+    with pytest.raises(ValueError, match="2-D"):
+        fused_embedding(torch.zeros(3, dtype=torch.long, device=device), weight[0])
+    with pytest.raises(TypeError, match="floating-point"):
+        fused_embedding(torch.zeros(3, dtype=torch.long, device=device), torch.ones(5, 4, dtype=torch.long, device=device))
+    with pytest.raises(TypeError, match="float64"), fastgpt.use_backend("triton"):
+        fused_embedding(torch.zeros(3, dtype=torch.long, device=device), weight.double())
+    if HAS_CUDA:
+        with pytest.raises(ValueError, match="cpu"):
+            fused_embedding(torch.zeros(3, dtype=torch.long), weight)
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="'auto' picks triton on CUDA tensors only")
+def test_auto_runs_float64_tables_on_torch_with_a_warning():
+    weight = torch.randn(5, 4, device="cuda", dtype=torch.float64, requires_grad=True)
+    with fastgpt.use_backend("auto"), pytest.warns(RuntimeWarning, match="embedding runs on the torch backend"):
+        out = fused_embedding(torch.tensor([1, 1, 3], device="cuda"), weight)
+    out.sum().backward()
+    assert weight.grad[1].eq(2).all() and weight.grad[0].eq(0).all()
+
+
+def test_module_is_an_nn_embedding_with_its_state_dict(device):
+    torch.manual_seed(0)
+    ours = FusedEmbedding(10, 6, device=device)
+    torch.manual_seed(0)
+    theirs = nn.Embedding(10, 6, device=device)
+    assert isinstance(ours, nn.Embedding)
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    assert torch.equal(ours.weight, theirs.weight)
+    idx = torch.randint(0, 10, (2, 5), device=device)
+    with fastgpt.use_backend("triton"):
+        assert torch.equal(ours(idx), theirs(idx))
+
+
+def test_gpt_token_table_gradient_through_the_kernel(monkeypatch, device):
+    """The GPT's token and position tables take their gradients from the kernel on the triton
+    backend (the launcher is called once per table), equal to the torch backend's."""
+    calls = []
+    launch = kernels.embedding_bwd
+    monkeypatch.setattr(kernels, "embedding_bwd", lambda dy, idx, rows: calls.append(rows) or launch(dy, idx, rows))
+    cfg = fastgpt.GPTConfig(block_size=16, vocab_size=40, n_layer=1, n_head=2, n_embd=32, bias=True)
+    model = fastgpt.GPT(cfg).to(device)
+    idx = torch.randint(0, 40, (2, 16), device=device)
+    grads = {}
+    for backend in ("torch", "triton"):
+        model.zero_grad(set_to_none=True)
+        with fastgpt.use_backend(backend):
+            _, loss = model(idx, idx)
+        loss.backward()
+        grads[backend] = (model.transformer.wte.weight.grad.clone(), model.transformer.wpe.weight.grad.clone())
+    assert sorted(calls) == [16, 40]
+    for ours, ref, name in zip(grads["triton"], grads["torch"], ("wte", "wpe")):
+        assert_rel_close(ours, ref, 1e-4, f"{name} gradient")
