@@ -1,8 +1,8 @@
 """The embedding family against PyTorch, side by side, at GPT-2 124M's token table (16384 tokens,
 50304 x 768, bf16).
 
-    backward   the table's gradient alone: kernels/embedding.embedding_bwd against PyTorch's
-               embedding_dense_backward (what F.embedding's backward runs). Memory bound: its
+    backward   the table's gradient alone: kernels/embedding.embedding_bwd (and tile variants)
+               against PyTorch's embedding_dense_backward (what F.embedding's backward runs): its
                floor is writing the (V, C) gradient and reading the (N, C) dy once, over the copy
                bandwidth measured in the same run (copy_gbps).
     fwd_bwd    fused_embedding (triton backend) against F.embedding: the lookup and the table's
@@ -25,6 +25,13 @@ from timing import measure, step
 
 TOKENS, VOCAB, WIDTH = 16384, 50304, 768
 DTYPE = torch.bfloat16
+# The kernel's tile (kernels/embedding._TILE: BLOCK_P, SHORT, BLOCK_T, BLOCK_C, num_warps) around
+# the default, so one GPU run says which wins.
+VARIANTS = {
+    "triton-t32c128w4": (32, 4, 32, 128, 4),
+    "triton-t64c128w4": (32, 4, 64, 128, 4),
+    "triton-t64c256w8": (32, 4, 64, 256, 8),
+}
 
 
 def indices(kind: str) -> torch.Tensor:
@@ -36,14 +43,19 @@ def indices(kind: str) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("kind", ["uniform", "shakespeare"])
-@pytest.mark.parametrize("impl", ["torch", "triton"])
-def test_backward(benchmark, copy_gbps, impl, kind):
+@pytest.mark.parametrize("impl", ["torch", "triton", *VARIANTS, "sort-only"])
+def test_backward(benchmark, copy_gbps, impl, kind, monkeypatch):
+    from fastgpt.kernels import embedding as kernels
     from fastgpt.kernels.embedding import embedding_bwd
 
+    if impl in VARIANTS:
+        monkeypatch.setattr(kernels, "_TILE", VARIANTS[impl])
     idx = indices(kind)
     dy = torch.randn(TOKENS, WIDTH, device="cuda", dtype=DTYPE)
     if impl == "torch":
         fn = lambda: torch.ops.aten.embedding_dense_backward(dy, idx, VOCAB, -1, False)  # noqa: E731
+    elif impl == "sort-only":       # the launcher's sort and run starts alone, to attribute its time
+        fn = lambda: kernels.runs(idx, VOCAB)  # noqa: E731
     else:
         fn = lambda: embedding_bwd(dy, idx, VOCAB)  # noqa: E731
     bytes_moved = (VOCAB + TOKENS) * WIDTH * dy.element_size()

@@ -1,16 +1,28 @@
 """Embedding backward: the gradient of a lookup table, dW[v] = sum of dy[t] over the tokens t with
-idx[t] == v, in one Triton pass that writes every element of dW once, deterministically.
+idx[t] == v, deterministically, each looked-up row of dW summed and written by one program.
 
 What is fused, and why. PyTorch's CUDA embedding backward (embedding_dense_backward) zero-fills
 dW, sorts the indices, then reduces each index's run of rows in two kernels (fp32 partial sums
-over fixed-size pieces of a run, then a sum of the pieces scattered into dW): in the GPT-2 step
-(run 38's profile, H100) the token table's backward took ~0.3 ms over six kernels. Here: one
-stable sort of the indices and the start of every table row's run in the sorted order (torch.sort
-and torch.searchsorted, no host sync, so CUDA graphs capture them), then one kernel: each program
-owns ROWS table rows and one BLOCK_C slice of the columns, and for each row sums its run of dy rows
-BLOCK_T at a time in fp32 and writes the slice, zeros where the row has no tokens. No zero-fill,
-no atomics; the order of every sum is fixed by the sort, so the result is the same bit for bit
-on every run. A frequent token (a long run) is summed BLOCK_T rows a load, not one.
+over fixed-size pieces of a run, then a sum of the pieces scattered into dW). Here: one stable
+sort of the indices and the start of every table row's run in the sorted order (torch.sort and
+torch.searchsorted, no host sync, so CUDA graphs capture them), a zero-fill of dW, then one
+kernel. Each program takes BLOCK_P consecutive positions of the sorted order and one BLOCK_C
+slice of the columns; a position that starts the run of its table row (a head) gets that row
+summed, in fp32:
+  short runs (at most SHORT tokens, nearly all of them with random or real text) all at once, the
+    block's heads side by side, SHORT gathers of (BLOCK_P, BLOCK_C) dy rows in flight;
+  longer runs (frequent tokens: hundreds of rows in real text) one head at a time, BLOCK_T rows
+    a load.
+No atomics, and the order of every sum is fixed by the sort, so the result is the same bit for
+bit on every run. Rows nobody looked up keep the zero-fill.
+
+Measured on an H100 at GPT-2's token table (16384 tokens, 50304 x 768, bf16; NOTES.md, runs
+50-53; run 53's rows with today's tile): 0.112 ms against PyTorch's 0.345 with random tokens,
+0.196 against 0.234 with the tokens of Tiny Shakespeare, of which the sort (32-bit keys) and the
+run starts take ~0.065. Two earlier designs lost to PyTorch, latency-bound: a program per four
+table rows (0.529 ms) and a program per sorted position (0.510), each program a chain of
+dependent loads and tens of thousands of programs; this one has N / BLOCK_P, whose lanes each
+carry a head.
 
 Limits: dy (N, C) with unit column stride, fp16 / bf16 / fp32; idx (N,) int32 / int64, every
 value in [0, V) (the forward lookup checks that); dW has dy's dtype. Offsets switch to int64 when
@@ -26,40 +38,70 @@ from fastgpt.backend import interpreter_mode
 
 _INTERPRET = interpreter_mode()
 _INT32_LIMIT = 2**31
-# (ROWS, BLOCK_T, BLOCK_C, num_warps): 4 table rows a program, 32 dy rows of 256 columns a load
-# (8192 values over 128 threads); the interpreter walks small tiles so CPU tests cross every edge
-_TILE = (2, 4, 16, 4) if _INTERPRET else (4, 32, 256, 4)
+# (BLOCK_P, SHORT, BLOCK_T, BLOCK_C, num_warps): 32 sorted positions a program, runs of up to 4
+# tokens gathered together, longer ones 128 rows of 128 columns a load, 8 warps. Run 53 (H100,
+# bench_embedding.py's variants): the long-run load's size is what matters on real text (32 rows:
+# 0.253-0.314 ms, 128: 0.196, against PyTorch's 0.234), random tokens take ~0.11 ms with every
+# tile. The interpreter walks small tiles so CPU tests cross every edge.
+_TILE = (4, 2, 4, 16, 4) if _INTERPRET else (32, 4, 128, 128, 8)
+
+
+@triton.jit
+def _embedding_rows(DY, stride_dy, Order, ranks, take, cols, cols_ok, INDEX_64: tl.constexpr):
+    """The dy rows of the tokens at sorted positions `ranks` (where `take`), as fp32 (zeros elsewhere)."""
+    tokens = tl.load(Order + ranks, mask=take, other=0)
+    if not INDEX_64:
+        tokens = tokens.to(tl.int32)
+    rows = tl.load(DY + tokens[:, None] * stride_dy + cols[None, :], mask=take[:, None] & cols_ok[None, :],
+                   other=0.0)
+    return rows.to(tl.float32)
 
 
 @triton.jit
 def _embedding_bwd_kernel(
     DY, stride_dy,               # (N, C) gradient of the lookup's output
-    Order,                       # (N,) token positions sorted by their index (stable)
-    Starts,                      # (V + 1,) where each table row's run starts in Order
-    DW, stride_dw,               # (V, C) gradient of the table, every element written
-    V, C,
-    ROWS: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, INDEX_64: tl.constexpr,
+    SortedIdx, Order,            # (N,) the indices sorted (stable), and the token positions in that order
+    Starts,                      # (V + 1,) where each table row's run starts in the sorted order
+    DW, stride_dw,               # (V, C) gradient of the table, zero-filled; looked-up rows written here
+    N, C,
+    BLOCK_P: tl.constexpr, SHORT: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr,
+    INDEX_64: tl.constexpr,
 ):
+    lanes = tl.arange(0, BLOCK_P)
+    positions = tl.program_id(0) * BLOCK_P + lanes
     cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     cols_ok = cols < C
-    lanes = tl.arange(0, BLOCK_T)
-    for i in range(ROWS):
-        row = tl.program_id(0) * ROWS + i
-        if row < V:
-            start = tl.load(Starts + row)
-            end = tl.load(Starts + row + 1)
-            acc = tl.zeros([BLOCK_C], dtype=tl.float32)
-            for first in range(start, end, BLOCK_T):
-                ranks = first + lanes
-                in_run = ranks < end
-                tokens = tl.load(Order + ranks, mask=in_run, other=0)
-                if not INDEX_64:
-                    tokens = tokens.to(tl.int32)
-                tile = tl.load(DY + tokens[:, None] * stride_dy + cols[None, :],
-                               mask=in_run[:, None] & cols_ok[None, :], other=0.0)
-                acc += tl.sum(tile.to(tl.float32), axis=0)
-            out_row = row.to(tl.int64) if INDEX_64 else row
-            tl.store(DW + out_row * stride_dw + cols, acc.to(DW.dtype.element_ty), mask=cols_ok)
+    valid = positions < N
+    row = tl.load(SortedIdx + positions, mask=valid, other=-1)
+    previous = tl.load(SortedIdx + positions - 1, mask=valid & (positions > 0), other=-1)
+    head = valid & (row != previous)                  # this position starts the run of table row `row`
+    end = tl.load(Starts + row + 1, mask=head, other=0)
+    length = tl.where(head, end - positions, 0)
+    out_rows = row.to(tl.int64) if INDEX_64 else row.to(tl.int32)
+
+    # short runs: every head of the block at once, SHORT gathers in flight
+    short = head & (length <= SHORT)
+    acc = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
+    for j in tl.static_range(SHORT):
+        acc += _embedding_rows(DY, stride_dy, Order, positions + j, short & (j < length), cols, cols_ok, INDEX_64)
+    tl.store(DW + out_rows[:, None] * stride_dw + cols[None, :], acc.to(DW.dtype.element_ty),
+             mask=short[:, None] & cols_ok[None, :])
+
+    # long runs: one head at a time (in random tokens almost no block has one), BLOCK_T tokens a load
+    remaining = head & (length > SHORT)
+    while tl.max(remaining.to(tl.int32), axis=0) > 0:
+        i = tl.argmax(remaining.to(tl.int32), axis=0)
+        pick = lanes == i
+        first = tl.program_id(0) * BLOCK_P + i
+        last = first + tl.sum(tl.where(pick, length, 0), axis=0)
+        run_acc = tl.zeros([BLOCK_C], dtype=tl.float32)
+        for offset in range(first, last, BLOCK_T):
+            ranks = offset + tl.arange(0, BLOCK_T)
+            run_acc += tl.sum(_embedding_rows(DY, stride_dy, Order, ranks, ranks < last, cols, cols_ok, INDEX_64),
+                              axis=0)
+        out_row = tl.sum(tl.where(pick, out_rows, 0), axis=0)
+        tl.store(DW + out_row * stride_dw + cols, run_acc.to(DW.dtype.element_ty), mask=cols_ok)
+        remaining = remaining & (lanes != i)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,16 +109,19 @@ def _embedding_bwd_kernel(
 
 
 def _empty(v: int, c: int, like: torch.Tensor) -> torch.Tensor:
-    """The output buffer (tests swap in a NaN-filled one: every element must be written)."""
+    """The output buffer, before its zero-fill (tests swap in a NaN-filled one)."""
     return like.new_empty(v, c)
 
 
-def runs(idx: torch.Tensor, num_embeddings: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(order, starts): token positions sorted by index (stable), and where each of the
-    num_embeddings table rows' runs starts in that order ((V + 1,), the last entry N)."""
-    sorted_idx, order = torch.sort(idx, stable=True)
+def runs(idx: torch.Tensor, num_embeddings: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(sorted_idx, order, starts): the indices sorted (stable), the token positions in that
+    order, and where each of the num_embeddings table rows' runs starts in it ((V + 1,), the last
+    entry N)."""
+    # 32-bit keys: half the radix passes of int64 (run 52: the int64 sort alone took 0.095 ms)
+    keys = idx.to(torch.int32) if num_embeddings < _INT32_LIMIT else idx
+    sorted_idx, order = torch.sort(keys, stable=True)
     bounds = torch.arange(num_embeddings + 1, device=idx.device, dtype=sorted_idx.dtype)
-    return order, torch.searchsorted(sorted_idx, bounds)
+    return sorted_idx, order, torch.searchsorted(sorted_idx, bounds)
 
 
 def embedding_bwd(dy: torch.Tensor, idx: torch.Tensor, num_embeddings: int) -> torch.Tensor:
@@ -90,14 +135,14 @@ def embedding_bwd(dy: torch.Tensor, idx: torch.Tensor, num_embeddings: int) -> t
     if dy.stride(1) != 1:
         dy = dy.contiguous()
     n, c = dy.shape
-    dw = _empty(num_embeddings, c, dy)
-    if num_embeddings == 0 or c == 0:
+    dw = _empty(num_embeddings, c, dy).zero_()     # rows nobody looked up stay zero
+    if n == 0 or c == 0:
         return dw
-    order, starts = runs(idx, num_embeddings)
-    rows, block_t, block_c, warps = _TILE
-    index_64 = max(dy.numel(), dw.numel(), dy.stride(0) * max(n, 1)) >= _INT32_LIMIT
-    grid = (triton.cdiv(num_embeddings, rows), triton.cdiv(c, block_c))
-    _embedding_bwd_kernel[grid](dy, dy.stride(0), order, starts, dw, dw.stride(0), num_embeddings, c,
-                                ROWS=rows, BLOCK_T=block_t, BLOCK_C=block_c, INDEX_64=index_64,
-                                num_warps=warps)
+    sorted_idx, order, starts = runs(idx, num_embeddings)
+    block_p, short, block_t, block_c, warps = _TILE
+    index_64 = max(dy.numel(), dw.numel(), dy.stride(0) * n) >= _INT32_LIMIT
+    grid = (triton.cdiv(n, block_p), triton.cdiv(c, block_c))
+    _embedding_bwd_kernel[grid](dy, dy.stride(0), sorted_idx, order, starts, dw, dw.stride(0), n, c,
+                                BLOCK_P=block_p, SHORT=short, BLOCK_T=block_t, BLOCK_C=block_c,
+                                INDEX_64=index_64, num_warps=warps)
     return dw

@@ -18,15 +18,16 @@ from fastgpt.testing import REL_TOL, assert_rel_close, poison_
 
 HAS_CUDA = torch.cuda.is_available()
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-# (tokens, table rows, width): one token; ragged against the tile (interpreter 2 rows x 4 tokens
-# x 16 columns, GPU 4 x 32 x 256); more table rows than tokens (most rows never looked up)
+# (tokens, table rows, width): one token; ragged against the tile (interpreter 4 positions, runs
+# of 2 short, 4 tokens a long-run load, 16 columns; GPU 32, 4, 32, 256); more table rows than
+# tokens (most rows never looked up)
 SHAPES = [(1, 5, 3), (37, 11, 50), (300, 7, 33), (20, 500, 17)]
 GPU_SHAPES = [(16384, 50304, 768), (512, 512, 768), (4097, 1000, 300)]
 
 
 @pytest.fixture
 def poisoned(monkeypatch):
-    """The launcher's output starts as NaN: every element must be written, zeros included."""
+    """The launcher's output starts as NaN: every element must be written (zero-filled or summed)."""
     monkeypatch.setattr(kernels, "_empty", lambda v, c, like: poison_(like.new_empty(v, c)))
 
 
@@ -80,7 +81,8 @@ def test_backward_kernel_edges(poisoned, device):
 
 def test_runs_give_each_row_its_sorted_tokens(device):
     idx = torch.tensor([3, 0, 3, 1, 3, 0], device=device)
-    order, starts = kernels.runs(idx, 5)
+    sorted_idx, order, starts = kernels.runs(idx, 5)
+    assert sorted_idx.tolist() == [0, 0, 1, 3, 3, 3]
     assert order.tolist() == [1, 5, 3, 0, 2, 4]            # stable: equal indices keep token order
     assert starts.tolist() == [0, 2, 3, 3, 6, 6]
 
