@@ -40,29 +40,41 @@ OP_RUNS = [
      "FusedCausalSelfAttention", "run35-attention-dq-delta.json"),
     ("The same rows in the same call with the former separate preprocess kernel",
      "run35-attention-preprocess.json"),
+    ("Embedding backward (GPT-2's token table, 16384 tokens): the kernel, its tile variants and the "
+     "sort alone, against PyTorch's, on random tokens and on Tiny Shakespeare's", "run54-embedding.json"),
+    ("Embedding backward: the two designs that lost to PyTorch, a program per four table rows "
+     "(run 50) and a program per sorted position (run 51)", "run51-embedding.json"),
 ]
-TRAIN_STEP_RUN = "run37-train_step"
-TRAIN_STEP_FOLLOWUP_RUN = "run38-train_step"
-TRAIN_STEP_FOLLOWUP_NOTE = """Run 38 (`results/runs/run38-train_step/`, the next call, another H100 of the same kind): the
-headline pair once more, after the GPU tests and a 60-step `fastgpt-train --preset gpt2` in the
-same call, to show how far one configuration moves from call to call.
+TRAIN_STEP_RUN = "run54-train_step"
+TRAIN_STEP_FOLLOWUP_RUN = "run37-train_step"
+TRAIN_STEP_FOLLOWUP_NOTE = """Run 37 (`results/runs/run37-train_step/`, session 8, another call on another H100 of the same
+kind): every configuration of the step, the eager reference and the graphed steps without the
+parameter copies included, before the embedding backward kernel (session 9); the plot below is
+drawn from it.
 """
 # fastgpt's graphed steps against each compiled reference: the ratios the README states, computed.
 # *-adamwcopy-* is what fastgpt-train runs without gradient accumulation (since session 8).
 HEADLINE = (("triton-adamwcopy-cudagraph", "cuda-adamwcopy-cudagraph"),
             ("reference-compile", "reference-compile-cudagraphs"))
-README_TRAIN_STEP_LEAD = """Run 37 (`benchmarks/results/runs/run37-train_step/`): one device call on one H100, every row on the
-same GPU one after the other; `benchmarks/RESULTS.md` says what each configuration is and keeps
-the earlier tables (run 31 of session 7, run 26 on 2 x H100, run 29 on 2 x H200).
+README_TRAIN_STEP_LEAD = """Run 54 (`benchmarks/results/runs/run54-train_step/`): one device call on one H100, the headline
+configurations on the same GPU one after the other, with fastgpt's embedding backward (session 9);
+`benchmarks/RESULTS.md` says what each configuration is and keeps the earlier tables.
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run51-train_step", "Run 51 (one H100): the step with the second, per-position embedding "
+     "backward kernel, slower than PyTorch's and replaced before run 54."),
+    ("run50-train_step", "Run 50 (one H100): the step with the first embedding backward kernel "
+     "(a program per four table rows), slower than PyTorch's."),
     ("run49-train_step", "Run 49 (one H100, session 9, after its changes): the headline pair again, "
      "with `triton-compile` (torch.compile of the triton-backend model without CUDA graphs), whose "
      "peak memory now sits below reference-compile's: run 28's peak no longer reproduces "
      "(run 47: no growth over 40 steps, runs/logs/run47-triton-compile-40-steps.log; "
      "benchmarks/memory_peaks.py, run 48: the same live set at the peak as the eager triton step). Its time is host-bound and moves from call to call (run 47 timed it "
      "alone: runs/run47-train_step-triton-compile.json)."),
+    ("run38-train_step", "Run 38 (one H100, the call after run 37): the headline pair once more, "
+     "after the GPU tests and a 60-step `fastgpt-train --preset gpt2` in the same call, to show how "
+     "far one configuration moves from call to call."),
     ("run34-train_step", "Run 34 (one H100): the AdamW step writing the bf16 parameter copies "
      "(`*-adamwcopy-*`) first timed, beside the same graphed steps without it."),
     ("run31-train_step", "Run 31 (one H100): the README's table of session 7 (the c_attn and c_proj "
@@ -89,7 +101,7 @@ TRAIN_STEP_HISTORY = [
      "suite ran on the other; `cuda-cudagraph` then \"cublaslt_forward\"."),
 ]
 SCALING_RUN = "run44-scaling"
-CONVERGENCE_RUN = "run35-convergence.json"
+CONVERGENCE_RUN = "run54-convergence.json"
 SCALING_NOTE = """The val loss column is each run's own: 300 steps of 16k (1 GPU) or 32k (2 GPUs) tokens pass
 over Tiny Shakespeare's 304k training tokens 16 or 32 times, so the 2-GPU run overfits further.
 The loss check compares like with like: the 2-GPU run against one GPU trained on the same global
@@ -108,7 +120,7 @@ eager; `eager ms` is the plain do_bench median of the same callable. NOTES.md ha
 the log of variants.
 """
 
-TRAIN_STEP_NOTE = """`results/runs/run37-train_step/*.json`: one row per configuration, written by
+TRAIN_STEP_NOTE = """`results/runs/run54-train_step/*.json`: one row per configuration, written by
 bench_train_step.py as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100
 (torch 2.11.0+cu130, triton 3.6.0), one after the other; their pytest-benchmark JSONs are in
 `pytest/` beside them. `*-cudagraph` is the whole step replayed as one CUDA graph
@@ -122,7 +134,9 @@ column sum, as session 6's step did; the reference rows run nanoGPT's arrangemen
 step writes (fastgpt.ops.adamw: one launch reads each fp32 parameter, its bf16 gradient and both
 moments, clipping folded in as a gradient scale): fastgpt-train's step without gradient
 accumulation since session 8. `cuda-*` run
-the cuda backend: its MLP on cuBLASLt's bias + GELU and GELU-gradient epilogues. The eager
+the cuda backend: its MLP on cuBLASLt's bias + GELU and GELU-gradient epilogues. Since run 50
+fastgpt's rows take the token and position tables' gradients from fastgpt's embedding backward
+(kernels/embedding.py), the reference rows from PyTorch's. The eager
 reference is GPU-bound; fastgpt's eager rows are host-bound (41-76 ms in runs 16-27) and not
 repeated here. Command per configuration:
 `FASTGPT_BENCH_OUT=DIR pytest "benchmarks/bench_train_step.py::test_train_step[CONFIG]" --benchmark-only`.
@@ -163,9 +177,9 @@ def headline(folder: Path, repeat: Path) -> str:
                 lines.append(f"- `{ours}` against `{ref}`: {a['tokens_per_s'] / b['tokens_per_s']:.3f}x the "
                              f"tokens/s, {a['peak_mem_gib'] / b['peak_mem_gib']:.2f}x the peak memory")
     again = {r["config"]: r for _, r in train_step_rows(repeat)}
-    moved = [f"`{c}` {rows[c]['median_ms']:.2f} then {again[c]['median_ms']:.2f} ms" for c in again if c in rows]
+    moved = [f"`{c}` {again[c]['median_ms']:.2f} ms (here {rows[c]['median_ms']:.2f})" for c in again if c in rows]
     if moved:
-        lines.append(f"- timed again in {repeat.name}: " + ", ".join(moved))
+        lines.append(f"- the same configurations in {repeat.name}: " + ", ".join(moved))
     return "\n".join(lines) + "\n"
 
 
