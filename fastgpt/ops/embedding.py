@@ -38,12 +38,13 @@ def fused_embedding(idx: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     Args:
         idx: integer tensor (int32 / int64) of any shape, every value in [0, num_embeddings).
         weight: (num_embeddings, embedding_dim) float table on idx's device; float16 / bfloat16 /
-            float32 (float64 on the torch backend, and under "auto" there, with a warning).
+            float32. float64 runs on the torch backend: under "auto" on a GPU with a one-time
+            warning, and the triton backend chosen by name raises TypeError.
     Returns:
         (*idx.shape, embedding_dim) tensor of weight's dtype; differentiable in weight, whose
         gradient on the triton and cuda backends is the same bit for bit from run to run.
     Raises:
-        TypeError: idx not integer, weight not floating point.
+        TypeError: idx not integer, weight not floating point (or float64 on the triton backend).
         ValueError: weight not 2-D, or the two on different devices.
     """
     if not isinstance(idx, torch.Tensor) or not isinstance(weight, torch.Tensor):
