@@ -23,7 +23,7 @@ from fastgpt.ops.embedding import fused_embedding
 from fastgpt.tokenizer import GPT2Tokenizer
 from timing import measure, step
 
-TOKENS, VOCAB, WIDTH = 16384, 50304, 768
+TOKENS, VOCAB, WIDTH = 16384, GPT2Tokenizer.model_vocab_size, 768
 DTYPE = torch.bfloat16
 # The kernel's tile (kernels/embedding._TILE: BLOCK_P, SHORT, BLOCK_T, BLOCK_C, num_warps) around
 # the default, so one GPU run says which wins.
@@ -36,7 +36,7 @@ VARIANTS = {
 
 def indices(kind: str) -> torch.Tensor:
     if kind == "uniform":
-        return torch.randint(0, 50257, (TOKENS,), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+        return torch.randint(0, GPT2Tokenizer.vocab_size, (TOKENS,), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
     ids = GPT2Tokenizer().encode(shipped_corpus().read_text(encoding="utf-8")[:200_000])[:TOKENS]
     assert len(ids) == TOKENS
     return torch.tensor(ids, device="cuda")
