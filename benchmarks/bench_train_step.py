@@ -105,6 +105,9 @@ CONFIGS = {
     # the AdamW step reading the bf16 gradients and writing the bf16 parameter copies (no casts)
     "triton-adamwcopy-cudagraph": Config("triton", cuda_graph=True, optimizer_writes_copies=True),
     "cuda-adamwcopy-cudagraph": Config("cuda", cuda_graph=True, optimizer_writes_copies=True),
+    # the same with c_fc's forward on kernels/mlp_gluon.py's warp-specialised ping-pong kernel
+    "triton-gluonfc-adamwcopy-cudagraph": Config("triton", cuda_graph=True, optimizer_writes_copies=True,
+                                                 mlp=MLPOptions(fc="gluon")),
 }
 CONFIG_ORDER = list(CONFIGS)              # tables and the plot list configurations in this order
 HAS_CUDA = torch.cuda.is_available()

@@ -43,6 +43,7 @@ import triton
 import triton.language as tl
 
 from fastgpt.backend import interpreter_mode
+from fastgpt.kernels import mlp_gluon
 from fastgpt.kernels.common import sm_count, sum_partials, tuning_configs
 
 _INTERPRET = interpreter_mode()
@@ -430,8 +431,15 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 
 
 def linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                store_pre: bool = False, schedule: str = DEFAULT_SCHEDULE):
-    """h = gelu_tanh(x @ weight^T + bias) -> (h, pre); pre (the pre-activation) only if store_pre."""
+                store_pre: bool = False, schedule: str = DEFAULT_SCHEDULE, kernel: str = "triton"):
+    """h = gelu_tanh(x @ weight^T + bias) -> (h, pre); pre (the pre-activation) only if store_pre.
+
+    kernel="gluon" runs kernels/mlp_gluon.py's ping-pong kernel where it applies (a Hopper GPU,
+    16-bit row-major operands, pre stored), this file's kernel elsewhere."""
+    if kernel == "gluon" and store_pre and mlp_gluon.applies(x, weight, bias):
+        h, pre = _empty(x, x.shape[0], weight.shape[0]), _empty(x, x.shape[0], weight.shape[0])
+        mlp_gluon.launch_linear_gelu(x, weight, bias, h, pre)
+        return h, pre
     h, pre, _, _ = _gemm(x, weight.t(), bias=bias, epilogue="gelu", store_pre=store_pre, schedule=schedule)
     return h, pre
 

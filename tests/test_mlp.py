@@ -11,6 +11,7 @@ import torch
 
 import fastgpt
 from fastgpt.backend import cuda_extension_available
+from fastgpt.kernels import mlp_gluon
 from fastgpt.ops.mlp import (FusedMLP, MLPOptions, fused_linear_gelu, fused_mlp, mlp_reference,
                             linear_gelu_triton, mlp_triton)
 from fastgpt.testing import REL_TOL, assert_rel_close, poison_
@@ -425,3 +426,42 @@ def test_cuda_cublaslt_mlp_refuses_what_cublaslt_cannot_take():
     params32 = make_params(64, 256, torch.float32, "cuda")
     with fastgpt.use_backend("cuda"), pytest.raises(_cuda.InputError, match="float16 or bfloat16"):
         fused_mlp(x32, *params32.values(), options=MLPOptions(cuda_gemm="cublaslt"))
+
+
+gluon_only = pytest.mark.skipif(not (HAS_CUDA and mlp_gluon.available()), reason="needs Gluon and a Hopper GPU")
+
+
+@gluon_only
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("M, K, N", [(1, 64, 136), (129, 200, 264), (1000, 768, 3072)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_gluon_linear_gelu_matches_float64(dtype, M, K, N, bias, monkeypatch):
+    """kernels/mlp_gluon.py's ping-pong kernel (linear_gelu kernel="gluon"): h and pre against
+    float64 on sizes that are not multiples of its 128 x 128 tile (M = 1 included), into
+    NaN-poisoned buffers, so an element it does not write fails."""
+    from fastgpt.kernels import mlp as kernels
+    monkeypatch.setattr(kernels, "_empty", lambda like, m, n: poison_(like.new_empty(m, n)))
+    g = torch.Generator().manual_seed(M)
+    x = torch.randn(M, K, generator=g).to("cuda", dtype)
+    w = (torch.randn(N, K, generator=g) * K ** -0.5).to("cuda", dtype)
+    b = (torch.randn(N, generator=g) * 0.5).to("cuda", dtype) if bias else None
+    assert kernels.mlp_gluon.applies(x, w, b)
+    h, pre = kernels.linear_gelu(x, w, b, store_pre=True, kernel="gluon")
+    pre64 = torch.nn.functional.linear(x.double(), w.double(), None if b is None else b.double())
+    assert_rel_close(pre, pre64, REL_TOL[dtype], "pre")
+    assert_rel_close(h, torch.nn.functional.gelu(pre64, approximate="tanh"), REL_TOL[dtype], "h")
+
+
+@gluon_only
+def test_gluon_fc_option_agrees_with_triton(device):
+    """The whole MLP (forward and backward) with MLPOptions(fc="gluon") against float64."""
+    x, dy = inputs((4, 33), 64, torch.bfloat16, device)
+    params = make_params(64, 256, torch.bfloat16, device)
+    with fastgpt.use_backend("triton"):
+        outs = run(lambda *a: fused_mlp(*a, options=MLPOptions(fc="gluon", save_gelu=True)), x, params, dy)
+    check(outs, reference(x, params, dy), torch.bfloat16)
+
+
+def test_fc_option_is_checked():
+    with pytest.raises(ValueError, match="fc"):
+        MLPOptions(fc="cutlass")

@@ -101,6 +101,10 @@ class MLPOptions:
     # 3.689, benchmarks/results/runs/run5-mlp.json), for one more (N, 4C) activation held
     save_gelu: bool = True
     schedule: str = "persistent_tma"   # Triton GEMMs: "tiled" | "persistent" | "persistent_tma"
+    # c_fc's forward GEMM (bias + GELU epilogue, pre stored): "triton" (kernels/mlp.py, any GPU) |
+    # "gluon" (kernels/mlp_gluon.py's warp-specialised ping-pong kernel, Hopper; where it does not
+    # apply, the triton kernel runs)
+    fc: str = "triton"
     # the cuda backend's MLP: "cublas" (cuBLAS GEMMs + the extension's bias+GELU passes) |
     # "cublaslt" (cuBLASLt GEMMs with the bias, GELU and bias-gradient epilogues; see above) |
     # "cublaslt_forward" (the forward's epilogue only, the backward as "cublas" but on the kept h) |
@@ -112,7 +116,7 @@ class MLPOptions:
     def __post_init__(self):
         choices = {"schedule": ("tiled", "persistent", "persistent_tma"), "proj": ("triton", "torch"),
                    "gelu_grad": ("cublas", "gemm_epilogue"), "dgrad": ("triton", "torch"),
-                   "wgrad": ("torch", "triton", "recompute"), "bias_grad": ("fused", "torch"),
+                   "wgrad": ("torch", "triton", "recompute"), "bias_grad": ("fused", "torch"), "fc": ("triton", "gluon"),
                    "cuda_gemm": ("auto", "cublas", "cublaslt", "cublaslt_dgelu", "cublaslt_forward")}
         for field, allowed in choices.items():
             if getattr(self, field) not in allowed:
@@ -225,16 +229,16 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def _linear_gelu_fwd_impl(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                     save_pre: bool, schedule: str) -> tuple[torch.Tensor, torch.Tensor]:
+                     save_pre: bool, schedule: str, fc: str = "triton") -> tuple[torch.Tensor, torch.Tensor]:
     from fastgpt.kernels import mlp as kernels
-    h, pre = kernels.linear_gelu(x, weight, bias, store_pre=save_pre, schedule=schedule)
+    h, pre = kernels.linear_gelu(x, weight, bias, store_pre=save_pre, schedule=schedule, kernel=fc)
     return h, pre if pre is not None else absent(x)
 
 
 _linear_gelu_fwd = torch.library.custom_op("fastgpt::linear_gelu_fwd", mutates_args=())(_linear_gelu_fwd_impl)
 
 @_linear_gelu_fwd.register_fake
-def _(x, weight, bias, save_pre, schedule):
+def _(x, weight, bias, save_pre, schedule, fc="triton"):
     out = x.new_empty(x.shape[0], weight.shape[0])
     return out, torch.empty_like(out) if save_pre else absent(x)
 
@@ -267,9 +271,10 @@ def _(dh, x, weight, pre, has_bias, dgrad, wgrad, schedule):
 
 def _mlp_fwd_impl(x: torch.Tensor, fc_weight: torch.Tensor, fc_bias: Optional[torch.Tensor],
              proj_weight: torch.Tensor, proj_bias: Optional[torch.Tensor], save_pre: bool,
-             save_gelu: bool, proj: str, schedule: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             save_gelu: bool, proj: str, schedule: str, fc: str = "triton"
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from fastgpt.kernels import mlp as kernels
-    h, pre = kernels.linear_gelu(x, fc_weight, fc_bias, store_pre=save_pre, schedule=schedule)
+    h, pre = kernels.linear_gelu(x, fc_weight, fc_bias, store_pre=save_pre, schedule=schedule, kernel=fc)
     y = (kernels.linear(h, proj_weight, proj_bias, schedule=schedule) if proj == "triton"
          else F.linear(h, proj_weight, proj_bias))
     return y, pre if pre is not None else absent(x), h if save_gelu else absent(x)
@@ -278,7 +283,7 @@ def _mlp_fwd_impl(x: torch.Tensor, fc_weight: torch.Tensor, fc_bias: Optional[to
 _mlp_fwd = torch.library.custom_op("fastgpt::mlp_fwd", mutates_args=())(_mlp_fwd_impl)
 
 @_mlp_fwd.register_fake
-def _(x, fc_weight, fc_bias, proj_weight, proj_bias, save_pre, save_gelu, proj, schedule):
+def _(x, fc_weight, fc_bias, proj_weight, proj_bias, save_pre, save_gelu, proj, schedule, fc="triton"):
     hidden = x.new_empty(x.shape[0], fc_weight.shape[0])
     return (x.new_empty(x.shape[0], proj_weight.shape[0]),
             torch.empty_like(hidden) if save_pre else absent(x),
@@ -332,7 +337,7 @@ class _LinearGeluFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias, options, needs_grad):
         x2d = _rows(x)
         h, pre = call_custom_op(_linear_gelu_fwd, _linear_gelu_fwd_impl,
-                                x2d, weight, bias, needs_grad, options.schedule)
+                                x2d, weight, bias, needs_grad, options.schedule, options.fc)
         ctx.save_for_backward(x2d, weight, pre)
         ctx.has_bias, ctx.options = bias is not None, options
         return h.view(*x.shape[:-1], weight.shape[0])
@@ -353,7 +358,7 @@ class _MLPFunction(torch.autograd.Function):
         x2d = _rows(x)
         y, pre, saved_gelu = call_custom_op(_mlp_fwd, _mlp_fwd_impl,
             x2d, fc_weight, fc_bias, proj_weight, proj_bias, needs_grad,
-            needs_grad and options.save_gelu, options.proj, options.schedule)
+            needs_grad and options.save_gelu, options.proj, options.schedule, options.fc)
         ctx.save_for_backward(x2d, fc_weight, proj_weight, pre, saved_gelu)
         ctx.has_biases, ctx.options = (fc_bias is not None, proj_bias is not None), options
         # decided here: the backward runs on autograd's device thread, blind to replayed_steps()
