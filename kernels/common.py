@@ -92,6 +92,13 @@ def sm_count(device: torch.device, interpreter_programs: int) -> int:
     return _multiprocessor_count(device)
 
 
+def tma_row_major(t: torch.Tensor) -> bool:
+    """What a TMA descriptor of a 2-D tensor needs: unit column stride, 16-byte aligned base and
+    row stride."""
+    return (t.dim() == 2 and t.stride(1) == 1 and t.data_ptr() % 16 == 0
+            and (t.stride(0) * t.element_size()) % 16 == 0)
+
+
 def autotuning() -> bool:
     """False when FASTGPT_AUTOTUNE=0: every autotuned kernel then runs one pinned configuration.
 

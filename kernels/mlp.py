@@ -44,7 +44,7 @@ import triton.language as tl
 
 from fastgpt.backend import interpreter_mode
 from fastgpt.kernels import mlp_gluon
-from fastgpt.kernels.common import sm_count, sum_partials, tuning_configs
+from fastgpt.kernels.common import sm_count, sum_partials, tma_row_major, tuning_configs
 
 _INTERPRET = interpreter_mode()
 
@@ -355,19 +355,13 @@ def _tma_allocator(size: int, alignment: int, stream):
     return torch.empty(size, device="cuda", dtype=torch.int8)
 
 
-def _row_major(t: torch.Tensor) -> bool:
-    """What a TMA descriptor needs: unit column stride, 16-byte aligned base and row stride."""
-    size = t.element_size()
-    return t.stride(1) == 1 and t.data_ptr() % 16 == 0 and (t.stride(0) * size) % 16 == 0
-
-
 def _use_tma(a, b, *outs) -> tuple[bool, bool]:
     """(TMA, B_NK) for these operands: TMA only where every matrix is row-major and aligned."""
     b_nk = b.stride(0) == 1 and b.stride(1) != 1
-    b_ok = _row_major(b.t()) if b_nk else _row_major(b)
+    b_ok = tma_row_major(b.t()) if b_nk else tma_row_major(b)
     if not _INTERPRET and not (a.is_cuda and torch.cuda.get_device_capability(a.device)[0] >= 9):
         return False, b_nk
-    tma = _row_major(a) and b_ok and all(_row_major(t) for t in outs if t is not None)
+    tma = tma_row_major(a) and b_ok and all(tma_row_major(t) for t in outs if t is not None)
     return tma, tma and b_nk
 
 

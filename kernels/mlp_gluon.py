@@ -39,6 +39,8 @@ from __future__ import annotations
 import torch
 import triton
 
+from fastgpt.kernels.common import sm_count, tma_row_major
+
 try:   # Gluon arrived in triton 3.5; the rest of fastgpt runs without it
     from triton.experimental import gluon
     from triton.experimental.gluon import language as gl
@@ -262,17 +264,11 @@ def _descriptor(t: torch.Tensor, block: list[int]):
     return TensorDescriptor.from_tensor(t, block, layout)
 
 
-def _tma_ready(t: torch.Tensor) -> bool:
-    """Row-major with a unit column stride and 16-byte aligned base and rows (what TMA needs)."""
-    return (t.dim() == 2 and t.stride(1) == 1 and t.data_ptr() % 16 == 0
-            and (t.stride(0) * t.element_size()) % 16 == 0)
-
-
 def applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """Whether linear_gelu can run x (M, K) @ weight (N, K)^T + bias here."""
     return (available(x.device) and x.is_cuda and x.dtype in (torch.bfloat16, torch.float16)
             and weight.dtype == x.dtype and x.shape[0] > 0 and weight.shape[0] % 8 == 0
-            and _tma_ready(x) and _tma_ready(weight)
+            and tma_row_major(x) and tma_row_major(weight)
             and (bias is None or (bias.dtype == x.dtype and bias.is_contiguous())))
 
 
@@ -281,9 +277,8 @@ def _launch(a, b, b_nk, out, aux, gelu_grad, bias=None, pre=None, partials=None,
     N = out.shape[1]
     b_block = [BLOCK_N, BLOCK_K] if b_nk else [BLOCK_K, BLOCK_N]
     tiles = triton.cdiv(M, BLOCK_M) * triton.cdiv(N, BLOCK_N)
-    sms = torch.cuda.get_device_properties(a.device).multi_processor_count
     dummy = out   # stands in for pointers a flag switches off; never read or written
-    _mlp_pingpong_kernel[(min(tiles, sms),)](
+    _mlp_pingpong_kernel[(min(tiles, sm_count(a.device, interpreter_programs=1)),)](
         _descriptor(a, [BLOCK_M, BLOCK_K]), _descriptor(b, b_block), _descriptor(out, [HALF, BLOCK_N]),
         _descriptor(aux, [HALF, BLOCK_N]), _descriptor(pre if pre is not None else aux, [HALF, BLOCK_N]),
         bias if bias is not None else dummy, partials if partials is not None else dummy, M, N, K,
