@@ -105,9 +105,16 @@ CONFIGS = {
     # the AdamW step reading the bf16 gradients and writing the bf16 parameter copies (no casts)
     "triton-adamwcopy-cudagraph": Config("triton", cuda_graph=True, optimizer_writes_copies=True),
     "cuda-adamwcopy-cudagraph": Config("cuda", cuda_graph=True, optimizer_writes_copies=True),
-    # the same with c_fc's forward on kernels/mlp_gluon.py's warp-specialised ping-pong kernel
+    # the MLP's GELU GEMMs: c_fc's forward alone on kernels/mlp_gluon.py's warp-specialised
+    # ping-pong kernel (session 10), and the backward's dh GEMM too (gelu' and the c_fc bias
+    # partials in its epilogue: the default since session 11, as in triton-adamwcopy-cudagraph)
     "triton-gluonfc-adamwcopy-cudagraph": Config("triton", cuda_graph=True, optimizer_writes_copies=True,
-                                                 mlp=MLPOptions(fc="gluon")),
+                                                 mlp=MLPOptions(fc="gluon", gelu_grad="cublas")),
+    "triton-gluon-adamwcopy-cudagraph": Config("triton", cuda_graph=True, optimizer_writes_copies=True,
+                                               mlp=MLPOptions(fc="gluon", gelu_grad="gluon")),
+    # session 10's default MLP: the Triton c_fc GEMM, cuBLAS dh + one elementwise pass
+    "triton-tritonmlp-adamwcopy-cudagraph": Config("triton", cuda_graph=True, optimizer_writes_copies=True,
+                                                   mlp=MLPOptions(fc="triton", gelu_grad="cublas")),
 }
 CONFIG_ORDER = list(CONFIGS)              # tables and the plot list configurations in this order
 HAS_CUDA = torch.cuda.is_available()

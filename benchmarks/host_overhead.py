@@ -23,7 +23,7 @@ CPU allocation of large tensors goes through mmap/munmap (~10 us for 48 MB), far
 CUDA caching allocator's; so that the layernorm and attention shapes (GPT-2's) cost what they
 would there, glibc is told to keep large blocks in its heap (mallopt), which makes torch.empty
 of any size about as cheap as a cached CUDA allocation. The MLP and cross-entropy run real CPU
-ops between the stubs (cuBLAS GEMMs, bias sums, the gradient scaling) and use small shapes so
+ops between the stubs (cuBLAS GEMMs, bias sums) and use small shapes so
 that those cost what an eager aten call costs on the host; their shapes are printed.
 
 Run:  python benchmarks/host_overhead.py [--json out.json] [--repeats 200]
@@ -115,7 +115,7 @@ def _stub_gelu_bwd(dh, pre, store_gelu=False, bias_grad=False, overwrite_dh=Fals
     return dpre, h, pre.new_empty(pre.shape[1], dtype=torch.float32) if bias_grad else None
 
 
-def _stub_matmul_gelu_grad(dy, weight, pre, store_gelu=False, bias_grad=False, schedule=None):
+def _stub_matmul_gelu_grad(dy, weight, pre, store_gelu=False, bias_grad=False, schedule=None, kernel="triton"):
     return _stub_gelu_bwd(torch.empty_like(pre), pre, store_gelu, bias_grad, overwrite_dh=True)
 
 
@@ -123,7 +123,11 @@ def _stub_linear_cross_entropy_fwd_bwd(x, weight, targets, ignore_index, compute
                                        need_grad_weight, rows_per_chunk):
     loss = x.new_empty((), dtype=torch.float32)
     return (loss, torch.empty_like(x) if need_grad_x else x.new_empty(0),
-            torch.empty_like(weight) if need_grad_weight else weight.new_empty(0))
+            torch.empty_like(weight, dtype=torch.float32) if need_grad_weight else weight.new_empty(0))
+
+
+def _stub_scale_gradient(grad, grad_output, dtype, out=None):
+    return torch.empty(grad.shape, dtype=dtype, device=grad.device)
 
 
 STUBS = {
@@ -133,7 +137,8 @@ STUBS = {
                   "attention_qkvpacked_bwd": _stub_attention_qkvpacked_bwd},
     "mlp": {"linear_gelu": _stub_linear_gelu, "linear": _stub_linear, "matmul": _stub_matmul,
             "gelu_bwd": _stub_gelu_bwd, "matmul_gelu_grad": _stub_matmul_gelu_grad},
-    "cross_entropy": {"linear_cross_entropy_fwd_bwd": _stub_linear_cross_entropy_fwd_bwd},
+    "cross_entropy": {"linear_cross_entropy_fwd_bwd": _stub_linear_cross_entropy_fwd_bwd,
+                      "scale_gradient": _stub_scale_gradient},
 }
 
 

@@ -1,8 +1,8 @@
 """Is a warp-specialised ping-pong Gluon kernel (kernels/mlp_gluon.py) faster for the MLP's GELU GEMMs?
 
 Times, at the GPT-2 step's shapes (M = 16384 tokens, C = 768, H = 3072, bf16), the c_fc forward
-(pre and h stored) and the backward's dpre = (dy @ W_proj) * gelu'(pre) with h and the bias
-partials, beside kernels/mlp.py's Triton kernels and cuBLAS (+ our elementwise pass), after
+(pre and h stored) and the backward's dpre = (dy @ W_proj) * gelu'(pre) with the bias partials
+(h kept from the forward, as MLPOptions.save_gelu does), beside kernels/mlp.py's Triton kernels and cuBLAS (+ our elementwise pass), after
 checking the Gluon kernel against an fp32 reference at four shapes (relative error).
 
     python benchmarks/probe_gluon_mlp.py        # writes $OUT/gluon_probe.json (or /tmp)
@@ -27,7 +27,7 @@ def bench(name, fn, flops):
     rows.append(dict(name=name, ms=ms, tflops=flops / ms / 1e9))
     print(f"{name:58s} {ms*1e3:8.1f} us {flops/ms/1e9:6.0f} TFLOP/s", flush=True)
 
-def check(M, C, H):
+def check(M, C, H, schedule):
     x = torch.randn(M, C, device=dev, dtype=torch.bfloat16)
     w_fc = (torch.randn(H, C, device=dev) * 0.05).bfloat16()
     b_fc = (torch.randn(H, device=dev) * 0.1).bfloat16()
@@ -35,7 +35,7 @@ def check(M, C, H):
     dy = torch.randn(M, C, device=dev, dtype=torch.bfloat16)
     pre_ref = x.float() @ w_fc.float().t() + b_fc.float()
     h_ref = F.gelu(pre_ref, approximate="tanh")
-    h, pre = gluon_linear_gelu(x, w_fc, b_fc)
+    h, pre = gluon_linear_gelu(x, w_fc, b_fc, schedule=schedule)
     torch.cuda.synchronize()
     e1, e2 = rel_error(h, h_ref), rel_error(pre, pre_ref)
     preb = pre_ref.bfloat16()
@@ -45,26 +45,26 @@ def check(M, C, H):
     s = 0.5 * (1 + t)
     grad = s + p32 * 0.5 * (1 - t * t) * 0.7978845608028654 * (1 + 3 * 0.044715 * p32 * p32)
     dpre_ref = dh_ref * grad
-    dpre, hh, part = gluon_gelu_grad(dy, w_proj, preb)
+    dpre, part = gluon_gelu_grad(dy, w_proj, preb, schedule=schedule)
     torch.cuda.synchronize()
-    e3, e4, e5 = rel_error(dpre, dpre_ref), rel_error(hh, F.gelu(p32, approximate="tanh")), rel_error(part.sum(0), dpre_ref.sum(0))
-    ok = max(e1, e2, e3, e4, e5) < 2e-2
-    print(f"check M={M} C={C} H={H}: h {e1:.2e} pre {e2:.2e} dpre {e3:.2e} h(bwd) {e4:.2e} db {e5:.2e} {'OK' if ok else 'FAIL'}", flush=True)
-    return dict(M=M, C=C, H=H, h=e1, pre=e2, dpre=e3, h_bwd=e4, db=e5, ok=ok)
+    e3, e5 = rel_error(dpre, dpre_ref), rel_error(part.sum(0), dpre_ref.sum(0))
+    ok = max(e1, e2, e3, e5) < 2e-2
+    print(f"check {schedule} M={M} C={C} H={H}: h {e1:.2e} pre {e2:.2e} dpre {e3:.2e} db {e5:.2e} {'OK' if ok else 'FAIL'}", flush=True)
+    return dict(schedule=schedule, M=M, C=C, H=H, h=e1, pre=e2, dpre=e3, db=e5, ok=ok)
 
-def gluon_linear_gelu(x, w, b, stages=G.STAGES, alloc=None):
+def gluon_linear_gelu(x, w, b, stages=None, alloc=None, schedule=None):
     alloc = alloc or nan     # checks: NaN-filled outputs; timings: torch.empty (no fill timed)
     h, pre = alloc(x.shape[0], w.shape[0]), alloc(x.shape[0], w.shape[0])
-    G.launch_linear_gelu(x, w, b, h, pre, stages=stages)
+    G.launch_linear_gelu(x, w, b, h, pre, schedule=schedule, stages=stages)
     return h, pre
 
 
-def gluon_gelu_grad(dy, w, pre, bias_grad=True, alloc=None):
+def gluon_gelu_grad(dy, w, pre, bias_grad=True, alloc=None, schedule=None):
     alloc = alloc or nan
-    dpre, h = alloc(*pre.shape), alloc(*pre.shape)
-    part = alloc(2 * triton.cdiv(pre.shape[0], G.BLOCK_M), pre.shape[1]).float() if bias_grad else None
-    G.launch_matmul_gelu_grad(dy, w, pre, dpre, h, part)
-    return dpre, h, part
+    dpre = alloc(*pre.shape)
+    part = torch.empty(G.partial_rows(pre.shape[0], schedule), pre.shape[1], device=dev) if bias_grad else None
+    G.launch_matmul_gelu_grad(dy, w, pre, dpre, part, schedule=schedule)
+    return dpre, part
 
 
 def nan(*shape):
@@ -76,11 +76,12 @@ def empty(*shape):
 
 
 checks = []
-for shape in [(16384, 768, 3072), (1000, 200, 264), (129, 64, 136), (1, 768, 3072)]:
-    try:
-        checks.append(check(*shape))
-    except Exception:
-        traceback.print_exc(); checks.append(dict(shape=shape, ok=False, error=traceback.format_exc()[-500:]))
+for schedule in G.BLOCK_M:
+    for shape in [(16384, 768, 3072), (1000, 200, 264), (129, 64, 136), (1, 768, 3072)]:
+        try:
+            checks.append(check(*shape, schedule))
+        except Exception:
+            traceback.print_exc(); checks.append(dict(schedule=schedule, shape=shape, ok=False, error=traceback.format_exc()[-500:]))
 
 M, C, H = 16384, 768, 3072
 x = torch.randn(M, C, device=dev, dtype=torch.bfloat16)
@@ -93,13 +94,19 @@ fl = 2 * M * C * H
 bench("cublas mm x@Wfc^T (GEMM only)", lambda: torch.mm(x, w_fc.t()), fl)
 bench("cublas addmm + F.gelu tanh", lambda: F.gelu(torch.addmm(b_fc, x, w_fc.t()), approximate="tanh"), fl)
 bench("triton linear_gelu store_pre (current)", lambda: Mk.linear_gelu(x, w_fc, b_fc, store_pre=True), fl)
-for st in (3, 4):
-    bench(f"gluon pingpong linear_gelu stages={st}", lambda: gluon_linear_gelu(x, w_fc, b_fc, stages=st, alloc=empty), fl)
+for schedule in G.BLOCK_M:
+    for st in sorted({3, G.STAGES[schedule]}):
+        bench(f"gluon {schedule} linear_gelu stages={st}",
+              lambda: gluon_linear_gelu(x, w_fc, b_fc, stages=st, alloc=empty, schedule=schedule), fl)
 bench("cublas dh = dy @ Wproj (GEMM only)", lambda: torch.mm(dy, w_proj), fl)
-bench("cublas dh + triton gelu_bwd (current default)", lambda: Mk.gelu_bwd(torch.mm(dy, w_proj), pre, store_gelu=True, bias_grad=True, overwrite_dh=True), fl)
-bench("triton matmul_gelu_grad (fused)", lambda: Mk.matmul_gelu_grad(dy, w_proj, pre, store_gelu=True, bias_grad=True), fl)
-bench("gluon pingpong matmul_gelu_grad stages=4", lambda: gluon_gelu_grad(dy, w_proj, pre, alloc=empty), fl)
-bench("gluon pingpong matmul_gelu_grad no bias grad", lambda: gluon_gelu_grad(dy, w_proj, pre, bias_grad=False, alloc=empty), fl)
+bench("cublas dh + triton gelu_bwd (the default: bias partials, h kept)", lambda: Mk.gelu_bwd(torch.mm(dy, w_proj), pre, bias_grad=True, overwrite_dh=True), fl)
+bench("triton matmul_gelu_grad (fused)", lambda: Mk.matmul_gelu_grad(dy, w_proj, pre, bias_grad=True), fl)
+for schedule in G.BLOCK_M:
+    bench(f"gluon {schedule} matmul_gelu_grad", lambda: gluon_gelu_grad(dy, w_proj, pre, alloc=empty, schedule=schedule), fl)
+    bench(f"gluon {schedule} matmul_gelu_grad no bias grad",
+          lambda: gluon_gelu_grad(dy, w_proj, pre, bias_grad=False, alloc=empty, schedule=schedule), fl)
+bench("matmul_gelu_grad kernel='gluon' (MLPOptions(gelu_grad='gluon'), partials summed)",
+      lambda: Mk.matmul_gelu_grad(dy, w_proj, pre, bias_grad=True, kernel="gluon"), fl)
 bench("triton linear_gelu kernel='gluon' (the MLPOptions(fc='gluon') path)",
       lambda: Mk.linear_gelu(x, w_fc, b_fc, store_pre=True, kernel="gluon"), fl)
 out = os.environ.get("OUT", "/tmp")

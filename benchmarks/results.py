@@ -45,7 +45,7 @@ OP_RUNS = [
     ("Embedding backward: the two designs that lost to PyTorch, a program per four table rows "
      "(run 50) and a program per sorted position (run 51)", "run51-embedding.json"),
 ]
-TRAIN_STEP_RUN = "run54-train_step"
+TRAIN_STEP_RUN = "run62-train_step"
 TRAIN_STEP_FOLLOWUP_RUN = "run37-train_step"
 TRAIN_STEP_FOLLOWUP_NOTE = """Run 37 (`results/runs/run37-train_step/`, session 8, another call on another H100 of the same
 kind): every configuration of the step, the eager reference and the graphed steps without the
@@ -56,12 +56,18 @@ drawn from it.
 # *-adamwcopy-* is what fastgpt-train runs without gradient accumulation (since session 8).
 HEADLINE = (("triton-adamwcopy-cudagraph", "cuda-adamwcopy-cudagraph"),
             ("reference-compile", "reference-compile-cudagraphs"))
-README_TRAIN_STEP_LEAD = """Run 54 (`benchmarks/results/runs/run54-train_step/`): one device call on one H100, the headline
-configurations on the same GPU one after the other, with fastgpt's embedding backward (session 9);
-`benchmarks/RESULTS.md` says what each configuration is and keeps the earlier tables.
+README_TRAIN_STEP_LEAD = """Run 62 (`benchmarks/results/runs/run62-train_step/`): one device call on one H100, the headline
+configurations on the same GPU one after the other, with the MLP's two GELU GEMMs on the
+warp-specialised Gluon kernel (session 11; `triton-tritonmlp-adamwcopy-cudagraph` is the same step
+with session 10's MLP); `benchmarks/RESULTS.md` says what each configuration is and keeps the
+earlier tables.
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run54-train_step", "Run 54 (one H100, session 9): the README's table before the Gluon MLP "
+     "kernel, with fastgpt's embedding backward."),
+    ("run56-train_step", "Run 56 (one H200, session 10): c_fc's forward alone on the Gluon kernel "
+     "(`triton-gluonfc-adamwcopy-cudagraph`), no faster in the step then."),
     ("run51-train_step", "Run 51 (one H100): the step with the second, per-position embedding "
      "backward kernel, slower than PyTorch's and replaced before run 54."),
     ("run50-train_step", "Run 50 (one H100): the step with the first embedding backward kernel "
@@ -101,7 +107,7 @@ TRAIN_STEP_HISTORY = [
      "suite ran on the other; `cuda-cudagraph` then \"cublaslt_forward\"."),
 ]
 SCALING_RUN = "run44-scaling"
-CONVERGENCE_RUN = "run54-convergence.json"
+CONVERGENCE_RUN = "run61-convergence.json"
 SCALING_NOTE = """The val loss column is each run's own: 300 steps of 16k (1 GPU) or 32k (2 GPUs) tokens pass
 over Tiny Shakespeare's 304k training tokens 16 or 32 times, so the 2-GPU run overfits further.
 The loss check compares like with like: the 2-GPU run against one GPU trained on the same global
@@ -120,7 +126,7 @@ eager; `eager ms` is the plain do_bench median of the same callable. NOTES.md ha
 the log of variants.
 """
 
-TRAIN_STEP_NOTE = """`results/runs/run54-train_step/*.json`: one row per configuration, written by
+TRAIN_STEP_NOTE = """`results/runs/run62-train_step/*.json`: one row per configuration, written by
 bench_train_step.py as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100
 (torch 2.11.0+cu130, triton 3.6.0), one after the other; their pytest-benchmark JSONs are in
 `pytest/` beside them. `*-cudagraph` is the whole step replayed as one CUDA graph
@@ -136,7 +142,11 @@ moments, clipping folded in as a gradient scale): fastgpt-train's step without g
 accumulation since session 8. `cuda-*` run
 the cuda backend: its MLP on cuBLASLt's bias + GELU and GELU-gradient epilogues. Since run 50
 fastgpt's rows take the token and position tables' gradients from fastgpt's embedding backward
-(kernels/embedding.py), the reference rows from PyTorch's. The eager
+(kernels/embedding.py), the reference rows from PyTorch's. Since run 62 the triton backend's MLP
+runs c_fc's forward and the backward's dh GEMM (with gelu' and the c_fc bias partials) on
+kernels/mlp_gluon.py's warp-specialised kernel (MLPOptions' default on Hopper;
+`triton-tritonmlp-*` keeps session 10's Triton GEMM and cuBLAS dh + elementwise pass), and the
+loss's backward scales and casts its stored gradients in one pass each. The eager
 reference is GPU-bound; fastgpt's eager rows are host-bound (41-76 ms in runs 16-27) and not
 repeated here. Command per configuration:
 `FASTGPT_BENCH_OUT=DIR pytest "benchmarks/bench_train_step.py::test_train_step[CONFIG]" --benchmark-only`.

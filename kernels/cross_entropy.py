@@ -12,7 +12,8 @@ mgmalek/efficient_cross_entropy do): for each chunk of tokens
     grad_x_chunk  = dlogits @ W;   grad_W += dlogits^T @ x_chunk   (cuBLAS; grad_W in fp32)
 
 so only one chunk of logits exists at a time. The autograd backward then only scales the stored
-gradients by the incoming grad_output (fastgpt/ops/cross_entropy.py).
+gradients by the incoming grad_output (fastgpt/ops/cross_entropy.py), in one pass each
+(scale_gradient), which also casts grad_W from its fp32 accumulator to the weight's dtype.
 
 The Triton kernel is one program per row. When the row (padded to a power of two) fits in
 registers (SINGLE_PASS_MAX_ROW_BYTES: bf16/fp16 up to V = 65536, GPT-2's 50304 included) it is
@@ -38,13 +39,15 @@ targets must lie in [0, V) or equal ignore_index (checked by the caller). The ch
 memory for speed: small chunks make the grad_W accumulation (a read and write of V x C fp32 per
 chunk) and the skinny GEMMs dominate. Default (`chunk_rows`): 4096 tokens a chunk, halved while
 a chunk's logits would pass 512 MiB. grad_W is accumulated in one fp32 buffer that the first
-chunk overwrites (no zero-fill) and is cast to the weight's dtype once at the end.
+chunk overwrites (no zero-fill) and is returned as it is: the backward's scaling pass casts it.
 """
 from __future__ import annotations
 
 import torch
 import triton
 import triton.language as tl
+
+from fastgpt.backend import interpreter_mode
 
 # Two-pass path: the widest vocab block one program holds in registers, 32768 fp32 over 32 warps
 # is 32 values per thread (Liger's limit; wider blocks spill).
@@ -152,6 +155,31 @@ def cross_entropy_fwd_bwd_(logits: torch.Tensor, targets: torch.Tensor, loss: to
         BLOCK_V=block_v, COMPUTE_GRAD=compute_grad, SINGLE_PASS=single_pass, num_warps=num_warps)
 
 
+@triton.jit
+def _scale_gradient_kernel(Grad, GradOutput, Out, n, BLOCK: tl.constexpr):
+    """Out = Grad * GradOutput[0] in Out's dtype: the backward's scaling of a stored gradient."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    g = tl.load(GradOutput).to(tl.float32)
+    x = tl.load(Grad + offs, mask=mask).to(tl.float32)
+    tl.store(Out + offs, (x * g).to(Out.dtype.element_ty), mask=mask)
+
+
+def scale_gradient(grad: torch.Tensor, grad_output: torch.Tensor, dtype: torch.dtype,
+                   out: torch.Tensor | None = None) -> torch.Tensor:
+    """grad * grad_output (a 0-d tensor, read on the device: nothing waits on the host) as a new
+    tensor of `dtype` (or into `out`), in one pass. PyTorch's `grad * grad_output` broadcasts the 0-d tensor
+    through its non-vectorised kernel (run 54's profile: 133 us for GPT-2's two gradients), and
+    grad_W needs a cast besides (77 us)."""
+    out = torch.empty(grad.shape, dtype=dtype, device=grad.device) if out is None else out
+    n = grad.numel()
+    if n:
+        block = 1024 if interpreter_mode() else 4096
+        _scale_gradient_kernel[(triton.cdiv(n, block),)](grad.contiguous(), grad_output.reshape(1), out, n,
+                                                          BLOCK=block, num_warps=8)
+    return out
+
+
 # Default chunk: 4096 tokens. Each chunk re-reads and re-writes the fp32 V x C gradient of W
 # (8 bytes a weight) against 6 * rows FLOPs a weight of GEMMs: at an H100's ~200 FLOP/byte that
 # overhead is ~270 / rows of the GEMM time, 7% at 4096 rows (GPT-2 head, H100: 2048 rows 8.19 ms,
@@ -192,8 +220,9 @@ def linear_cross_entropy_fwd_bwd(x: torch.Tensor, weight: torch.Tensor, targets:
     """Mean cross-entropy of x (N, C) @ weight (V, C)^T against targets (N,), and its gradients.
 
     The GEMMs run in compute_dtype (inputs are cast to it); the loss is accumulated in fp32.
-    Returns (loss: 0-d fp32, grad_x: like x or empty, grad_weight: like weight or empty), the
-    gradients being those of the loss itself (grad_output = 1).
+    Returns (loss: 0-d fp32, grad_x: like x or empty, grad_weight: weight's shape in fp32 (the
+    accumulator, cast by the backward's scale_gradient) or empty), the gradients being those of the
+    loss itself (grad_output = 1).
     """
     n_rows, _ = x.shape
     vocab = weight.shape[0]
@@ -205,7 +234,7 @@ def linear_cross_entropy_fwd_bwd(x: torch.Tensor, weight: torch.Tensor, targets:
     loss_rows = torch.empty(n_rows, dtype=torch.float32, device=device)
     compute_grad = need_grad_x or need_grad_weight
     grad_x = torch.empty_like(x) if need_grad_x else x.new_empty(0)
-    # fp32 accumulator, written whole by the first chunk (so not zero-filled), cast once at the end
+    # fp32 accumulator, written whole by the first chunk (so not zero-filled), returned as it is
     grad_w = (torch.empty(weight.shape, dtype=torch.float32, device=device) if need_grad_weight
               else weight.new_empty(0))
     rows_per_chunk = max(1, min(rows_per_chunk, n_rows))
@@ -225,6 +254,4 @@ def linear_cross_entropy_fwd_bwd(x: torch.Tensor, weight: torch.Tensor, targets:
         if need_grad_weight:
             _accumulate_grad_weight(grad_w, logits, x_chunk, first=start == 0)
     loss = loss_rows.sum() / n_valid       # 0 / 0 = NaN when every target is ignored, as torch
-    if need_grad_weight and grad_w.dtype != weight.dtype:
-        grad_w = grad_w.to(weight.dtype)
     return loss, grad_x, grad_w

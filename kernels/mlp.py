@@ -17,9 +17,11 @@ How the MLP y = gelu(x @ W_fc^T + b_fc) @ W_proj^T + b_proj uses it (M tokens, C
     forward   h, pre = gelu(x @ W_fc^T + b_fc)            EPILOGUE="gelu", STORE_PRE
               y      = h @ W_proj^T + b_proj               EPILOGUE="linear"
     backward  dpre, h, db_fc = (dy @ W_proj) * gelu'(pre)  EPILOGUE="gelu_grad", STORE_GELU, BIAS_GRAD,
-                                                          or (the default, MLPOptions.gelu_grad="cublas")
+                                                          or (MLPOptions.gelu_grad="cublas", and the
+                                                          default's fallback off Hopper)
                                                           dh = dy @ W_proj by cuBLAS, then
                                                           _mlp_gelu_bwd_kernel, STORE_GELU, BIAS_GRAD
+              (on Hopper the default runs both GELU GEMMs in kernels/mlp_gluon.py)
               dW_proj = dy^T @ h   (or dy^T @ gelu(pre) with PROLOGUE_GELU), db_proj = sum(dy)
               dx = dpre @ W_fc,  dW_fc = dpre^T @ x
 
@@ -445,11 +447,22 @@ def matmul(a: torch.Tensor, b: torch.Tensor, prologue_gelu: bool = False,
 
 
 def matmul_gelu_grad(dy: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor,
-                     store_gelu: bool = False, bias_grad: bool = False, schedule: str = DEFAULT_SCHEDULE):
+                     store_gelu: bool = False, bias_grad: bool = False, schedule: str = DEFAULT_SCHEDULE,
+                     kernel: str = "triton"):
     """dpre = (dy (M, N_out) @ weight (N_out, H)) * gelu_tanh'(pre (M, H)) -> (dpre, h, dbias).
 
     h = gelu_tanh(pre) when store_gelu, dbias = dpre.sum(0) in fp32 when bias_grad, else None.
+    kernel="gluon" runs kernels/mlp_gluon.py's ping-pong kernel where it applies (a Hopper GPU,
+    16-bit row-major operands, h not stored), else cuBLAS's dh and gelu_bwd's pass.
     """
+    if kernel == "gluon":
+        if store_gelu or not mlp_gluon.applies_gelu_grad(dy, weight, pre):
+            return gelu_bwd(torch.mm(dy, weight), pre, store_gelu=store_gelu, bias_grad=bias_grad, overwrite_dh=True)
+        M, N = pre.shape
+        dpre = _empty(pre, M, N)
+        partial = _empty_partials(pre, mlp_gluon.partial_rows(M), N) if bias_grad else None
+        mlp_gluon.launch_matmul_gelu_grad(dy, weight, pre, dpre, partial)
+        return dpre, None, None if partial is None else _column_total(partial)
     dpre, _, h, dbias = _gemm(dy, weight, epilogue="gelu_grad", pre=pre, store_gelu=store_gelu,
                               bias_grad=bias_grad, schedule=schedule)
     return dpre, h, dbias

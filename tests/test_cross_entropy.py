@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import fastgpt
-from fastgpt.ops.cross_entropy import (_check_target_range, _linear_cross_entropy_fwd,
+from fastgpt.ops.cross_entropy import (_check_target_range, _linear_cross_entropy_fwd, _scale_gradient,
                                        fused_linear_cross_entropy, linear_cross_entropy_reference)
 from fastgpt.testing import REL_TOL, assert_rel_close, poison_
 
@@ -183,6 +183,20 @@ def test_kernel_in_half_precision(path, dtype):
     assert torch.count_nonzero(dlogits[[3, 12]]) == 0
 
 
+@pytest.mark.parametrize("n", [1, 1000, 4097])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_scale_gradient_writes_every_element(n, dtype):
+    """The backward's scaling pass (fp32 accumulator -> dtype, times grad_output) against float64,
+    into a NaN-poisoned output; sizes around its block."""
+    from fastgpt.kernels.cross_entropy import scale_gradient
+    g = torch.Generator().manual_seed(n)
+    grad = torch.randn(n, 3, generator=g).to(DEVICE)
+    grad_output = torch.tensor(0.37, device=DEVICE)
+    out = poison_(torch.empty(n, 3, dtype=dtype, device=DEVICE))
+    assert scale_gradient(grad, grad_output, dtype, out=out) is out
+    assert_rel_close(out, grad.double() * 0.37, REL_TOL[dtype], "scaled")
+
+
 def test_launcher_picks_the_single_pass_by_row_bytes():
     from fastgpt.kernels import cross_entropy as ce
 
@@ -221,6 +235,8 @@ def test_custom_op_passes_opcheck():
     x, w, targets = make_inputs(12, 8, 40, torch.float32, ignore_every=3)
     torch.library.opcheck(_linear_cross_entropy_fwd,
                           (x.detach(), w.detach(), targets, -1, torch.float32, True, True, 5))
+    torch.library.opcheck(_scale_gradient, (torch.randn(8, 40, device=DEVICE), torch.tensor(0.5, device=DEVICE),
+                                            torch.float16))
 
 
 @pytest.mark.parametrize("make_bad, error, match", [

@@ -431,15 +431,20 @@ def test_cuda_cublaslt_mlp_refuses_what_cublaslt_cannot_take():
 gluon_only = pytest.mark.skipif(not (HAS_CUDA and mlp_gluon.available()), reason="needs Gluon and a Hopper GPU")
 
 
+GLUON_SCHEDULES = list(mlp_gluon.BLOCK_M)
+
+
 @gluon_only
+@pytest.mark.parametrize("schedule", GLUON_SCHEDULES)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("M, K, N", [(1, 64, 136), (129, 200, 264), (1000, 768, 3072)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_gluon_linear_gelu_matches_float64(dtype, M, K, N, bias, monkeypatch):
-    """kernels/mlp_gluon.py's ping-pong kernel (linear_gelu kernel="gluon"): h and pre against
-    float64 on sizes that are not multiples of its 128 x 128 tile (M = 1 included), into
+def test_gluon_linear_gelu_matches_float64(schedule, dtype, M, K, N, bias, monkeypatch):
+    """kernels/mlp_gluon.py's kernel, both schedules (linear_gelu kernel="gluon"): h and pre
+    against float64 on sizes that are not multiples of its tiles (M = 1 included), into
     NaN-poisoned buffers, so an element it does not write fails."""
     from fastgpt.kernels import mlp as kernels
+    monkeypatch.setattr(mlp_gluon, "SCHEDULE", schedule)
     monkeypatch.setattr(kernels, "_empty", lambda like, m, n: poison_(like.new_empty(m, n)))
     g = torch.Generator().manual_seed(M)
     x = torch.randn(M, K, generator=g).to("cuda", dtype)
@@ -453,13 +458,56 @@ def test_gluon_linear_gelu_matches_float64(dtype, M, K, N, bias, monkeypatch):
 
 
 @gluon_only
-def test_gluon_fc_option_agrees_with_triton(device):
-    """The whole MLP (forward and backward) with MLPOptions(fc="gluon") against float64."""
+@pytest.mark.parametrize("schedule", GLUON_SCHEDULES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("M, K, N", [(1, 64, 136), (129, 200, 264), (1000, 768, 3072)])
+@pytest.mark.parametrize("bias_grad", [True, False])
+def test_gluon_gelu_grad_matches_float64(schedule, dtype, M, K, N, bias_grad, monkeypatch):
+    """The Gluon kernel's backward epilogue, both schedules (matmul_gelu_grad kernel="gluon"):
+    dpre = (dy @ W) * gelu'(pre) and the bias gradient from its column-sum partials, against
+    float64, into NaN-poisoned dpre and partials."""
+    from fastgpt.kernels import mlp as kernels
+    monkeypatch.setattr(mlp_gluon, "SCHEDULE", schedule)
+    monkeypatch.setattr(kernels, "_empty", lambda like, m, n: poison_(like.new_empty(m, n)))
+    monkeypatch.setattr(kernels, "_empty_partials",
+                        lambda like, m, n: poison_(torch.empty(m, n, device=like.device)))
+    g = torch.Generator().manual_seed(M + K)
+    dy = torch.randn(M, K, generator=g).to("cuda", dtype)
+    w = (torch.randn(K, N, generator=g) * K ** -0.5).to("cuda", dtype)
+    pre = (torch.randn(M, N, generator=g) * 2).to("cuda", dtype)
+    assert kernels.mlp_gluon.applies_gelu_grad(dy, w, pre)
+    dpre, h, db = kernels.matmul_gelu_grad(dy, w, pre, bias_grad=bias_grad, kernel="gluon")
+    pre64 = pre.double().requires_grad_()
+    gelu64 = torch.nn.functional.gelu(pre64, approximate="tanh")
+    dpre64, = torch.autograd.grad(gelu64, pre64, dy.double() @ w.double())
+    assert h is None
+    assert_rel_close(dpre, dpre64, REL_TOL[dtype], "dpre")
+    if bias_grad:
+        assert_rel_close(db, dpre64.sum(0), REL_TOL[dtype], "db")
+    else:
+        assert db is None
+
+
+@gluon_only
+@pytest.mark.parametrize("options", [MLPOptions(fc="gluon"), MLPOptions(gelu_grad="gluon"),
+                                     MLPOptions(fc="gluon", gelu_grad="gluon")], ids=str)
+def test_gluon_options_agree_with_float64(options, device):
+    """The whole MLP (forward and backward) with the Gluon kernels against float64."""
     x, dy = inputs((4, 33), 64, torch.bfloat16, device)
     params = make_params(64, 256, torch.bfloat16, device)
     with fastgpt.use_backend("triton"):
-        outs = run(lambda *a: fused_mlp(*a, options=MLPOptions(fc="gluon", save_gelu=True)), x, params, dy)
+        outs = run(lambda *a: fused_mlp(*a, options=options), x, params, dy)
     check(outs, reference(x, params, dy), torch.bfloat16)
+
+
+def test_gluon_gelu_grad_falls_back_where_it_does_not_apply(device):
+    """Where the Gluon kernel does not apply (float32 operands; any GPU but Hopper, the CPU)
+    gelu_grad="gluon" is cuBLAS's dh + the elementwise pass."""
+    x, dy = inputs((2, 5), 32, torch.float32, device)
+    params = make_params(32, 64, torch.float32, device)
+    with fastgpt.use_backend("triton"):
+        outs = run(lambda *a: fused_mlp(*a, options=MLPOptions(gelu_grad="gluon")), x, params, dy)
+    check(outs, reference(x, params, dy), torch.float32)
 
 
 def test_fc_option_is_checked():

@@ -49,8 +49,21 @@ _linear_cross_entropy_fwd = torch.library.custom_op("fastgpt::linear_cross_entro
 def _(x, weight, targets, ignore_index, compute_dtype, need_grad_x, need_grad_weight, rows_per_chunk):
     loss = x.new_empty((), dtype=torch.float32)
     grad_x = torch.empty_like(x) if need_grad_x else x.new_empty(0)
-    grad_w = torch.empty_like(weight) if need_grad_weight else weight.new_empty(0)
+    grad_w = torch.empty_like(weight, dtype=torch.float32) if need_grad_weight else weight.new_empty(0)
     return loss, grad_x, grad_w
+
+
+def _scale_gradient_impl(grad: torch.Tensor, grad_output: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    from fastgpt.kernels.cross_entropy import scale_gradient  # imports triton
+    return scale_gradient(grad, grad_output, dtype)
+
+
+# the backward's one pass over each stored gradient: * grad_output, and grad_W's cast from fp32
+_scale_gradient = torch.library.custom_op("fastgpt::scale_gradient", mutates_args=())(_scale_gradient_impl)
+
+@_scale_gradient.register_fake
+def _(grad, grad_output, dtype):
+    return torch.empty(grad.shape, dtype=dtype, device=grad.device)
 
 
 def _check_target_range(targets: torch.Tensor, vocab: int, ignore_index: int) -> None:
@@ -63,7 +76,8 @@ def _check_target_range(targets: torch.Tensor, vocab: int, ignore_index: int) ->
 
 
 class LinearCrossEntropyFunction(torch.autograd.Function):
-    """Forward computes loss and gradients (custom op); backward scales them by grad_output."""
+    """Forward computes loss and gradients (custom op; grad_W as its fp32 accumulator); backward
+    scales them by grad_output, casting grad_W to the weight's dtype in the same pass."""
 
     @staticmethod
     def forward(ctx, x, weight, targets, ignore_index, compute_dtype, need_grad_x, need_grad_weight,
@@ -73,14 +87,18 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
             rows_per_chunk)
         ctx.save_for_backward(grad_x, grad_w)
         ctx.need_grad_x, ctx.need_grad_weight = need_grad_x, need_grad_weight
+        ctx.weight_dtype = weight.dtype
         return loss
 
     @staticmethod
     def backward(ctx, grad_output):
         grad_x, grad_w = ctx.saved_tensors
-        grad_x = grad_x * grad_output.to(grad_x.dtype) if ctx.need_grad_x else None
-        grad_w = grad_w * grad_output.to(grad_w.dtype) if ctx.need_grad_weight else None
-        return grad_x, grad_w, None, None, None, None, None, None
+        if ctx.need_grad_x:
+            grad_x = call_custom_op(_scale_gradient, _scale_gradient_impl, grad_x, grad_output, grad_x.dtype)
+        if ctx.need_grad_weight:
+            grad_w = call_custom_op(_scale_gradient, _scale_gradient_impl, grad_w, grad_output, ctx.weight_dtype)
+        return (grad_x if ctx.need_grad_x else None, grad_w if ctx.need_grad_weight else None,
+                None, None, None, None, None, None)
 
 
 @linear_cross_entropy.register("triton")

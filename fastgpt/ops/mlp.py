@@ -18,18 +18,27 @@ What the forward saves for the backward (M tokens, C -> H = 4C -> C, element siz
   For GPT-2 small at 65536 tokens in bf16: pre is 384 MiB per layer, h would be another 384 MiB.
 
 Which GEMMs run where (`MLPOptions`; benchmarks/bench_mlp.py times every choice side by side):
-  fc forward + bias + GELU (+ store pre)      Triton, always (that is the forward fusion)
-  dpre = (dy W_proj) * gelu'(pre), h, db_fc   gelu_grad="cublas" (default): dh = dy @ W_proj by
-                                              cuBLAS, then ONE Triton elementwise pass that reads
-                                              dh and pre and writes dpre (into dh's buffer), h and
-                                              fp32 per-program column sums for db_fc;
-                                              "gemm_epilogue": one Triton GEMM with all of that in
-                                              its epilogue
+  fc forward + bias + GELU (+ store pre)      fc="gluon" (default): kernels/mlp_gluon.py's
+                                              warp-specialised Hopper kernel, the epilogue of one
+                                              tile overlapping the next one's main loop; elsewhere
+                                              (and fc="triton") kernels/mlp.py's Triton GEMM
+  dpre = (dy W_proj) * gelu'(pre), h, db_fc   gelu_grad="gluon" (default): the same Gluon kernel
+                                              with gelu'(pre) and the db_fc partials (column sums
+                                              on the tensor cores) in its epilogue, h kept from
+                                              the forward; elsewhere, and gelu_grad="cublas":
+                                              dh = dy @ W_proj by cuBLAS, then ONE Triton
+                                              elementwise pass that reads dh and pre and writes
+                                              dpre (into dh's buffer), h and fp32 per-program
+                                              column sums for db_fc; "gemm_epilogue": one Triton
+                                              GEMM with all of that in its epilogue
   proj forward + bias                         cuBLAS addmm ("torch", default) or Triton epilogue
   dx = dpre W_fc                              cuBLAS ("torch", default) or Triton
   dW_proj, dW_fc (K = M tokens, small output) cuBLAS ("torch", default), Triton ("triton"), or
                                               Triton with h recomputed from pre in the prologue
   db_proj = dy.sum(0), db_fc from fp32 partial column sums in dpre's pass ("fused") or dpre.sum(0)
+Measured at GPT-2's step shapes (16384 tokens, H100, benchmarks/NOTES.md session 11): the Gluon
+fc forward 168 us against 195 for the Triton GEMM (cuBLAS's plain GEMM: 119); the Gluon dpre with
+db_fc 204 us against 245 for cuBLAS's dh + our pass; the training step 0.2-0.4 ms faster.
 Why this split: the first H100 run (bf16, 65536 x 768 -> 3072) had cuBLAS 7-36% ahead of the
 tiled Triton kernel on every plain GEMM, so Triton is kept only where a fusion removes a pass
 over a (tokens x 4C) tensor. In the forward that pays: the persistent TMA kernel with bias +
@@ -91,7 +100,10 @@ mlp = Op("mlp")
 class MLPOptions:
     """Which kernel runs each GEMM of the triton backend (see the module docstring)."""
 
-    gelu_grad: str = "cublas"   # dpre: "cublas" (dh by cuBLAS + one elementwise pass) | "gemm_epilogue"
+    # dpre: "gluon" (kernels/mlp_gluon.py's ping-pong GEMM with gelu' and the db_fc partials in its
+    # epilogue; Hopper, h kept from the forward; elsewhere "cublas") | "cublas" (dh by cuBLAS +
+    # one elementwise pass) | "gemm_epilogue" (kernels/mlp.py's GEMM)
+    gelu_grad: str = "gluon"
     proj: str = "torch"         # c_proj forward: "torch" (cuBLAS addmm) | "triton" (bias in the epilogue)
     dgrad: str = "torch"        # dx = dpre @ W_fc: "torch" | "triton"
     wgrad: str = "torch"        # dW GEMMs: "torch" | "triton" | "recompute" (gelu(pre) in the prologue)
@@ -101,10 +113,10 @@ class MLPOptions:
     # 3.689, benchmarks/results/runs/run5-mlp.json), for one more (N, 4C) activation held
     save_gelu: bool = True
     schedule: str = "persistent_tma"   # Triton GEMMs: "tiled" | "persistent" | "persistent_tma"
-    # c_fc's forward GEMM (bias + GELU epilogue, pre stored): "triton" (kernels/mlp.py, any GPU) |
-    # "gluon" (kernels/mlp_gluon.py's warp-specialised ping-pong kernel, Hopper; where it does not
-    # apply, the triton kernel runs)
-    fc: str = "triton"
+    # c_fc's forward GEMM (bias + GELU epilogue, pre stored): "gluon" (kernels/mlp_gluon.py's
+    # warp-specialised ping-pong kernel, Hopper; where it does not apply, the triton kernel runs) |
+    # "triton" (kernels/mlp.py, any GPU)
+    fc: str = "gluon"
     # the cuda backend's MLP: "cublas" (cuBLAS GEMMs + the extension's bias+GELU passes) |
     # "cublaslt" (cuBLASLt GEMMs with the bias, GELU and bias-gradient epilogues; see above) |
     # "cublaslt_forward" (the forward's epilogue only, the backward as "cublas" but on the kept h) |
@@ -115,7 +127,7 @@ class MLPOptions:
 
     def __post_init__(self):
         choices = {"schedule": ("tiled", "persistent", "persistent_tma"), "proj": ("triton", "torch"),
-                   "gelu_grad": ("cublas", "gemm_epilogue"), "dgrad": ("triton", "torch"),
+                   "gelu_grad": ("cublas", "gemm_epilogue", "gluon"), "dgrad": ("triton", "torch"),
                    "wgrad": ("torch", "triton", "recompute"), "bias_grad": ("fused", "torch"), "fc": ("triton", "gluon"),
                    "cuda_gemm": ("auto", "cublas", "cublaslt", "cublaslt_dgelu", "cublaslt_forward")}
         for field, allowed in choices.items():
@@ -300,7 +312,8 @@ def _mlp_bwd_impl(dy: torch.Tensor, x: torch.Tensor, fc_weight: torch.Tensor, pr
     if gelu_grad == "cublas":    # dh by cuBLAS, then one pass: dpre (over dh), h, db_fc partials
         dpre, h, dfc_bias = kernels.gelu_bwd(torch.mm(dy, proj_weight), pre, overwrite_dh=True, **flags)
     else:
-        dpre, h, dfc_bias = kernels.matmul_gelu_grad(dy, proj_weight, pre, schedule=schedule, **flags)
+        dpre, h, dfc_bias = kernels.matmul_gelu_grad(dy, proj_weight, pre, schedule=schedule,
+                                                     kernel="gluon" if gelu_grad == "gluon" else "triton", **flags)
     if have_h:
         h = saved_gelu
     if wgrad == "recompute" and not have_h:
