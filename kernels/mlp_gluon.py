@@ -23,21 +23,26 @@ way CUTLASS's Hopper "ping-pong" GEMMs are built:
 
 The two consumers' K loops strictly alternate (an ordering barrier pair, `turn`): a slot's
 `ready` barrier can then never be more than one phase behind the count a consumer waits for.
-COOPERATIVE (the other schedule, kept for measuring) gives both warpgroups 128 rows each of one
-(256, 128) tile, sharing the B slot: a third less operand traffic, but the epilogues no longer
-overlap any main loop.
+The bias partials' wgmma is issued asynchronously and waited for after the next turn's wait.
+Two other schedules of the same kernel (the SCHEDULE table below): COOPERATIVE gives both
+warpgroups 128 rows each of one (256, 128) tile, sharing the B slot (a third less operand
+traffic, but the epilogues no longer overlap any main loop); HANDOFF (cooperative tiles) moves
+the epilogue to a third warpgroup (_mlp_epilogue), the consumers handing over each tile through
+shared memory as 16-bit values.
 
 Stores go through shared-memory tiles (two per consumer, alternating) and TMA bulk copies. A is
 (M, K) row-major; B is (N, K) row-major (B_NK: an nn.Linear weight, transposed in shared
 memory) or (K, N).
 
-Measured (benchmarks/NOTES.md, session 11, H100, M = 16384, C = 768, H = 3072): the forward 168
-us against 195 for kernels/mlp.py's kernel and 119 for cuBLAS's plain GEMM; the backward with the
-bias partials 204 us (178 without) against 245 for cuBLAS dh + kernels/mlp.gelu_bwd. Nsight
-Compute puts the ping-pong kernel at the L2 -> SM bandwidth limit (6.3 TB/s read, as cuBLAS's
-6.6): its 128 x 128 tiles read 2.3x the operand bytes of cuBLAS's 256 x 128 tiles in 2-CTA
-clusters (TMA multicast, which Gluon 3.6 does not expose). The cooperative schedule reads less
-but was slower (203 / 247 us): its epilogues stall the loads.
+Measured (benchmarks/NOTES.md, session 11, H100, M = 16384, C = 768, H = 3072; probe timings move
+by ~5% from call to call): the forward 159-163 us against 194-196 for kernels/mlp.py's kernel and
+118-120 for cuBLAS's plain GEMM; the backward with the bias partials 157 us against 243 for cuBLAS
+dh + kernels/mlp.gelu_bwd (runs 64, 66); in the training step 3.76 ms for its 24 launches (run 67).
+What bounded it (Nsight Compute, run 60): the epilogue's instructions, issued by one warp a
+scheduler and stalled on dependencies and barriers; the GELU by exp and a division took ~2x the
+instructions of tanh.approx (the step went from 28.76 to 28.00 ms with it, runs 62 and 65). The
+cooperative and handoff schedules read a third less operand data but were no faster (runs 63-66):
+kept, and tested, for measuring.
 
 Limits: Hopper only (wgmma, TMA, setmaxnreg), triton >= 3.6 with Gluon; bf16/fp16 operands and
 outputs, row-major, 16-byte aligned; any M, N, K (TMA zero-fills loads past the edges and clips
@@ -60,16 +65,22 @@ try:   # Gluon arrived in triton 3.5; the rest of fastgpt runs without it
 except ImportError:  # pragma: no cover - depends on the installed triton
     HAVE_GLUON = False
 
-# Two schedules of the one kernel (COOPERATIVE constexpr): "pingpong", a (128, 128) tile per
-# warpgroup, the two alternating; "cooperative", (256, 128) tiles, the warpgroups taking 128 rows
-# each of every tile and sharing its B slot (a third less operand traffic per FLOP). Each with the
-# deepest ring that fits beside the four (64, 128) output buffers in 227 KB of shared memory.
-BLOCK_M = {"pingpong": 128, "cooperative": 256}
-STAGES = {"pingpong": 4, "cooperative": 3}
+# Three schedules of the one kernel (the COOPERATIVE and HANDOFF constexprs), each with the deepest
+# ring of A / B slots that fits beside the four (64, 128) output buffers in 227 KB of shared memory:
+#   pingpong     a (128, 128) tile per warpgroup, the two alternating, each running its own epilogue
+#                while the other's K loop runs
+#   cooperative  (256, 128) tiles, each warpgroup 128 rows of every tile, the B slot shared (a third
+#                less operand traffic per FLOP), both running their epilogues at once
+#   handoff      cooperative tiles whose accumulators go through shared memory to a third, epilogue
+#                warpgroup, so the consumers' next K loop (and the loads) start at once
+BLOCK_M = {"pingpong": 128, "cooperative": 256, "handoff": 256}
+STAGES = {"pingpong": 4, "cooperative": 3, "handoff": 3}
+# registers a thread: (consumer warpgroups, producer warp, the launch's maxnreg); the handoff
+# schedule's 13 warps launch at 152 (13 x 32 x 152 <= 64K) and its epilogue warpgroup keeps those
+REGISTERS = {"pingpong": (232, 40, 168), "cooperative": (232, 40, 168), "handoff": (168, 24, 128)}
 SCHEDULE = "pingpong"
 BLOCK_N, BLOCK_K, GROUP_M = 128, 64, 8
 HALF = 64
-CONSUMER_REGS, PRODUCER_REGS, MAX_REGS = 232, 40, 168
 
 
 def available(device: torch.device | None = None) -> bool:
@@ -81,18 +92,28 @@ def available(device: torch.device | None = None) -> bool:
 
 if HAVE_GLUON:
     @gluon.jit
+    def _tanh(x):
+        """tanh of an fp32 tile by the SFU's tanh.approx.f32 (max relative error ~2^-11, under the
+        bf16 rounding of every output it feeds): one instruction where exp and a division take
+        about ten, and the epilogue's arithmetic is what bounds this kernel (run 60: its warps
+        issue one instruction every ~3 cycles, stalled on dependencies and barriers)."""
+        return gl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [x], dtype=gl.float32,
+                                         is_pure=True, pack=1)
+
+    @gluon.jit
     def _gelu(x):
-        """gelu_tanh of an fp32 tile, as kernels/mlp._mlp_gelu: x * sigmoid(2u)."""
-        u = 0.7978845608028654 * (x + 0.044715 * x * x * x)
-        return x / (1.0 + gl.exp(-2.0 * u))
+        """gelu_tanh of an fp32 tile: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+        t = _tanh(x * (0.7978845608028654 + 0.035677408136300125 * x * x))
+        half_x = 0.5 * x
+        return half_x + half_x * t
 
     @gluon.jit
     def _gelu_grad(x):
-        """d gelu_tanh / dx, as kernels/mlp._mlp_gelu_grad."""
-        u = 0.7978845608028654 * (x + 0.044715 * x * x * x)
-        s = 1.0 / (1.0 + gl.exp(-2.0 * u))
-        du = 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x * x)
-        return s + 2.0 * x * s * (1.0 - s) * du
+        """d gelu_tanh / dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 0.044715 x^2)."""
+        x2 = x * x
+        t = _tanh(x * (0.7978845608028654 + 0.035677408136300125 * x2))
+        du = 0.7978845608028654 + 0.10703222440890038 * x2
+        return 0.5 + 0.5 * t + (0.5 * x) * (1.0 - t * t) * du
 
     @gluon.jit
     def _tile_coords(tile_id, num_pid_m, num_pid_n, GROUP: gl.constexpr):
@@ -113,10 +134,10 @@ if HAVE_GLUON:
         tma.async_copy_shared_to_global(desc, [off_m, off_n], c_buf)
 
     @gluon.jit
-    def _mlp_pingpong_producer(a_desc, b_desc, out_desc, aux_desc, a_bufs, b_bufs, c_bufs, ready, empty,
-                               pre_desc, pre_ready, turn, Bias, Partials, M, N, K, pid, nprog,
-                               GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr,
-                               B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, WHICH: gl.constexpr):
+    def _mlp_producer(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
+                      turn, handoff, Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog,
+                      GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr,
+                      COOPERATIVE: gl.constexpr, HANDOFF: gl.constexpr):
         """One warp: every TMA load of the program's tiles, in tile order, into the slot ring."""
         BM: gl.constexpr = a_desc.block_type.shape[0]
         BN: gl.constexpr = out_desc.block_type.shape[1]
@@ -141,22 +162,52 @@ if HAVE_GLUON:
                 count += 1
 
     @gluon.jit
-    def _epilogue_half(acc, h: gl.constexpr, out_desc, aux_desc, c_bufs, pre_ready, Bias, Partials, off_m,
-                       off_n, N, phase, GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr,
-                       WHICH: gl.constexpr):
-        """Rows off_m + 64h.. of the tile: acc (64, BN) fp32 -> the two outputs (and the bias partials)."""
+    def _mlp_k_loop(a_bufs, b_bufs, ready, empty, turn, base, k_tiles, mma_layout: gl.constexpr,
+                    ROW0: gl.constexpr, HALF: gl.constexpr, BN: gl.constexpr, B_NK: gl.constexpr,
+                    PINGPONG: gl.constexpr, WHICH: gl.constexpr):
+        """One warpgroup's K loop over rows ROW0.. of the A slots: two (HALF, BN) fp32 accumulators,
+        each slot handed back once the wgmmas reading it have finished; ping-pong: the caller holds
+        the turn, passed on as soon as the last wgmma is issued."""
+        NUM_STAGES: gl.constexpr = a_bufs.type.shape[0]
+        acc0 = gl.zeros([HALF, BN], gl.float32, layout=mma_layout)
+        acc1 = gl.zeros([HALF, BN], gl.float32, layout=mma_layout)
+        for k in range(k_tiles):
+            count = base + k
+            s = count % NUM_STAGES
+            mbarrier.wait(ready.index(s), (count // NUM_STAGES) & 1)
+            if B_NK:
+                b = b_bufs.index(s).permute((1, 0))
+            else:
+                b = b_bufs.index(s)
+            a = a_bufs.index(s)
+            acc0 = warpgroup_mma(a.slice(ROW0, HALF), b, acc0, is_async=True)
+            acc1 = warpgroup_mma(a.slice(ROW0 + HALF, HALF), b, acc1, is_async=True)
+            # the previous step's two wgmmas have finished reading their slot: hand it back
+            acc0, acc1 = warpgroup_mma_wait(2, deps=(acc0, acc1))
+            mbarrier.arrive(empty.index((count + NUM_STAGES - 1) % NUM_STAGES), pred=k > 0)
+        if PINGPONG:
+            mbarrier.arrive(turn.index(1 - WHICH))
+        acc0, acc1 = warpgroup_mma_wait(0, deps=(acc0, acc1))
+        mbarrier.arrive(empty.index((base + k_tiles - 1) % NUM_STAGES))
+        return acc0, acc1
+
+    @gluon.jit
+    def _load_bias(Bias, off_n, N, BN: gl.constexpr, acc_layout: gl.constexpr):
+        """The tile's bias columns as a (1, BN) fp32 row in the accumulator's layout."""
+        cols = off_n + gl.arange(0, BN, layout=gl.SliceLayout(0, acc_layout))
+        return gl.expand_dims(gl.load(Bias + cols, mask=cols < N, other=0.0).to(gl.float32), 0)
+
+    @gluon.jit
+    def _epilogue_half(acc, h: gl.constexpr, out_desc, aux_desc, c_bufs, pre_ready, off_m, off_n, phase,
+                       GELU_GRAD: gl.constexpr, WHICH: gl.constexpr):
+        """Rows off_m + 64h.. of the tile: acc (64, BN) fp32 (the bias added) -> the output(s)."""
         HALF: gl.constexpr = out_desc.block_type.shape[0]
-        BN: gl.constexpr = out_desc.block_type.shape[1]
-        col_layout: gl.constexpr = gl.SliceLayout(0, acc.type.layout)
         c_buf = c_bufs.index(2 * WHICH + h)
-        offs_n = off_n + gl.arange(0, BN, layout=col_layout)
-        cols_ok = offs_n < N
         row = off_m + h * HALF
         if not GELU_GRAD:
-            if HAS_BIAS:
-                bias = gl.load(Bias + offs_n, mask=cols_ok, other=0.0).to(gl.float32)
-                acc = acc + gl.expand_dims(bias, 0)
-            # the warpgroup's two buffers alternate (pre, h), one store in flight while the next fills
+            # the warpgroup's two buffers alternate (pre, h), one store in flight while the next
+            # fills (three buffers a warpgroup, so that no store waits for one of its own tile, measured
+            # no faster: run 66)
             _store_tile(aux_desc, c_bufs.index(2 * WHICH), acc, row, off_n, 1)
             _store_tile(out_desc, c_bufs.index(2 * WHICH + 1), _gelu(acc), row, off_n, 1)
         else:
@@ -170,115 +221,209 @@ if HAVE_GLUON:
             tma.async_copy_shared_to_global(out_desc, [row, off_n], c_buf)
 
     @gluon.jit
-    def _store_column_sums(top, bottom, Partials, part_row, off_n, N):
+    def _column_sums_async(top, bottom):
         """fp32 column sums of the (2 HALF, BN) tile held in shared memory as two halves (as stored,
-        rounded) -> row part_row of Partials, on the tensor cores: ones (HALF, HALF) @ half, twice;
-        every row of the product is the column sums, row 0 is stored. Summing in registers goes
-        across lanes and warps (run 55: +226 us on the kernel's 363), and a column per thread read
-        from shared memory was not much cheaper (run 57: +115 us on 181)."""
+        rounded), on the tensor cores: ones (HALF, HALF) @ half, twice, issued asynchronously;
+        every row of the product is the column sums (_store_column_sums stores row 0). Summing in
+        registers goes across lanes and warps (run 55: +226 us on the kernel's 363), and a column
+        per thread read from shared memory was not much cheaper (run 57: +115 us on 181)."""
         HALF: gl.constexpr = top.type.shape[0]
         BN: gl.constexpr = top.type.shape[1]
         mma_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                              instr_shape=[16, BN, 16])
         ones = gl.full([HALF, HALF], 1.0, top.dtype,
                        layout=gl.DotOperandLayout(operand_index=0, parent=mma_layout, k_width=2))
-        sums = gl.zeros([HALF, BN], gl.float32, layout=mma_layout)
-        sums = warpgroup_mma(ones, top, sums)
-        sums = warpgroup_mma(ones, bottom, sums)
-        rows = gl.arange(0, HALF, layout=gl.SliceLayout(1, mma_layout))
-        offs_n = off_n + gl.arange(0, BN, layout=gl.SliceLayout(0, mma_layout))
+        sums = warpgroup_mma(ones, top, gl.zeros([HALF, BN], gl.float32, layout=mma_layout), is_async=True)
+        return warpgroup_mma(ones, bottom, sums, is_async=True)
+
+    @gluon.jit
+    def _store_column_sums(sums, Partials, part_row, off_n, N):
+        """Row 0 of _column_sums_async's product (once waited for) -> row part_row of Partials."""
+        HALF: gl.constexpr = sums.shape[0]
+        BN: gl.constexpr = sums.shape[1]
+        rows = gl.arange(0, HALF, layout=gl.SliceLayout(1, sums.type.layout))
+        offs_n = off_n + gl.arange(0, BN, layout=gl.SliceLayout(0, sums.type.layout))
         ptrs = Partials + part_row.to(gl.int64) * N + gl.expand_dims(offs_n, 0) + gl.expand_dims(rows, 1) * 0
         gl.store(ptrs, sums, mask=gl.expand_dims(rows == 0, 1) & gl.expand_dims(offs_n < N, 0))
 
     @gluon.jit
-    def _mlp_pingpong_consumer(a_desc, b_desc, out_desc, aux_desc, a_bufs, b_bufs, c_bufs, ready, empty,
-                               pre_desc, pre_ready, turn, Bias, Partials, M, N, K, pid, nprog,
-                               GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr,
-                               B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, WHICH: gl.constexpr):
-        """One warpgroup (WHICH = 0 or 1), 128 rows x BN per tile as two 64-row accumulators, so the
-        epilogue finishes one half (and frees its registers) before it starts the other.
-        Ping-pong: the K loop and the epilogue of every other tile. COOPERATIVE: rows
-        128 WHICH.. of every (256, BN) tile, the B slot shared with the other warpgroup."""
+    def _mlp_consumer(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
+                      turn, handoff, Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog,
+                      GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr,
+                      COOPERATIVE: gl.constexpr, HANDOFF: gl.constexpr, WHICH: gl.constexpr):
+        """One warpgroup (WHICH = 0 or 1), 128 rows x BN per tile as two 64-row accumulators.
+        Ping-pong: the K loop and the epilogue of every other tile (the epilogue finishes one half,
+        freeing its registers, before it starts the other). COOPERATIVE: rows 128 WHICH.. of every
+        (256, BN) tile, the B slot shared with the other warpgroup. HANDOFF (cooperative tiles):
+        the K loop only; the accumulators (+ bias) go to shared memory as 16-bit values for the
+        epilogue warpgroup (_mlp_epilogue), and the next K loop starts."""
         BM: gl.constexpr = a_desc.block_type.shape[0]
         HALF: gl.constexpr = out_desc.block_type.shape[0]
         BN: gl.constexpr = out_desc.block_type.shape[1]
         BK: gl.constexpr = a_desc.block_type.shape[1]
-        NUM_STAGES: gl.constexpr = a_bufs.type.shape[0]
-        FIRST: gl.constexpr = 0 if COOPERATIVE else WHICH       # this warpgroup's tiles: FIRST, FIRST + STEP, ..
-        STEP: gl.constexpr = 1 if COOPERATIVE else 2
-        ROW0: gl.constexpr = 2 * HALF * WHICH if COOPERATIVE else 0   # its rows of the A slot
-        gl.static_assert(BM == (4 if COOPERATIVE else 2) * HALF)
+        SHARED_TILE: gl.constexpr = COOPERATIVE or HANDOFF
+        FIRST: gl.constexpr = 0 if SHARED_TILE else WHICH       # this warpgroup's tiles: FIRST, FIRST + STEP, ..
+        STEP: gl.constexpr = 1 if SHARED_TILE else 2
+        ROW0: gl.constexpr = 2 * HALF * WHICH if SHARED_TILE else 0   # its rows of the A slot
+        gl.static_assert(BM == (4 if SHARED_TILE else 2) * HALF)
         mma_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                              instr_shape=[16, BN, 16])
         num_pid_m = gl.cdiv(M, BM)
         num_pid_n = gl.cdiv(N, BN)
         k_tiles = gl.cdiv(K, BK)
         my_tiles = gl.cdiv(num_pid_m * num_pid_n - pid, nprog)
+        if not SHARED_TILE:
+            # K loops strictly alternate between the two warpgroups (the other one's last finished
+            # first): a slot's `ready` barrier then never runs more than one phase behind the
+            # count this warpgroup waits for (parity waits tell only two phases apart). Cooperative
+            # warpgroups need no turn: a slot is refilled only once both have handed it back
+            # (`empty` counts two arrivals). The first tile's turn here, each next one's at the end
+            # of the tile before it.
+            mbarrier.wait(turn.index(WHICH), (1 - WHICH) & 1)
         for idx in range(FIRST, my_tiles, STEP):
             tile_id = pid + idx * nprog
             pid_m, pid_n = _tile_coords(tile_id, num_pid_m, num_pid_n, 8)
             off_m = pid_m * BM + ROW0
             off_n = pid_n * BN
-            base = idx * k_tiles
-            if GELU_GRAD:   # pre's two half-tiles come into c_bufs while the K loop runs
+            if GELU_GRAD and not HANDOFF:   # pre's two half-tiles come into c_bufs while the K loop runs
                 tma.store_wait(0)
                 for h in gl.static_range(2):
                     mbarrier.expect(pre_ready.index(2 * WHICH + h), pre_desc.block_type.nbytes)
                     tma.async_copy_global_to_shared(pre_desc, [off_m + h * HALF, off_n],
                                                     pre_ready.index(2 * WHICH + h), c_bufs.index(2 * WHICH + h))
-            acc0 = gl.zeros([HALF, BN], gl.float32, layout=mma_layout)
-            acc1 = gl.zeros([HALF, BN], gl.float32, layout=mma_layout)
-            if not COOPERATIVE:
-                # K loops strictly alternate between the two warpgroups (the other one's last
-                # finished first): a slot's `ready` barrier then never runs more than one phase
-                # behind the count this warpgroup waits for (parity waits tell only two phases
-                # apart). Cooperative warpgroups need no turn: a slot is refilled only once both
-                # have handed it back (`empty` counts two arrivals).
-                mbarrier.wait(turn.index(WHICH), ((idx // 2) & 1) ^ (1 - WHICH))
-            for k in range(k_tiles):
-                count = base + k
-                s = count % NUM_STAGES
-                mbarrier.wait(ready.index(s), (count // NUM_STAGES) & 1)
-                if B_NK:
-                    b = b_bufs.index(s).permute((1, 0))
+            if HAS_BIAS:   # loaded before the K loop, which hides the load's latency
+                bias = _load_bias(Bias, off_n, N, BN, mma_layout)
+            acc0, acc1 = _mlp_k_loop(a_bufs, b_bufs, ready, empty, turn, idx * k_tiles, k_tiles, mma_layout,
+                                     ROW0, HALF, BN, B_NK, not SHARED_TILE, WHICH)
+            if HAS_BIAS:
+                acc0 = acc0 + bias
+                acc1 = acc1 + bias
+            if HANDOFF:
+                # the epilogue warpgroup has sent this warpgroup's last tile out of the buffers
+                mbarrier.wait(handoff.index(2 + WHICH), (idx & 1) ^ 1)
+                c_bufs.index(2 * WHICH).store(acc0.to(out_desc.dtype))
+                c_bufs.index(2 * WHICH + 1).store(acc1.to(out_desc.dtype))
+                fence_async_shared()
+                gl.thread_barrier()
+                mbarrier.arrive(handoff.index(WHICH))
+            else:
+                # epilogue (ping-pong: the other warpgroup's K loop runs meanwhile)
+                phase = (idx // STEP) & 1
+                _epilogue_half(acc0, 0, out_desc, aux_desc, c_bufs, pre_ready, off_m, off_n, phase, GELU_GRAD, WHICH)
+                _epilogue_half(acc1, 1, out_desc, aux_desc, c_bufs, pre_ready, off_m, off_n, phase, GELU_GRAD, WHICH)
+                if BIAS_GRAD:   # TMA zero-fills rows past M: out is 0 there. One partials row per 128 rows
+                    sums = _column_sums_async(c_bufs.index(2 * WHICH), c_bufs.index(2 * WHICH + 1))
+                if not SHARED_TILE and idx + STEP < my_tiles:   # the next tile's turn, while the sums run
+                    mbarrier.wait(turn.index(WHICH), (((idx + STEP) // 2) & 1) ^ (1 - WHICH))
+                if BIAS_GRAD:
+                    _store_column_sums(warpgroup_mma_wait(0, deps=(sums,)), Partials, off_m // (2 * HALF), off_n, N)
+        tma.store_wait(0)
+
+    # the two consumer partitions: one function each (a partition is a function and its arguments)
+    @gluon.jit
+    def _mlp_consumer0(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
+                       turn, handoff, Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog,
+                       GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr,
+                       COOPERATIVE: gl.constexpr, HANDOFF: gl.constexpr):
+        _mlp_consumer(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
+                      turn, handoff, Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS,
+                      BIAS_GRAD, B_NK, COOPERATIVE, HANDOFF, 0)
+
+    @gluon.jit
+    def _mlp_consumer1(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
+                       turn, handoff, Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog,
+                       GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr,
+                       COOPERATIVE: gl.constexpr, HANDOFF: gl.constexpr):
+        _mlp_consumer(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
+                      turn, handoff, Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS,
+                      BIAS_GRAD, B_NK, COOPERATIVE, HANDOFF, 1)
+
+    @gluon.jit
+    def _load_pre_quarter(Pre, stride_pre, row, off_n, M, N, QUARTER: gl.constexpr, BN: gl.constexpr,
+                          layout: gl.constexpr):
+        rows = row + gl.arange(0, QUARTER, layout=gl.SliceLayout(1, layout))
+        cols = off_n + gl.arange(0, BN, layout=gl.SliceLayout(0, layout))
+        ptrs = Pre + gl.expand_dims(rows.to(gl.int64) * stride_pre, 1) + gl.expand_dims(cols, 0)
+        return gl.load(ptrs, mask=gl.expand_dims(rows < M, 1) & gl.expand_dims(cols < N, 0), other=0.0)
+
+    @gluon.jit
+    def _gelu_grad_quarter(part, pre, layout: gl.constexpr):
+        """dh (a shared-memory quarter) * gelu'(pre), written over dh."""
+        part.store((part.load(layout).to(gl.float32) * _gelu_grad(pre.to(gl.float32))).to(part.dtype))
+
+    @gluon.jit
+    def _mlp_epilogue(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
+                      turn, handoff, Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog,
+                      GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr,
+                      COOPERATIVE: gl.constexpr, HANDOFF: gl.constexpr):
+        """HANDOFF's epilogue warpgroup: each (256, BN) tile's four 64-row pieces, as the consumers
+        left them in c_bufs, out through TMA stores from the same buffers. Forward: the piece is pre
+        (stored as it is), then gelu(pre) over it once pre's store has read it. Backward: dh * gelu'(pre),
+        pre loaded from global memory a quarter (32 rows) at a time, the first before the piece
+        arrives; the bias gradient's partials one row per 128 rows, on the tensor cores."""
+        BM: gl.constexpr = a_desc.block_type.shape[0]
+        HALF: gl.constexpr = out_desc.block_type.shape[0]
+        BN: gl.constexpr = out_desc.block_type.shape[1]
+        QUARTER: gl.constexpr = HALF // 2
+        gl.static_assert(BN == 128)
+        # 16-byte vectors, a warp over 2 rows x 128 columns: 32 values a thread per quarter
+        layout: gl.constexpr = gl.BlockedLayout([1, 8], [2, 16], [4, 1], [1, 0])
+        num_pid_m = gl.cdiv(M, BM)
+        num_pid_n = gl.cdiv(N, BN)
+        my_tiles = gl.cdiv(num_pid_m * num_pid_n - pid, nprog)
+        for idx in range(0, my_tiles):
+            tile_id = pid + idx * nprog
+            pid_m, pid_n = _tile_coords(tile_id, num_pid_m, num_pid_n, 8)
+            off_m = pid_m * BM
+            off_n = pid_n * BN
+            for w in gl.static_range(2):
+                row = off_m + 2 * w * HALF
+                top = c_bufs.index(2 * w)
+                bottom = c_bufs.index(2 * w + 1)
+                if GELU_GRAD:
+                    # pre's loads in flight while the consumer may still be computing; two quarters
+                    # at a time (32 registers a thread)
+                    p0 = _load_pre_quarter(Pre, stride_pre, row, off_n, M, N, QUARTER, BN, layout)
+                    p1 = _load_pre_quarter(Pre, stride_pre, row + QUARTER, off_n, M, N, QUARTER, BN, layout)
+                    mbarrier.wait(handoff.index(w), idx & 1)
+                    _gelu_grad_quarter(top.slice(0, QUARTER), p0, layout)
+                    p2 = _load_pre_quarter(Pre, stride_pre, row + 2 * QUARTER, off_n, M, N, QUARTER, BN, layout)
+                    _gelu_grad_quarter(top.slice(QUARTER, QUARTER), p1, layout)
+                    p3 = _load_pre_quarter(Pre, stride_pre, row + 3 * QUARTER, off_n, M, N, QUARTER, BN, layout)
+                    fence_async_shared()
+                    tma.async_copy_shared_to_global(out_desc, [row, off_n], top)
+                    _gelu_grad_quarter(bottom.slice(0, QUARTER), p2, layout)
+                    _gelu_grad_quarter(bottom.slice(QUARTER, QUARTER), p3, layout)
+                    fence_async_shared()
+                    tma.async_copy_shared_to_global(out_desc, [row + HALF, off_n], bottom)
+                    if BIAS_GRAD:   # rows past M: dh and pre read 0 there, so dpre is 0
+                        gl.thread_barrier()
+                        sums = warpgroup_mma_wait(0, deps=(_column_sums_async(top, bottom),))
+                        _store_column_sums(sums, Partials, row // (2 * HALF), off_n, N)
                 else:
-                    b = b_bufs.index(s)
-                a = a_bufs.index(s)
-                acc0 = warpgroup_mma(a.slice(ROW0, HALF), b, acc0, is_async=True)
-                acc1 = warpgroup_mma(a.slice(ROW0 + HALF, HALF), b, acc1, is_async=True)
-                # the previous step's two wgmmas have finished reading their slot: hand it back
-                acc0, acc1 = warpgroup_mma_wait(2, deps=(acc0, acc1))
-                mbarrier.arrive(empty.index((count + NUM_STAGES - 1) % NUM_STAGES), pred=k > 0)
-            if not COOPERATIVE:
-                mbarrier.arrive(turn.index(1 - WHICH))
-            acc0, acc1 = warpgroup_mma_wait(0, deps=(acc0, acc1))
-            mbarrier.arrive(empty.index((base + k_tiles - 1) % NUM_STAGES))
-            # epilogue (ping-pong: the other warpgroup's K loop runs meanwhile; cooperative: the
-            # producer's loads of the next tile do)
-            phase = (idx // STEP) & 1
-            _epilogue_half(acc0, 0, out_desc, aux_desc, c_bufs, pre_ready, Bias, Partials, off_m, off_n, N,
-                           phase, GELU_GRAD, HAS_BIAS, BIAS_GRAD, WHICH)
-            _epilogue_half(acc1, 1, out_desc, aux_desc, c_bufs, pre_ready, Bias, Partials, off_m, off_n, N,
-                           phase, GELU_GRAD, HAS_BIAS, BIAS_GRAD, WHICH)
-            if BIAS_GRAD:   # TMA zero-fills rows past M: out is 0 there. One partials row per 128 rows
-                _store_column_sums(c_bufs.index(2 * WHICH), c_bufs.index(2 * WHICH + 1), Partials,
-                                   off_m // (2 * HALF), off_n, N)
+                    mbarrier.wait(handoff.index(w), idx & 1)
+                    for h in gl.static_range(2):
+                        piece = c_bufs.index(2 * w + h)
+                        tma.async_copy_shared_to_global(aux_desc, [row + h * HALF, off_n], piece)   # pre
+                        g0 = _gelu(piece.slice(0, QUARTER).load(layout).to(gl.float32)).to(piece.dtype)
+                        g1 = _gelu(piece.slice(QUARTER, QUARTER).load(layout).to(gl.float32)).to(piece.dtype)
+                        tma.store_wait(0)      # pre's store has read the piece
+                        gl.thread_barrier()
+                        piece.slice(0, QUARTER).store(g0)
+                        piece.slice(QUARTER, QUARTER).store(g1)
+                        fence_async_shared()
+                        tma.async_copy_shared_to_global(out_desc, [row + h * HALF, off_n], piece)
+                # the consumer's two buffers go back once their stores have read them
+                tma.store_wait(0)
+                gl.thread_barrier()
+                mbarrier.arrive(handoff.index(2 + w))
         tma.store_wait(0)
 
     @gluon.jit
-    def _mlp_pingpong_consumer1(a_desc, b_desc, out_desc, aux_desc, a_bufs, b_bufs, c_bufs, ready, empty,
-                                pre_desc, pre_ready, turn, Bias, Partials, M, N, K, pid, nprog,
-                                GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr,
-                                B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, WHICH: gl.constexpr):
-        _mlp_pingpong_consumer(a_desc, b_desc, out_desc, aux_desc, a_bufs, b_bufs, c_bufs, ready, empty,
-                               pre_desc, pre_ready, turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS,
-                               BIAS_GRAD, B_NK, COOPERATIVE, 1)
-
-    @gluon.jit
-    def _mlp_pingpong_kernel(a_desc, b_desc, out_desc, aux_desc, pre_desc, Bias, Partials, M, N, K,
-                             GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr,
-                             B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, NUM_STAGES: gl.constexpr,
-                             CONSUMER_REGS: gl.constexpr, PRODUCER_REGS: gl.constexpr):
+    def _mlp_gluon_kernel(a_desc, b_desc, out_desc, aux_desc, pre_desc, Bias, Partials, Pre, stride_pre, M, N, K,
+                         GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr,
+                         B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, HANDOFF: gl.constexpr,
+                         NUM_STAGES: gl.constexpr, CONSUMER_REGS: gl.constexpr, PRODUCER_REGS: gl.constexpr):
         dtype: gl.constexpr = a_desc.dtype
         a_bufs = gl.allocate_shared_memory(dtype, [NUM_STAGES] + a_desc.block_type.shape, a_desc.layout)
         b_bufs = gl.allocate_shared_memory(dtype, [NUM_STAGES] + b_desc.block_type.shape, b_desc.layout)
@@ -287,27 +432,46 @@ if HAVE_GLUON:
         empty = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
         pre_ready = gl.allocate_shared_memory(gl.int64, [4, 1], mbarrier.MBarrierLayout())
         turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+        handoff = gl.allocate_shared_memory(gl.int64, [4, 1], mbarrier.MBarrierLayout())   # full[2], empty[2]
         for i in gl.static_range(NUM_STAGES):
             mbarrier.init(ready.index(i), count=1)
-            mbarrier.init(empty.index(i), count=2 if COOPERATIVE else 1)
+            mbarrier.init(empty.index(i), count=2 if COOPERATIVE or HANDOFF else 1)
         for i in gl.static_range(4):
             mbarrier.init(pre_ready.index(i), count=1)
+            mbarrier.init(handoff.index(i), count=1)
         for i in gl.static_range(2):
             mbarrier.init(turn.index(i), count=1)
-        # read once here and passed to every partition
+        # read once here and passed to every partition, all of which take the same arguments (spelled
+        # out in each call: a tuple bound to a name first loses its constexprs)
         pid = gl.program_id(0)
         nprog = gl.num_programs(0)
-        gl.warp_specialize([
-            (_mlp_pingpong_consumer, (a_desc, b_desc, out_desc, aux_desc, a_bufs, b_bufs, c_bufs, ready, empty,
-                                      pre_desc, pre_ready, turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD,
-                                      B_NK, COOPERATIVE, 0)),
-            (_mlp_pingpong_consumer1, (a_desc, b_desc, out_desc, aux_desc, a_bufs, b_bufs, c_bufs, ready, empty,
-                                       pre_desc, pre_ready, turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD,
-                                       B_NK, COOPERATIVE, 1)),
-            (_mlp_pingpong_producer, (a_desc, b_desc, out_desc, aux_desc, a_bufs, b_bufs, c_bufs, ready, empty,
-                                      pre_desc, pre_ready, turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD,
-                                      B_NK, COOPERATIVE, 1)),
-        ], [4, 1], [CONSUMER_REGS, PRODUCER_REGS])
+        if HANDOFF:
+            gl.warp_specialize([
+                (_mlp_epilogue, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready, turn, handoff,
+                  Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD, B_NK, COOPERATIVE,
+                  HANDOFF)),
+                (_mlp_consumer0, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready, turn, handoff,
+                  Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD, B_NK, COOPERATIVE,
+                  HANDOFF)),
+                (_mlp_consumer1, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready, turn, handoff,
+                  Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD, B_NK, COOPERATIVE,
+                  HANDOFF)),
+                (_mlp_producer, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready, turn, handoff,
+                  Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD, B_NK, COOPERATIVE,
+                  HANDOFF)),
+            ], [4, 4, 1], [CONSUMER_REGS, CONSUMER_REGS, PRODUCER_REGS])
+        else:
+            gl.warp_specialize([
+                (_mlp_consumer0, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready, turn, handoff,
+                  Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD, B_NK, COOPERATIVE,
+                  HANDOFF)),
+                (_mlp_consumer1, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready, turn, handoff,
+                  Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD, B_NK, COOPERATIVE,
+                  HANDOFF)),
+                (_mlp_producer, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready, turn, handoff,
+                  Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD, B_NK, COOPERATIVE,
+                  HANDOFF)),
+            ], [4, 1], [CONSUMER_REGS, PRODUCER_REGS])
 
 
 def _descriptor(t: torch.Tensor, block: list[int]):
@@ -325,9 +489,10 @@ def applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) ->
 
 def partial_rows(M: int, schedule: str | None = None) -> int:
     """Rows of the bias-gradient partials launch_matmul_gelu_grad writes: one per 128 rows of each
-    (BLOCK_M, BLOCK_N) tile, so the tiles past M count whole."""
+    (BLOCK_M, BLOCK_N) tile, tiles past M counting whole."""
     schedule = schedule or SCHEDULE
-    return triton.cdiv(M, BLOCK_M[schedule]) * BLOCK_M[schedule] // 128
+    block_m = BLOCK_M[schedule]
+    return triton.cdiv(M, block_m) * block_m // 128
 
 
 def _launch(a, b, b_nk, out, aux, gelu_grad, bias=None, pre=None, partials=None, schedule=None, stages=None):
@@ -337,14 +502,17 @@ def _launch(a, b, b_nk, out, aux, gelu_grad, bias=None, pre=None, partials=None,
     block_m = BLOCK_M[schedule]
     b_block = [BLOCK_N, BLOCK_K] if b_nk else [BLOCK_K, BLOCK_N]
     tiles = triton.cdiv(M, block_m) * triton.cdiv(N, BLOCK_N)
+    consumer_regs, producer_regs, max_regs = REGISTERS[schedule]
     dummy = out   # stands in for pointers a flag switches off; never read or written
-    _mlp_pingpong_kernel[(min(tiles, sm_count(a.device, interpreter_programs=1)),)](
+    pre = pre if pre is not None else aux
+    _mlp_gluon_kernel[(min(tiles, sm_count(a.device, interpreter_programs=1)),)](
         _descriptor(a, [block_m, BLOCK_K]), _descriptor(b, b_block), _descriptor(out, [HALF, BLOCK_N]),
-        _descriptor(aux, [HALF, BLOCK_N]), _descriptor(pre if pre is not None else aux, [HALF, BLOCK_N]),
-        bias if bias is not None else dummy, partials if partials is not None else dummy, M, N, K,
-        GELU_GRAD=gelu_grad, HAS_BIAS=bias is not None, BIAS_GRAD=partials is not None, B_NK=b_nk,
-        COOPERATIVE=schedule == "cooperative", NUM_STAGES=stages or STAGES[schedule],
-        CONSUMER_REGS=CONSUMER_REGS, PRODUCER_REGS=PRODUCER_REGS, num_warps=4, maxnreg=MAX_REGS)
+        _descriptor(aux, [HALF, BLOCK_N]), _descriptor(pre, [HALF, BLOCK_N]),
+        bias if bias is not None else dummy, partials if partials is not None else dummy, pre, pre.stride(0),
+        M, N, K, GELU_GRAD=gelu_grad, HAS_BIAS=bias is not None, BIAS_GRAD=partials is not None, B_NK=b_nk,
+        COOPERATIVE=schedule == "cooperative", HANDOFF=schedule == "handoff",
+        NUM_STAGES=stages or STAGES[schedule], CONSUMER_REGS=consumer_regs, PRODUCER_REGS=producer_regs,
+        num_warps=4, maxnreg=max_regs)
 
 
 def launch_linear_gelu(x, weight, bias, h, pre, schedule: str | None = None, stages: int | None = None) -> None:

@@ -37,8 +37,9 @@ Which GEMMs run where (`MLPOptions`; benchmarks/bench_mlp.py times every choice 
                                               Triton with h recomputed from pre in the prologue
   db_proj = dy.sum(0), db_fc from fp32 partial column sums in dpre's pass ("fused") or dpre.sum(0)
 Measured at GPT-2's step shapes (16384 tokens, H100, benchmarks/NOTES.md session 11): the Gluon
-fc forward 168 us against 195 for the Triton GEMM (cuBLAS's plain GEMM: 119); the Gluon dpre with
-db_fc 204 us against 245 for cuBLAS's dh + our pass; the training step 0.2-0.4 ms faster.
+fc forward ~160 us against ~195 for the Triton GEMM (cuBLAS's plain GEMM: ~119); the Gluon dpre
+with db_fc ~157 us against ~243 for cuBLAS's dh + our pass; the training step 27.99 ms against
+29.27 with session 10's MLP (run 67).
 Why this split: the first H100 run (bf16, 65536 x 768 -> 3072) had cuBLAS 7-36% ahead of the
 tiled Triton kernel on every plain GEMM, so Triton is kept only where a fusion removes a pass
 over a (tokens x 4C) tensor. In the forward that pays: the persistent TMA kernel with bias +
