@@ -24,11 +24,9 @@ way CUTLASS's Hopper "ping-pong" GEMMs are built:
 The two consumers' K loops strictly alternate (an ordering barrier pair, `turn`): a slot's
 `ready` barrier can then never be more than one phase behind the count a consumer waits for.
 The bias partials' wgmma is issued asynchronously and waited for after the next turn's wait.
-Two other schedules of the same kernel (the SCHEDULE table below): COOPERATIVE gives both
-warpgroups 128 rows each of one (256, 128) tile, sharing the B slot (a third less operand
-traffic, but the epilogues no longer overlap any main loop); HANDOFF (cooperative tiles) moves
-the epilogue to a third warpgroup (_mlp_epilogue), the consumers handing over each tile through
-shared memory as 16-bit values.
+The other schedule of the same kernel (COOPERATIVE, kept for measuring) gives both warpgroups 128
+rows each of one (256, 128) tile, sharing the B slot: a third less operand traffic, but the
+epilogues no longer overlap any main loop.
 
 Stores go through shared-memory tiles (two per consumer, alternating) and TMA bulk copies. A is
 (M, K) row-major; B is (N, K) row-major (B_NK: an nn.Linear weight, transposed in shared
@@ -41,8 +39,9 @@ dh + kernels/mlp.gelu_bwd (runs 64, 66); in the training step 3.76 ms for its 24
 What bounded it (Nsight Compute, run 60): the epilogue's instructions, issued by one warp a
 scheduler and stalled on dependencies and barriers; the GELU by exp and a division took ~2x the
 instructions of tanh.approx (the step went from 28.76 to 28.00 ms with it, runs 62 and 65). The
-cooperative and handoff schedules read a third less operand data but were no faster (runs 63-66):
-kept, and tested, for measuring.
+cooperative schedule reads a third less operand data but was no faster (runs 59, 64, 66), nor
+was a third, "handoff" schedule (cooperative tiles, the epilogue in its own warpgroup; runs
+63-66; removed after, commit e6357e7 has it).
 
 Limits: Hopper only (wgmma, TMA, setmaxnreg), triton >= 3.6 with Gluon; bf16/fp16 operands and
 outputs, row-major, 16-byte aligned; any M, N, K (TMA zero-fills loads past the edges and clips
@@ -65,20 +64,18 @@ try:   # Gluon arrived in triton 3.5; the rest of fastgpt runs without it
 except ImportError:  # pragma: no cover - depends on the installed triton
     HAVE_GLUON = False
 
-# Three schedules of the one kernel (the COOPERATIVE and HANDOFF constexprs), each with the deepest
-# ring of A / B slots that fits beside the four (64, 128) output buffers in 227 KB of shared memory:
+# Two schedules of the one kernel (the COOPERATIVE constexpr), each with the deepest ring of A / B
+# slots that fits beside the four (64, 128) output buffers in 227 KB of shared memory:
 #   pingpong     a (128, 128) tile per warpgroup, the two alternating, each running its own epilogue
 #                while the other's K loop runs
 #   cooperative  (256, 128) tiles, each warpgroup 128 rows of every tile, the B slot shared (a third
 #                less operand traffic per FLOP), both running their epilogues at once
-#   handoff      cooperative tiles whose accumulators go through shared memory to a third, epilogue
-#                warpgroup, so the consumers' next K loop (and the loads) start at once
-BLOCK_M = {"pingpong": 128, "cooperative": 256, "handoff": 256}
-STAGES = {"pingpong": 4, "cooperative": 3, "handoff": 3}
-# registers a thread: (consumer warpgroups, producer warp, the launch's maxnreg); the handoff
-# schedule's 13 warps launch at 152 (13 x 32 x 152 <= 64K) and its epilogue warpgroup keeps those
-REGISTERS = {"pingpong": (232, 40, 168), "cooperative": (232, 40, 168), "handoff": (168, 24, 128)}
+BLOCK_M = {"pingpong": 128, "cooperative": 256}
+STAGES = {"pingpong": 4, "cooperative": 3}
 SCHEDULE = "pingpong"
+# registers a thread: the consumer warpgroups', the producer warp's, and the launch's maxnreg
+# (12 warps, the producer's padded to a warpgroup: 12 x 32 x 168 <= 64K)
+CONSUMER_REGS, PRODUCER_REGS, MAX_REGS = 232, 40, 168
 BLOCK_N, BLOCK_K, GROUP_M = 128, 64, 8
 HALF = 64
 
@@ -135,9 +132,8 @@ if HAVE_GLUON:
 
     @gluon.jit
     def _mlp_producer(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
-                      turn, handoff, Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog,
-                      GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr,
-                      COOPERATIVE: gl.constexpr, HANDOFF: gl.constexpr):
+                      turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr,
+                      BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr, COOPERATIVE: gl.constexpr):
         """One warp: every TMA load of the program's tiles, in tile order, into the slot ring."""
         BM: gl.constexpr = a_desc.block_type.shape[0]
         BN: gl.constexpr = out_desc.block_type.shape[1]
@@ -248,20 +244,17 @@ if HAVE_GLUON:
 
     @gluon.jit
     def _mlp_consumer(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
-                      turn, handoff, Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog,
-                      GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr,
-                      COOPERATIVE: gl.constexpr, HANDOFF: gl.constexpr, WHICH: gl.constexpr):
+                      turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr,
+                      BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, WHICH: gl.constexpr):
         """One warpgroup (WHICH = 0 or 1), 128 rows x BN per tile as two 64-row accumulators.
         Ping-pong: the K loop and the epilogue of every other tile (the epilogue finishes one half,
         freeing its registers, before it starts the other). COOPERATIVE: rows 128 WHICH.. of every
-        (256, BN) tile, the B slot shared with the other warpgroup. HANDOFF (cooperative tiles):
-        the K loop only; the accumulators (+ bias) go to shared memory as 16-bit values for the
-        epilogue warpgroup (_mlp_epilogue), and the next K loop starts."""
+        (256, BN) tile, the B slot shared with the other warpgroup."""
         BM: gl.constexpr = a_desc.block_type.shape[0]
         HALF: gl.constexpr = out_desc.block_type.shape[0]
         BN: gl.constexpr = out_desc.block_type.shape[1]
         BK: gl.constexpr = a_desc.block_type.shape[1]
-        SHARED_TILE: gl.constexpr = COOPERATIVE or HANDOFF
+        SHARED_TILE: gl.constexpr = COOPERATIVE
         FIRST: gl.constexpr = 0 if SHARED_TILE else WHICH       # this warpgroup's tiles: FIRST, FIRST + STEP, ..
         STEP: gl.constexpr = 1 if SHARED_TILE else 2
         ROW0: gl.constexpr = 2 * HALF * WHICH if SHARED_TILE else 0   # its rows of the A slot
@@ -285,7 +278,7 @@ if HAVE_GLUON:
             pid_m, pid_n = _tile_coords(tile_id, num_pid_m, num_pid_n, 8)
             off_m = pid_m * BM + ROW0
             off_n = pid_n * BN
-            if GELU_GRAD and not HANDOFF:   # pre's two half-tiles come into c_bufs while the K loop runs
+            if GELU_GRAD:   # pre's two half-tiles come into c_bufs while the K loop runs
                 tma.store_wait(0)
                 for h in gl.static_range(2):
                     mbarrier.expect(pre_ready.index(2 * WHICH + h), pre_desc.block_type.nbytes)
@@ -298,132 +291,31 @@ if HAVE_GLUON:
             if HAS_BIAS:
                 acc0 = acc0 + bias
                 acc1 = acc1 + bias
-            if HANDOFF:
-                # the epilogue warpgroup has sent this warpgroup's last tile out of the buffers
-                mbarrier.wait(handoff.index(2 + WHICH), (idx & 1) ^ 1)
-                c_bufs.index(2 * WHICH).store(acc0.to(out_desc.dtype))
-                c_bufs.index(2 * WHICH + 1).store(acc1.to(out_desc.dtype))
-                fence_async_shared()
-                gl.thread_barrier()
-                mbarrier.arrive(handoff.index(WHICH))
-            else:
-                # epilogue (ping-pong: the other warpgroup's K loop runs meanwhile)
-                phase = (idx // STEP) & 1
-                _epilogue_half(acc0, 0, out_desc, aux_desc, c_bufs, pre_ready, off_m, off_n, phase, GELU_GRAD, WHICH)
-                _epilogue_half(acc1, 1, out_desc, aux_desc, c_bufs, pre_ready, off_m, off_n, phase, GELU_GRAD, WHICH)
-                if BIAS_GRAD:   # TMA zero-fills rows past M: out is 0 there. One partials row per 128 rows
-                    sums = _column_sums_async(c_bufs.index(2 * WHICH), c_bufs.index(2 * WHICH + 1))
-                if not SHARED_TILE and idx + STEP < my_tiles:   # the next tile's turn, while the sums run
-                    mbarrier.wait(turn.index(WHICH), (((idx + STEP) // 2) & 1) ^ (1 - WHICH))
-                if BIAS_GRAD:
-                    _store_column_sums(warpgroup_mma_wait(0, deps=(sums,)), Partials, off_m // (2 * HALF), off_n, N)
+            # epilogue (ping-pong: the other warpgroup's K loop runs meanwhile)
+            phase = (idx // STEP) & 1
+            _epilogue_half(acc0, 0, out_desc, aux_desc, c_bufs, pre_ready, off_m, off_n, phase, GELU_GRAD, WHICH)
+            _epilogue_half(acc1, 1, out_desc, aux_desc, c_bufs, pre_ready, off_m, off_n, phase, GELU_GRAD, WHICH)
+            if BIAS_GRAD:   # TMA zero-fills rows past M: out is 0 there. One partials row per 128 rows
+                sums = _column_sums_async(c_bufs.index(2 * WHICH), c_bufs.index(2 * WHICH + 1))
+            if not SHARED_TILE and idx + STEP < my_tiles:   # the next tile's turn, while the sums run
+                mbarrier.wait(turn.index(WHICH), (((idx + STEP) // 2) & 1) ^ (1 - WHICH))
+            if BIAS_GRAD:
+                _store_column_sums(warpgroup_mma_wait(0, deps=(sums,)), Partials, off_m // (2 * HALF), off_n, N)
         tma.store_wait(0)
-
-    # the two consumer partitions: one function each (a partition is a function and its arguments)
-    @gluon.jit
-    def _mlp_consumer0(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
-                       turn, handoff, Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog,
-                       GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr,
-                       COOPERATIVE: gl.constexpr, HANDOFF: gl.constexpr):
-        _mlp_consumer(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
-                      turn, handoff, Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS,
-                      BIAS_GRAD, B_NK, COOPERATIVE, HANDOFF, 0)
 
     @gluon.jit
     def _mlp_consumer1(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
-                       turn, handoff, Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog,
-                       GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr,
-                       COOPERATIVE: gl.constexpr, HANDOFF: gl.constexpr):
+                       turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr,
+                       BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, WHICH: gl.constexpr):
+        """The second consumer partition (a partition is a function: this one runs WHICH = 1)."""
         _mlp_consumer(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
-                      turn, handoff, Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS,
-                      BIAS_GRAD, B_NK, COOPERATIVE, HANDOFF, 1)
+                      turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD, B_NK, COOPERATIVE, 1)
 
     @gluon.jit
-    def _load_pre_quarter(Pre, stride_pre, row, off_n, M, N, QUARTER: gl.constexpr, BN: gl.constexpr,
-                          layout: gl.constexpr):
-        rows = row + gl.arange(0, QUARTER, layout=gl.SliceLayout(1, layout))
-        cols = off_n + gl.arange(0, BN, layout=gl.SliceLayout(0, layout))
-        ptrs = Pre + gl.expand_dims(rows.to(gl.int64) * stride_pre, 1) + gl.expand_dims(cols, 0)
-        return gl.load(ptrs, mask=gl.expand_dims(rows < M, 1) & gl.expand_dims(cols < N, 0), other=0.0)
-
-    @gluon.jit
-    def _gelu_grad_quarter(part, pre, layout: gl.constexpr):
-        """dh (a shared-memory quarter) * gelu'(pre), written over dh."""
-        part.store((part.load(layout).to(gl.float32) * _gelu_grad(pre.to(gl.float32))).to(part.dtype))
-
-    @gluon.jit
-    def _mlp_epilogue(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
-                      turn, handoff, Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog,
-                      GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr,
-                      COOPERATIVE: gl.constexpr, HANDOFF: gl.constexpr):
-        """HANDOFF's epilogue warpgroup: each (256, BN) tile's four 64-row pieces, as the consumers
-        left them in c_bufs, out through TMA stores from the same buffers. Forward: the piece is pre
-        (stored as it is), then gelu(pre) over it once pre's store has read it. Backward: dh * gelu'(pre),
-        pre loaded from global memory a quarter (32 rows) at a time, the first before the piece
-        arrives; the bias gradient's partials one row per 128 rows, on the tensor cores."""
-        BM: gl.constexpr = a_desc.block_type.shape[0]
-        HALF: gl.constexpr = out_desc.block_type.shape[0]
-        BN: gl.constexpr = out_desc.block_type.shape[1]
-        QUARTER: gl.constexpr = HALF // 2
-        gl.static_assert(BN == 128)
-        # 16-byte vectors, a warp over 2 rows x 128 columns: 32 values a thread per quarter
-        layout: gl.constexpr = gl.BlockedLayout([1, 8], [2, 16], [4, 1], [1, 0])
-        num_pid_m = gl.cdiv(M, BM)
-        num_pid_n = gl.cdiv(N, BN)
-        my_tiles = gl.cdiv(num_pid_m * num_pid_n - pid, nprog)
-        for idx in range(0, my_tiles):
-            tile_id = pid + idx * nprog
-            pid_m, pid_n = _tile_coords(tile_id, num_pid_m, num_pid_n, 8)
-            off_m = pid_m * BM
-            off_n = pid_n * BN
-            for w in gl.static_range(2):
-                row = off_m + 2 * w * HALF
-                top = c_bufs.index(2 * w)
-                bottom = c_bufs.index(2 * w + 1)
-                if GELU_GRAD:
-                    # pre's loads in flight while the consumer may still be computing; two quarters
-                    # at a time (32 registers a thread)
-                    p0 = _load_pre_quarter(Pre, stride_pre, row, off_n, M, N, QUARTER, BN, layout)
-                    p1 = _load_pre_quarter(Pre, stride_pre, row + QUARTER, off_n, M, N, QUARTER, BN, layout)
-                    mbarrier.wait(handoff.index(w), idx & 1)
-                    _gelu_grad_quarter(top.slice(0, QUARTER), p0, layout)
-                    p2 = _load_pre_quarter(Pre, stride_pre, row + 2 * QUARTER, off_n, M, N, QUARTER, BN, layout)
-                    _gelu_grad_quarter(top.slice(QUARTER, QUARTER), p1, layout)
-                    p3 = _load_pre_quarter(Pre, stride_pre, row + 3 * QUARTER, off_n, M, N, QUARTER, BN, layout)
-                    fence_async_shared()
-                    tma.async_copy_shared_to_global(out_desc, [row, off_n], top)
-                    _gelu_grad_quarter(bottom.slice(0, QUARTER), p2, layout)
-                    _gelu_grad_quarter(bottom.slice(QUARTER, QUARTER), p3, layout)
-                    fence_async_shared()
-                    tma.async_copy_shared_to_global(out_desc, [row + HALF, off_n], bottom)
-                    if BIAS_GRAD:   # rows past M: dh and pre read 0 there, so dpre is 0
-                        gl.thread_barrier()
-                        sums = warpgroup_mma_wait(0, deps=(_column_sums_async(top, bottom),))
-                        _store_column_sums(sums, Partials, row // (2 * HALF), off_n, N)
-                else:
-                    mbarrier.wait(handoff.index(w), idx & 1)
-                    for h in gl.static_range(2):
-                        piece = c_bufs.index(2 * w + h)
-                        tma.async_copy_shared_to_global(aux_desc, [row + h * HALF, off_n], piece)   # pre
-                        g0 = _gelu(piece.slice(0, QUARTER).load(layout).to(gl.float32)).to(piece.dtype)
-                        g1 = _gelu(piece.slice(QUARTER, QUARTER).load(layout).to(gl.float32)).to(piece.dtype)
-                        tma.store_wait(0)      # pre's store has read the piece
-                        gl.thread_barrier()
-                        piece.slice(0, QUARTER).store(g0)
-                        piece.slice(QUARTER, QUARTER).store(g1)
-                        fence_async_shared()
-                        tma.async_copy_shared_to_global(out_desc, [row + h * HALF, off_n], piece)
-                # the consumer's two buffers go back once their stores have read them
-                tma.store_wait(0)
-                gl.thread_barrier()
-                mbarrier.arrive(handoff.index(2 + w))
-        tma.store_wait(0)
-
-    @gluon.jit
-    def _mlp_gluon_kernel(a_desc, b_desc, out_desc, aux_desc, pre_desc, Bias, Partials, Pre, stride_pre, M, N, K,
-                         GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr,
-                         B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, HANDOFF: gl.constexpr,
-                         NUM_STAGES: gl.constexpr, CONSUMER_REGS: gl.constexpr, PRODUCER_REGS: gl.constexpr):
+    def _mlp_gluon_kernel(a_desc, b_desc, out_desc, aux_desc, pre_desc, Bias, Partials, M, N, K,
+                          GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr,
+                          B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, NUM_STAGES: gl.constexpr,
+                          CONSUMER_REGS: gl.constexpr, PRODUCER_REGS: gl.constexpr):
         dtype: gl.constexpr = a_desc.dtype
         a_bufs = gl.allocate_shared_memory(dtype, [NUM_STAGES] + a_desc.block_type.shape, a_desc.layout)
         b_bufs = gl.allocate_shared_memory(dtype, [NUM_STAGES] + b_desc.block_type.shape, b_desc.layout)
@@ -432,46 +324,27 @@ if HAVE_GLUON:
         empty = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
         pre_ready = gl.allocate_shared_memory(gl.int64, [4, 1], mbarrier.MBarrierLayout())
         turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-        handoff = gl.allocate_shared_memory(gl.int64, [4, 1], mbarrier.MBarrierLayout())   # full[2], empty[2]
         for i in gl.static_range(NUM_STAGES):
             mbarrier.init(ready.index(i), count=1)
-            mbarrier.init(empty.index(i), count=2 if COOPERATIVE or HANDOFF else 1)
+            mbarrier.init(empty.index(i), count=2 if COOPERATIVE else 1)
         for i in gl.static_range(4):
             mbarrier.init(pre_ready.index(i), count=1)
-            mbarrier.init(handoff.index(i), count=1)
         for i in gl.static_range(2):
             mbarrier.init(turn.index(i), count=1)
-        # read once here and passed to every partition, all of which take the same arguments (spelled
-        # out in each call: a tuple bound to a name first loses its constexprs)
+        # read once here and passed to every partition
         pid = gl.program_id(0)
         nprog = gl.num_programs(0)
-        if HANDOFF:
-            gl.warp_specialize([
-                (_mlp_epilogue, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready, turn, handoff,
-                  Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD, B_NK, COOPERATIVE,
-                  HANDOFF)),
-                (_mlp_consumer0, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready, turn, handoff,
-                  Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD, B_NK, COOPERATIVE,
-                  HANDOFF)),
-                (_mlp_consumer1, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready, turn, handoff,
-                  Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD, B_NK, COOPERATIVE,
-                  HANDOFF)),
-                (_mlp_producer, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready, turn, handoff,
-                  Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD, B_NK, COOPERATIVE,
-                  HANDOFF)),
-            ], [4, 4, 1], [CONSUMER_REGS, CONSUMER_REGS, PRODUCER_REGS])
-        else:
-            gl.warp_specialize([
-                (_mlp_consumer0, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready, turn, handoff,
-                  Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD, B_NK, COOPERATIVE,
-                  HANDOFF)),
-                (_mlp_consumer1, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready, turn, handoff,
-                  Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD, B_NK, COOPERATIVE,
-                  HANDOFF)),
-                (_mlp_producer, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready, turn, handoff,
-                  Bias, Partials, Pre, stride_pre, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD, B_NK, COOPERATIVE,
-                  HANDOFF)),
-            ], [4, 1], [CONSUMER_REGS, PRODUCER_REGS])
+        gl.warp_specialize([
+            (_mlp_consumer, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty,
+                             pre_ready, turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD,
+                             B_NK, COOPERATIVE, 0)),
+            (_mlp_consumer1, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty,
+                              pre_ready, turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD,
+                              B_NK, COOPERATIVE, 1)),
+            (_mlp_producer, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty,
+                             pre_ready, turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD,
+                             B_NK, COOPERATIVE)),
+        ], [4, 1], [CONSUMER_REGS, PRODUCER_REGS])
 
 
 def _descriptor(t: torch.Tensor, block: list[int]):
@@ -479,11 +352,16 @@ def _descriptor(t: torch.Tensor, block: list[int]):
     return TensorDescriptor.from_tensor(t, block, layout)
 
 
+def _operands_apply(a: torch.Tensor, *others: torch.Tensor) -> bool:
+    """A Hopper GPU with Gluon, and 16-bit operands of one dtype that TMA can read (row-major,
+    16-byte aligned), at least one row of a."""
+    return (available(a.device) and a.is_cuda and a.dtype in (torch.bfloat16, torch.float16) and a.shape[0] > 0
+            and all(t.dtype == a.dtype and tma_row_major(t) for t in (a, *others)))
+
+
 def applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """Whether linear_gelu can run x (M, K) @ weight (N, K)^T + bias here."""
-    return (available(x.device) and x.is_cuda and x.dtype in (torch.bfloat16, torch.float16)
-            and weight.dtype == x.dtype and x.shape[0] > 0 and weight.shape[0] % 8 == 0
-            and tma_row_major(x) and tma_row_major(weight)
+    return (_operands_apply(x, weight) and weight.shape[0] % 8 == 0
             and (bias is None or (bias.dtype == x.dtype and bias.is_contiguous())))
 
 
@@ -502,17 +380,14 @@ def _launch(a, b, b_nk, out, aux, gelu_grad, bias=None, pre=None, partials=None,
     block_m = BLOCK_M[schedule]
     b_block = [BLOCK_N, BLOCK_K] if b_nk else [BLOCK_K, BLOCK_N]
     tiles = triton.cdiv(M, block_m) * triton.cdiv(N, BLOCK_N)
-    consumer_regs, producer_regs, max_regs = REGISTERS[schedule]
     dummy = out   # stands in for pointers a flag switches off; never read or written
-    pre = pre if pre is not None else aux
     _mlp_gluon_kernel[(min(tiles, sm_count(a.device, interpreter_programs=1)),)](
         _descriptor(a, [block_m, BLOCK_K]), _descriptor(b, b_block), _descriptor(out, [HALF, BLOCK_N]),
-        _descriptor(aux, [HALF, BLOCK_N]), _descriptor(pre, [HALF, BLOCK_N]),
-        bias if bias is not None else dummy, partials if partials is not None else dummy, pre, pre.stride(0),
-        M, N, K, GELU_GRAD=gelu_grad, HAS_BIAS=bias is not None, BIAS_GRAD=partials is not None, B_NK=b_nk,
-        COOPERATIVE=schedule == "cooperative", HANDOFF=schedule == "handoff",
-        NUM_STAGES=stages or STAGES[schedule], CONSUMER_REGS=consumer_regs, PRODUCER_REGS=producer_regs,
-        num_warps=4, maxnreg=max_regs)
+        _descriptor(aux, [HALF, BLOCK_N]), _descriptor(pre if pre is not None else aux, [HALF, BLOCK_N]),
+        bias if bias is not None else dummy, partials if partials is not None else dummy, M, N, K,
+        GELU_GRAD=gelu_grad, HAS_BIAS=bias is not None, BIAS_GRAD=partials is not None, B_NK=b_nk,
+        COOPERATIVE=schedule == "cooperative", NUM_STAGES=stages or STAGES[schedule],
+        CONSUMER_REGS=CONSUMER_REGS, PRODUCER_REGS=PRODUCER_REGS, num_warps=4, maxnreg=MAX_REGS)
 
 
 def launch_linear_gelu(x, weight, bias, h, pre, schedule: str | None = None, stages: int | None = None) -> None:
@@ -523,9 +398,7 @@ def launch_linear_gelu(x, weight, bias, h, pre, schedule: str | None = None, sta
 
 def applies_gelu_grad(dy: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor) -> bool:
     """Whether launch_matmul_gelu_grad can run dy (M, K) @ weight (K, N) * gelu'(pre (M, N)) here."""
-    return (available(dy.device) and dy.is_cuda and dy.dtype in (torch.bfloat16, torch.float16)
-            and weight.dtype == dy.dtype and pre.dtype == dy.dtype and dy.shape[0] > 0
-            and weight.shape[1] % 8 == 0 and all(tma_row_major(t) for t in (dy, weight, pre)))
+    return _operands_apply(dy, weight, pre) and weight.shape[1] % 8 == 0
 
 
 def launch_matmul_gelu_grad(dy, weight, pre, dpre, partials=None, schedule: str | None = None,

@@ -431,18 +431,21 @@ def test_cuda_cublaslt_mlp_refuses_what_cublaslt_cannot_take():
 gluon_only = pytest.mark.skipif(not (HAS_CUDA and mlp_gluon.available()), reason="needs Gluon and a Hopper GPU")
 
 
-GLUON_SCHEDULES = list(mlp_gluon.BLOCK_M)
+def gluon_cases(test):
+    """The Gluon kernel's test grid: each schedule, both 16-bit dtypes, sizes that are not
+    multiples of its tiles (M = 1 included)."""
+    for mark in (pytest.mark.parametrize("M, K, N", [(1, 64, 136), (129, 200, 264), (1000, 768, 3072)]),
+                 pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16]),
+                 pytest.mark.parametrize("schedule", list(mlp_gluon.BLOCK_M)), gluon_only):
+        test = mark(test)
+    return test
 
 
-@gluon_only
-@pytest.mark.parametrize("schedule", GLUON_SCHEDULES)
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("M, K, N", [(1, 64, 136), (129, 200, 264), (1000, 768, 3072)])
+@gluon_cases
 @pytest.mark.parametrize("bias", [True, False])
 def test_gluon_linear_gelu_matches_float64(schedule, dtype, M, K, N, bias, monkeypatch):
-    """kernels/mlp_gluon.py's kernel, both schedules (linear_gelu kernel="gluon"): h and pre
-    against float64 on sizes that are not multiples of its tiles (M = 1 included), into
-    NaN-poisoned buffers, so an element it does not write fails."""
+    """kernels/mlp_gluon.py's kernel (linear_gelu kernel="gluon"): h and pre against float64,
+    into NaN-poisoned buffers, so an element it does not write fails."""
     from fastgpt.kernels import mlp as kernels
     monkeypatch.setattr(mlp_gluon, "SCHEDULE", schedule)
     monkeypatch.setattr(kernels, "_empty", lambda like, m, n: poison_(like.new_empty(m, n)))
@@ -457,15 +460,12 @@ def test_gluon_linear_gelu_matches_float64(schedule, dtype, M, K, N, bias, monke
     assert_rel_close(h, torch.nn.functional.gelu(pre64, approximate="tanh"), REL_TOL[dtype], "h")
 
 
-@gluon_only
-@pytest.mark.parametrize("schedule", GLUON_SCHEDULES)
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("M, K, N", [(1, 64, 136), (129, 200, 264), (1000, 768, 3072)])
+@gluon_cases
 @pytest.mark.parametrize("bias_grad", [True, False])
 def test_gluon_gelu_grad_matches_float64(schedule, dtype, M, K, N, bias_grad, monkeypatch):
-    """The Gluon kernel's backward epilogue, both schedules (matmul_gelu_grad kernel="gluon"):
-    dpre = (dy @ W) * gelu'(pre) and the bias gradient from its column-sum partials, against
-    float64, into NaN-poisoned dpre and partials."""
+    """The Gluon kernel's backward epilogue (matmul_gelu_grad kernel="gluon"): dpre =
+    (dy @ W) * gelu'(pre) and the bias gradient from its column-sum partials, against float64,
+    into NaN-poisoned dpre and partials."""
     from fastgpt.kernels import mlp as kernels
     monkeypatch.setattr(mlp_gluon, "SCHEDULE", schedule)
     monkeypatch.setattr(kernels, "_empty", lambda like, m, n: poison_(like.new_empty(m, n)))
@@ -489,10 +489,11 @@ def test_gluon_gelu_grad_matches_float64(schedule, dtype, M, K, N, bias_grad, mo
 
 
 @gluon_only
-@pytest.mark.parametrize("options", [MLPOptions(fc="gluon"), MLPOptions(gelu_grad="gluon"),
-                                     MLPOptions(fc="gluon", gelu_grad="gluon")], ids=str)
+@pytest.mark.parametrize("options", [MLPOptions(), MLPOptions(gelu_grad="cublas"), MLPOptions(fc="triton")],
+                         ids=str)
 def test_gluon_options_agree_with_float64(options, device):
-    """The whole MLP (forward and backward) with the Gluon kernels against float64."""
+    """The whole MLP (forward and backward) with the Gluon kernels against float64: both (the
+    default), the forward's alone, the backward's alone."""
     x, dy = inputs((4, 33), 64, torch.bfloat16, device)
     params = make_params(64, 256, torch.bfloat16, device)
     with fastgpt.use_backend("triton"):
