@@ -105,7 +105,12 @@ def _cross_entropy_fwd_bwd_kernel(
     tl.store(Loss + row, lse - z_target)
 
     if COMPUTE_GRAD:
-        # d loss_mean / d logits = (softmax - onehot) / n_valid, in place
+        # d loss_mean / d logits = (softmax - onehot) / n_valid, in place. The barrier first: every
+        # warp reads z_target before any warp overwrites the row (the target's column among it)
+        # with its gradient. Without it a fast warp's store could race a slow warp's load: run 71
+        # saw loss errors of 5e-3 at GPT-2's vocab once the gradient's exponentials were made
+        # cheaper (an experiment, not kept), and run 72 none with the barrier.
+        tl.debug_barrier()
         inv_n_valid = 1.0 / tl.load(NValid).to(tl.float32)
         if SINGLE_PASS:
             # softmax everywhere, then the target's element again with the -1 after a barrier
