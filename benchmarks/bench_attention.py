@@ -145,8 +145,6 @@ def _kernel_cases(T: int):
     scale = HEAD_DIM ** -0.5
     out, lse = K.attention_fwd(q, k, v, True, scale)
     _, delta = K.attention_bwd_dq(dout, q, k, v, out, lse, True, scale)    # what dK/dV reads
-    ds = torch.empty(q.shape[0] * q.shape[1], T, T, device=q.device, dtype=q.dtype)
-    K.attention_bwd_dkdv(dout, q, k, v, lse, None, True, scale, out=out, ds=ds)   # what dQ from dS reads
     fwd_flops = attention_flops(TOKENS // T, T, "fwd")
     return {
         "fwd": (K.FWD_CONFIGS, lambda c: K.attention_fwd(q, k, v, True, scale, out=out, config=c), fwd_flops),
@@ -159,15 +157,6 @@ def _kernel_cases(T: int):
                fwd_flops * 1.5),
         "bwd_autotuned": ([None], lambda c: K.attention_bwd(dout, q, k, v, out, lse, True, scale),
                           fwd_flops * BWD_FACTOR),
-        # the stored-dS backward: dK/dV also writes dS (and computes Delta from O), dQ = dS k reads it
-        "dkdv_store_ds": (K.DKDV_CONFIGS, lambda c: K.attention_bwd_dkdv(dout, q, k, v, lse, None, True, scale,
-                                                                         config=c, out=out, ds=ds), fwd_flops * 2.0),
-        "dq_from_ds": (K.DQ_FROM_DS_CONFIGS, lambda c: K.attention_bwd_dq_from_ds(ds, dout, k, True, scale, config=c),
-                       fwd_flops * 0.5),
-        "bwd_stored_ds": ([None], lambda c: K.attention_bwd(dout, q, k, v, out, lse, True, scale, store_ds=True),
-                          fwd_flops * BWD_FACTOR),
-        "bwd_recomputed_ds": ([None], lambda c: K.attention_bwd(dout, q, k, v, out, lse, True, scale,
-                                                                store_ds=False), fwd_flops * BWD_FACTOR),
     }
 
 
@@ -204,7 +193,7 @@ def tune(seq_lens, kernels, out_path=None):
     from fastgpt.kernels import attention as K
     picks = {n: {str(key): str(cfg) for key, cfg in getattr(kern, "cache", {}).items()}
              for n, kern in (("fwd", K._attention_fwd_kernel), ("dkdv", K._attention_bwd_dkdv_kernel),
-                             ("dq", K._attention_bwd_dq_kernel), ("dq_from_ds", K._attention_bwd_dq_from_ds_kernel))}
+                             ("dq", K._attention_bwd_dq_kernel))}
     print("\nautotuner picks:", json.dumps(picks, indent=1))
     results["autotune_picks"] = picks
     if out_path:
@@ -217,9 +206,8 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("tune", help="time every config of each attention kernel alone")
     t.add_argument("--seq-lens", type=int, nargs="+", default=SEQ_LENS)
-    kernel_names = ["fwd", "dkdv", "dq", "bwd_autotuned", "dkdv_store_ds", "dq_from_ds", "bwd_stored_ds",
-                    "bwd_recomputed_ds"]
-    t.add_argument("--kernels", nargs="+", default=kernel_names, choices=kernel_names)
+    t.add_argument("--kernels", nargs="+", default=["fwd", "dkdv", "dq", "bwd_autotuned"],
+                   choices=["fwd", "dkdv", "dq", "bwd_autotuned"])
     t.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():

@@ -94,17 +94,7 @@ DQ_CONFIGS = _configs(
     [(64, 32, 4, 3), (128, 32, 4, 4), (128, 32, 4, 5), (128, 64, 8, 3), (128, 64, 8, 4), (64, 64, 4, 3),
      (128, 128, 8, 3)],
     pinned=(64, 32, 4, 3), interpreter=(64, 32))
-# dQ from the stored dS: BLOCK_M queries stay resident, (BLOCK_M, BLOCK_N) tiles of dS and (BLOCK_N, D)
-# tiles of K stream; one dot a tile, so it is bound by reading dS.
-DQ_FROM_DS_CONFIGS = _configs(
-    [(64, 64, 4, 3), (64, 64, 4, 4), (128, 64, 4, 3), (128, 64, 8, 3), (64, 128, 4, 3), (128, 128, 8, 3),
-     (128, 32, 4, 4)],
-    pinned=(64, 64, 4, 3), interpreter=(64, 16))
 _TUNE_KEY = ["T_BUCKET", "HEAD_DIM", "CAUSAL", "DROPOUT"]
-# The stored-dS backward (attention_bwd's store_ds) by default while its (B * H, T, T) buffer takes at
-# most this: GPT-2's step (B 32, H 12, T 512, bf16) needs 201 MB, allocated in each layer's backward
-# and freed after dQ's kernel; the attention benchmark's 65536 tokens at T = 512 or 1024, 805 MB.
-DS_MAX_BYTES = 2**30
 
 
 def _even_t(args: dict) -> bool:
@@ -299,33 +289,23 @@ def _attention_fwd_kernel(Q, K, V, Out, LSE,
 
 
 @triton.jit
-def _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, Out, DS, LSE, Delta, stride_qt, stride_qd, stride_dot, stride_dod,
-                              stride_ot, stride_od, cols, lo, hi, T, qk_scale, dropout_p, seed, rng_base,
+def _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qt, stride_qd, stride_dot, stride_dod,
+                              cols, lo, hi, T, qk_scale, dropout_p, seed, rng_base,
                               HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, CAUSAL: tl.constexpr,
-                              DROPOUT: tl.constexpr, MASK: tl.constexpr, DOT_PRECISION: tl.constexpr,
-                              STORE_DS: tl.constexpr):
-    """dK, dV of the resident key tile from the query blocks [lo, hi), in the transposed frame;
-    STORE_DS: Delta from the rows' O and dO tiles, and dS (as rounded for the dK dot) stored."""
+                              DROPOUT: tl.constexpr, MASK: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """dK, dV of the resident key tile from the query blocks [lo, hi), in the transposed frame."""
     for start_m in range(lo, hi, BLOCK_M):
         start_m = tl.multiple_of(start_m, BLOCK_M)
         rows = start_m + tl.arange(0, BLOCK_M)
         qT = _load_tile(Q, rows, stride_qt, stride_qd, T, HEAD_DIM, True, MASK)
-        do = _load_tile(DO, rows, stride_dot, stride_dod, T, HEAD_DIM, False, MASK)
-        if STORE_DS:    # no dQ kernel ran first to write Delta: a (BLOCK_M, D) product, ~1% of the dots
-            if MASK:
-                lse = tl.load(LSE + rows, mask=rows < T, other=0.0)
-            else:
-                lse = tl.load(LSE + rows)
-            o = _load_tile(Out, rows, stride_ot, stride_od, T, HEAD_DIM, False, MASK)
-            delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
-        else:
-            lse, delta = _load_row_stats(LSE, Delta, rows, T, MASK)
+        lse, delta = _load_row_stats(LSE, Delta, rows, T, MASK)
         pT = tl.math.exp2(tl.dot(k, qT, input_precision=DOT_PRECISION) * qk_scale - lse[None, :])
         if MASK:
             valid = rows[None, :] < T
             if CAUSAL:
                 valid = valid & (rows[None, :] >= cols[:, None])
             pT = tl.where(valid, pT, 0.0)
+        do = _load_tile(DO, rows, stride_dot, stride_dod, T, HEAD_DIM, False, MASK)
         dpT = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)
         if DROPOUT:
             keep = _dropout_keep(seed, rng_base, rows[None, :], cols[:, None], T, dropout_p)
@@ -334,34 +314,28 @@ def _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, Out, DS, LSE, Delta, stride_q
             dpT = tl.where(keep, dpT * inv_keep, 0.0)
         else:
             dv += tl.dot(pT.to(do.dtype), do, input_precision=DOT_PRECISION)
-        dsT = (pT * (dpT - delta[None, :])).to(qT.dtype)
-        dk += tl.dot(dsT, tl.trans(qT), input_precision=DOT_PRECISION)
-        if STORE_DS:    # dS[row, col] of this head's (T, T); keys past T would land in the next row
-            tl.store(DS + rows[None, :] * T + cols[:, None], dsT, mask=(rows[None, :] < T) & (cols[:, None] < T))
+        dsT = pT * (dpT - delta[None, :])
+        dk += tl.dot(dsT.to(qT.dtype), tl.trans(qT), input_precision=DOT_PRECISION)
     return dk, dv
 
 
-@triton.autotune(configs=DKDV_CONFIGS, key=_TUNE_KEY + ["STORE_DS"])
+@triton.autotune(configs=DKDV_CONFIGS, key=_TUNE_KEY)
 @triton.jit(do_not_specialize=["seed"])
-def _attention_bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, Delta, Out, DS,
+def _attention_bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, Delta,
                                stride_qb, stride_qh, stride_qt, stride_qd,
                                stride_kb, stride_kh, stride_kt, stride_kd,
                                stride_vb, stride_vh, stride_vt, stride_vd,
                                stride_dob, stride_doh, stride_dot, stride_dod,
                                stride_dkb, stride_dkh, stride_dkt, stride_dkd,
                                stride_dvb, stride_dvh, stride_dvt, stride_dvd,
-                               stride_ob, stride_oh, stride_ot, stride_od,
                                H, T, T_BUCKET, qk_scale, sm_scale, dropout_p, seed,
                                HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                               CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
-                               STORE_DS: tl.constexpr):
+                               CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr):
     bh = tl.program_id(0)
     start_n = tl.program_id(1) * BLOCK_N       # causal: block 0 is the heaviest, and runs first
     Q, K, V, DO = _head(bh, H, Q, K, V, DO, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh,
                         stride_dob, stride_doh)
-    DK, DV, Out, _ = _head(bh, H, DK, DV, Out, DK, stride_dkb, stride_dkh, stride_dvb, stride_dvh, stride_ob,
-                           stride_oh, 0, 0)
-    DS += bh.to(tl.int64) * T * T
+    DK, DV, _, _ = _head(bh, H, DK, DV, DK, DV, stride_dkb, stride_dkh, stride_dvb, stride_dvh, 0, 0, 0, 0)
     LSE += bh.to(tl.int64) * T
     Delta += bh.to(tl.int64) * T
     rng_base = bh.to(tl.int64) * T * T
@@ -379,18 +353,15 @@ def _attention_bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, Delta, Out, DS,
     else:
         lo = 0
         full_lo = 0
-    dk, dv = _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, Out, DS, LSE, Delta, stride_qt, stride_qd, stride_dot,
-                                       stride_dod, stride_ot, stride_od, cols, lo, full_lo, T, qk_scale, dropout_p,
-                                       seed, rng_base, HEAD_DIM, BLOCK_M, CAUSAL, DROPOUT, True, DOT_PRECISION,
-                                       STORE_DS)
-    dk, dv = _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, Out, DS, LSE, Delta, stride_qt, stride_qd, stride_dot,
-                                       stride_dod, stride_ot, stride_od, cols, full_lo, full_hi, T, qk_scale,
-                                       dropout_p, seed, rng_base, HEAD_DIM, BLOCK_M, CAUSAL, DROPOUT, False,
-                                       DOT_PRECISION, STORE_DS)
-    dk, dv = _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, Out, DS, LSE, Delta, stride_qt, stride_qd, stride_dot,
-                                       stride_dod, stride_ot, stride_od, cols, full_hi, T, T, qk_scale, dropout_p,
-                                       seed, rng_base, HEAD_DIM, BLOCK_M, CAUSAL, DROPOUT, True, DOT_PRECISION,
-                                       STORE_DS)
+    dk, dv = _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qt, stride_qd, stride_dot,
+                                       stride_dod, cols, lo, full_lo, T, qk_scale, dropout_p, seed, rng_base,
+                                       HEAD_DIM, BLOCK_M, CAUSAL, DROPOUT, True, DOT_PRECISION)
+    dk, dv = _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qt, stride_qd, stride_dot,
+                                       stride_dod, cols, full_lo, full_hi, T, qk_scale, dropout_p, seed,
+                                       rng_base, HEAD_DIM, BLOCK_M, CAUSAL, DROPOUT, False, DOT_PRECISION)
+    dk, dv = _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qt, stride_qd, stride_dot,
+                                       stride_dod, cols, full_hi, T, T, qk_scale, dropout_p, seed, rng_base,
+                                       HEAD_DIM, BLOCK_M, CAUSAL, DROPOUT, True, DOT_PRECISION)
     _store_tile(DK, cols, stride_dkt, stride_dkd, T, dk * sm_scale, HEAD_DIM)
     _store_tile(DV, cols, stride_dvt, stride_dvd, T, dv, HEAD_DIM)
 
@@ -471,60 +442,6 @@ def _attention_bwd_dq_kernel(Q, K, V, DO, Out, DQ, LSE, Delta, BiasPartials,
         _store_bias_grad_partials(BiasPartials, dq, start_m, T, bh, H, 0, HEAD_DIM, BLOCK_M, PARTIAL_ROWS)
 
 
-@triton.jit
-def _attention_bwd_dq_from_ds_inner(dq, DS, K, stride_kt, stride_kd, rows, lo, hi, T,
-                                    HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr,
-                                    MASK: tl.constexpr, DOT_PRECISION: tl.constexpr):
-    """dQ += dS K of the resident query tile over the key blocks [lo, hi). Only the dS elements the
-    dK/dV kernel wrote are read: rows < T, and with MASK keys < T and (causal) keys <= rows."""
-    for start_n in range(lo, hi, BLOCK_N):
-        start_n = tl.multiple_of(start_n, BLOCK_N)
-        cols = start_n + tl.arange(0, BLOCK_N)
-        if MASK:
-            valid = (rows[:, None] < T) & (cols[None, :] < T)
-            if CAUSAL:
-                valid = valid & (rows[:, None] >= cols[None, :])
-            ds = tl.load(DS + rows[:, None] * T + cols[None, :], mask=valid, other=0.0)
-        else:
-            ds = tl.load(DS + rows[:, None] * T + cols[None, :])
-        k = _load_tile(K, cols, stride_kt, stride_kd, T, HEAD_DIM, False, MASK)
-        dq = tl.dot(ds, k, dq, input_precision=DOT_PRECISION)
-    return dq
-
-
-@triton.autotune(configs=DQ_FROM_DS_CONFIGS, key=_TUNE_KEY + ["BIAS_GRAD"])
-@triton.jit
-def _attention_bwd_dq_from_ds_kernel(DS, K, DO, DQ, BiasPartials,
-                                     stride_kb, stride_kh, stride_kt, stride_kd,
-                                     stride_dob, stride_doh, stride_dot, stride_dod,
-                                     stride_dqb, stride_dqh, stride_dqt, stride_dqd,
-                                     H, T, T_BUCKET, sm_scale,
-                                     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                                     CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
-                                     BIAS_GRAD: tl.constexpr, PARTIAL_ROWS: tl.constexpr):
-    tl.static_assert(not (BIAS_GRAD and DROPOUT))
-    bh = tl.program_id(0)
-    K, DO, DQ, _ = _head(bh, H, K, DO, DQ, DQ, stride_kb, stride_kh, stride_dob, stride_doh, stride_dqb, stride_dqh,
-                         0, 0)
-    DS += bh.to(tl.int64) * T * T
-    start_m = _query_block(CAUSAL) * BLOCK_M
-    rows = start_m + tl.arange(0, BLOCK_M)
-    dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    full_hi, end = _key_split(start_m, T, BLOCK_M, BLOCK_N, CAUSAL)
-    dq = _attention_bwd_dq_from_ds_inner(dq, DS, K, stride_kt, stride_kd, rows, 0, full_hi, T, HEAD_DIM, BLOCK_N,
-                                         CAUSAL, False, DOT_PRECISION)
-    dq = _attention_bwd_dq_from_ds_inner(dq, DS, K, stride_kt, stride_kd, rows, full_hi, end, T, HEAD_DIM, BLOCK_N,
-                                         CAUSAL, True, DOT_PRECISION)
-    dq = dq * sm_scale
-    _store_tile(DQ, rows, stride_dqt, stride_dqd, T, dq, HEAD_DIM)
-    if BIAS_GRAD:   # d(bq) = dQ's column sums, d(bk) = 0, d(bv) = dO's column sums (the header says why)
-        do = _load_tile(DO, rows, stride_dot, stride_dod, T, HEAD_DIM, False, True).to(tl.float32)
-        _store_bias_grad_partials(BiasPartials, dq, start_m, T, bh, H, 0, HEAD_DIM, BLOCK_M, PARTIAL_ROWS)
-        _store_bias_grad_partials(BiasPartials, tl.zeros_like(do), start_m, T, bh, H, 1, HEAD_DIM, BLOCK_M,
-                                  PARTIAL_ROWS)
-        _store_bias_grad_partials(BiasPartials, do, start_m, T, bh, H, 2, HEAD_DIM, BLOCK_M, PARTIAL_ROWS)
-
-
 @triton.jit(do_not_specialize=["seed"])
 def _attention_dropout_mask_kernel(Keep, T, dropout_p, seed, BLOCK: tl.constexpr):
     """Keep[bh, i, j] as the attention kernels draw it (uint8; for tests)."""
@@ -603,26 +520,15 @@ def _bwd_scalars(q, softmax_scale, dropout_p, seed):
 
 def attention_bwd_dkdv(dout, q, k, v, lse, delta, causal: bool, softmax_scale: float, dropout_p: float = 0.0,
                        seed: int = 0, dk: torch.Tensor | None = None, dv: torch.Tensor | None = None,
-                       config: dict | None = None, out: torch.Tensor | None = None,
-                       ds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """dK and dV (B, H, T, D): one program per key block walks the queries that see it. Delta is
-    attention_bwd_dq's; or, with `ds` (a (B * H, T, T) buffer of q's dtype, contiguous), Delta is
-    computed from `out` and dS is written into `ds` for attention_bwd_dq_from_ds: every element
-    (row, key) with row < T that a causal mask keeps, and more (the dK/dV tiles' diagonal blocks)."""
+                       config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """dK and dV (B, H, T, D): one program per key block walks the queries that see it."""
     B, H, T, D = q.shape
     dk = empty_bthd(B, H, T, D, q) if dk is None else dk
     dv = empty_bthd(B, H, T, D, q) if dv is None else dv
-    store_ds = ds is not None
-    if store_ds:
-        assert delta is None and out is not None and ds.shape == (B * H, T, T) and ds.is_contiguous()
-        assert ds.dtype == q.dtype
-    delta = q if delta is None else delta       # unread placeholders when a flag switches them off
-    out = q if out is None else out
     _launch(_attention_bwd_dkdv_kernel, lambda m: (B * H, triton.cdiv(T, m["BLOCK_N"])), config,
-            q, k, v, dout, dk, dv, lse, delta, out, ds if store_ds else q,
-            *_strides(q), *_strides(k), *_strides(v), *_strides(dout), *_strides(dk), *_strides(dv), *_strides(out),
-            *_bwd_scalars(q, softmax_scale, dropout_p, seed), **_common_meta(q, causal, dropout_p),
-            STORE_DS=store_ds)
+            q, k, v, dout, dk, dv, lse, delta,
+            *_strides(q), *_strides(k), *_strides(v), *_strides(dout), *_strides(dk), *_strides(dv),
+            *_bwd_scalars(q, softmax_scale, dropout_p, seed), **_common_meta(q, causal, dropout_p))
     return dk, dv
 
 
@@ -643,52 +549,17 @@ def attention_bwd_dq(dout, q, k, v, out, lse, causal: bool, softmax_scale: float
     return dq, delta
 
 
-def attention_bwd_dq_from_ds(ds: torch.Tensor, dout: torch.Tensor, k: torch.Tensor, causal: bool,
-                             softmax_scale: float, dq: torch.Tensor | None = None, config: dict | None = None,
-                             partials: torch.Tensor | None = None, dropout_p: float = 0.0) -> torch.Tensor:
-    """dQ (B, H, T, D) = dS K * softmax_scale from the dS that attention_bwd_dkdv stored in `ds`
-    ((B * H, T, T)); with `partials` (bias_grad_partials; no dropout) all their slots written, as
-    attention_bwd_dq writes them."""
-    B, H, T, D = k.shape
-    dq = empty_bthd(B, H, T, D, k) if dq is None else dq
-    _launch(_attention_bwd_dq_from_ds_kernel, lambda m: (B * H, triton.cdiv(T, m["BLOCK_M"])), config,
-            ds, k, dout, dq, k if partials is None else partials,
-            *_strides(k), *_strides(dout), *_strides(dq), H, T, triton.next_power_of_2(T), softmax_scale,
-            **_common_meta(k, causal, dropout_p), BIAS_GRAD=partials is not None, PARTIAL_ROWS=PARTIAL_ROWS)
-    return dq
-
-
-def stores_ds(q: torch.Tensor) -> bool:
-    """Whether attention_bwd takes the stored-dS path by default: its (B * H, T, T) buffer of q's
-    dtype fits DS_MAX_BYTES."""
-    B, H, T, _ = q.shape
-    return B * H * T * T * q.element_size() <= DS_MAX_BYTES
-
-
 def attention_bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
                   lse: torch.Tensor, causal: bool, softmax_scale: float, dropout_p: float = 0.0,
                   seed: int = 0, grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
                   dkdv_config: dict | None = None, dq_config: dict | None = None,
-                  partials: torch.Tensor | None = None,
-                  store_ds: bool | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  partials: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dq, dk, dv) of attention_fwd's O for the upstream gradient dout; all (B, H, T, D), any
     strides; written into `grads` = (dq, dk, dv) when given. With `partials` (bias_grad_partials;
-    no dropout): the partial sums of the gradient of a bias added to q, k, v, written as well.
-
-    store_ds (default: `stores_ds(q)`): the dK/dV kernel stores dS and dQ = dS K reads it back
-    (two dots fewer and no exponentials in dQ's kernel, for a write and a read of the (B * H, T, T)
-    dS); else the dQ kernel recomputes P and dS. dq_config configures whichever dQ kernel runs."""
+    no dropout): the partial sums of the gradient of a bias added to q, k, v, written as well."""
     if partials is not None and dropout_p > 0.0:
         raise ValueError("attention_bwd: the bias gradient from the kernels' tiles needs dropout_p = 0")
     dq, dk, dv = grads if grads is not None else (None, None, None)
-    if store_ds if store_ds is not None else stores_ds(q):
-        B, H, T, _ = q.shape
-        ds = torch.empty(B * H, T, T, device=q.device, dtype=q.dtype)
-        dk, dv = attention_bwd_dkdv(dout, q, k, v, lse, None, causal, softmax_scale, dropout_p, seed,
-                                    dk=dk, dv=dv, config=dkdv_config, out=out, ds=ds)
-        dq = attention_bwd_dq_from_ds(ds, dout, k, causal, softmax_scale, dq=dq, config=dq_config,
-                                      partials=partials, dropout_p=dropout_p)
-        return dq, dk, dv
     dq, delta = attention_bwd_dq(dout, q, k, v, out, lse, causal, softmax_scale, dropout_p, seed,
                                  dq=dq, config=dq_config, partials=partials)
     dk, dv = attention_bwd_dkdv(dout, q, k, v, lse, delta, causal, softmax_scale, dropout_p, seed,

@@ -144,10 +144,9 @@ def test_long_sequence_forward_backward(device):
 
 # ---- every element written: launchers into NaN-poisoned buffers ----
 
-@pytest.mark.parametrize("store_ds", [True, False], ids=["stored_ds", "recomputed_ds"])
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("T", [1, 100])
-def test_poisoned_outputs_are_overwritten(T, causal, store_ds, device):
+def test_poisoned_outputs_are_overwritten(T, causal, device):
     kernels = _kernels()
     q, k, v = (t.detach() for t in _qkv(2, 2, T, 32, torch.float32, device))
     out = poison_(torch.empty_like(q))
@@ -155,15 +154,14 @@ def test_poisoned_outputs_are_overwritten(T, causal, store_ds, device):
     assert out_ret is out
     dout = torch.randn_like(q)
     grads = tuple(poison_(torch.empty_like(q)) for _ in range(3))
-    kernels.attention_bwd(dout, q, k, v, out, lse, causal, 0.2, grads=grads, store_ds=store_ds)
+    kernels.attention_bwd(dout, q, k, v, out, lse, causal, 0.2, grads=grads)
     ref = _reference(q, k, v, causal, 0.2, dout)
     assert torch.isfinite(lse).all()
     _check(out, grads, ref, torch.float32, T)
 
 
-@pytest.mark.parametrize("store_ds", [True, False], ids=["stored_ds", "recomputed_ds"])
 @pytest.mark.parametrize("tiles", [dict(BLOCK_M=16, BLOCK_N=64), dict(BLOCK_M=32, BLOCK_N=16)])
-def test_other_tile_shapes(tiles, store_ds, device):
+def test_other_tile_shapes(tiles, device):
     """Tiles wider or narrower than the default, so ragged ends meet each loop split."""
     kernels = _kernels()
     q, k, v = (t.detach() for t in _qkv(1, 2, 77, 32, torch.float32, device))
@@ -171,51 +169,8 @@ def test_other_tile_shapes(tiles, store_ds, device):
     for causal in (True, False):
         out, lse = kernels.attention_fwd(q, k, v, causal, 0.2, config=config)
         dout = torch.randn_like(q)
-        grads = kernels.attention_bwd(dout, q, k, v, out, lse, causal, 0.2, dkdv_config=config, dq_config=config,
-                                      store_ds=store_ds)
+        grads = kernels.attention_bwd(dout, q, k, v, out, lse, causal, 0.2, dkdv_config=config, dq_config=config)
         _check(out, grads, _reference(q, k, v, causal, 0.2, dout), torch.float32, 77)
-
-
-@pytest.mark.parametrize("causal", [True, False])
-@pytest.mark.parametrize("T", [1, 17, 64, 100, 257])
-def test_recomputed_ds_backward_matches_reference(T, causal, device):
-    """The dQ kernel that recomputes P and dS (the default once dS would not fit DS_MAX_BYTES)."""
-    kernels = _kernels()
-    dtype = torch.bfloat16 if HAS_CUDA else torch.float16
-    q, k, v = (t.detach() for t in _qkv(2, 2, T, 32, dtype, device))
-    out, lse = kernels.attention_fwd(q, k, v, causal, 0.2)
-    dout = torch.randn_like(q)
-    grads = kernels.attention_bwd(dout, q, k, v, out, lse, causal, 0.2, store_ds=False)
-    _check(out, grads, _reference(q, k, v, causal, 0.2, dout), dtype, T)
-
-
-@pytest.mark.parametrize("dkdv_tiles, dq_tiles", [((16, 64), (64, 16)), ((32, 16), (64, 64)), ((64, 32), (128, 32))])
-@pytest.mark.parametrize("causal", [True, False])
-def test_dq_from_ds_reads_only_what_dkdv_wrote(dkdv_tiles, dq_tiles, causal, device):
-    """The stored-dS path with the dS buffer NaN-poisoned and the two kernels on different tiles
-    (T = 77, ragged against all of them): dQ reads only the elements the dK/dV kernel wrote, and
-    that kernel's Delta, from O and dO, gives the dK of the recomputing path."""
-    kernels = _kernels()
-    T = 77
-    q, k, v = (t.detach() for t in _qkv(2, 3, T, 32, torch.float32, device))
-    out, lse = kernels.attention_fwd(q, k, v, causal, 0.2)
-    dout = torch.randn_like(q)
-    ds = poison_(torch.empty(2 * 3, T, T, device=device))
-    config = lambda tiles: dict(BLOCK_M=tiles[0], BLOCK_N=tiles[1], num_warps=4, num_stages=2)  # noqa: E731
-    dk, dv = kernels.attention_bwd_dkdv(dout, q, k, v, lse, None, causal, 0.2, config=config(dkdv_tiles),
-                                        out=out, ds=ds)
-    dq = kernels.attention_bwd_dq_from_ds(ds, dout, k, causal, 0.2, config=config(dq_tiles))
-    _check(out, (dq, dk, dv), _reference(q, k, v, causal, 0.2, dout), torch.float32, T)
-
-
-def test_default_backward_path_follows_the_ds_buffer_size(device, monkeypatch):
-    kernels = _kernels()
-    assert kernels.stores_ds(torch.empty(32, 12, 512, 64, device="meta", dtype=torch.bfloat16))   # GPT-2's step
-    q = torch.empty(2, 3, 64, 32, device=device, dtype=torch.float16)
-    monkeypatch.setattr(kernels, "DS_MAX_BYTES", 2 * 3 * 64 * 64 * 2)      # q's dS, to the byte
-    assert kernels.stores_ds(q)
-    monkeypatch.setattr(kernels, "DS_MAX_BYTES", 2 * 3 * 64 * 64 * 2 - 1)
-    assert not kernels.stores_ds(q)
 
 
 # ---- dropout ----
@@ -303,15 +258,13 @@ def test_qkvpacked_every_gradient_element_written(device):
     assert torch.isfinite(dqkv).all() and torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("store_ds", [True, False], ids=["stored_ds", "recomputed_ds"])
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("T", [1, 37, 64, 100, 130])
-def test_qkvpacked_bias_gradient_from_the_kernels_tiles(T, causal, store_ds, device, monkeypatch):
+def test_qkvpacked_bias_gradient_from_the_kernels_tiles(T, causal, device):
     """bias_grad_dtype: the gradient of a bias added to qkv, from the dQ and dO tiles the backward
     holds (d(bq) = dQ's column sums, d(bv) = dO's, d(bk) = 0), against d(qkv) of float64 summed
     over batch and time. T = 1, ragged ends (37, 100, 130) and a multiple of the tiles (64)."""
     kernels = _kernels()
-    monkeypatch.setattr(kernels, "DS_MAX_BYTES", 2**40 if store_ds else 0)
     dtype = torch.bfloat16 if HAS_CUDA else torch.float16
     B, H, D = 2, 3, 32
     qkv = torch.randn(B, T, 3, H, D, device=device).to(dtype)
@@ -340,13 +293,11 @@ def test_qkvpacked_bias_gradient_partials_every_element_written(device):
     qkv = torch.randn(2, 70, 3, 2, 32, device=device)
     out, lse = kernels.attention_qkvpacked_fwd(qkv, True, 0.2)
     q, k, v = kernels.qkv_views(qkv)
+    partials = poison_(kernels.bias_grad_partials(q))
+    assert partials.shape == (2, 2, 3, 2, 32)
     dout = torch.randn_like(out).transpose(1, 2)
-    for store_ds in (True, False):
-        partials = poison_(kernels.bias_grad_partials(q))
-        assert partials.shape == (2, 2, 3, 2, 32)
-        kernels.attention_bwd(dout, q, k, v, out.transpose(1, 2), lse, True, 0.2, partials=partials,
-                              store_ds=store_ds)
-        assert torch.isfinite(partials).all()
+    kernels.attention_bwd(dout, q, k, v, out.transpose(1, 2), lse, True, 0.2, partials=partials)
+    assert torch.isfinite(partials).all()
     with pytest.raises(ValueError, match="needs dropout_p = 0"):
         kernels.attention_bwd(dout, q, k, v, out.transpose(1, 2), lse, True, 0.2, dropout_p=0.1, partials=partials)
 
