@@ -8,9 +8,11 @@ GPT-2 small's head at 16384 tokens (32 x 512), C = 768, V = 50304, bf16 inputs: 
     triton   fastgpt's chunked fused op, at several chunk sizes (256 rows is Liger-Kernel's
              default budget of logits about the size of x; `default` is fastgpt's heuristic)
 Also timed, to show where the time of the fused op goes: its three GEMMs alone at the same chunk
-size, and its Triton loss + gradient kernel alone over (N, V) bf16 logits, single pass (the row
-in registers: reads the logits once and writes the gradient once, 2 * N * V * 2 bytes, its
-floor) against the two-pass fallback (reads them twice).
+size, and its loss + gradient kernel alone over (N, V) bf16 logits: the default (on Hopper the
+persistent Gluon kernel, kernels/cross_entropy_gluon.py, which streams the next row into shared
+memory while it computes this one) against the Triton kernel's single pass (the row in registers,
+one program an SM) and its two-pass fallback (reads the logits twice). The single passes read the
+logits once and write the gradient once, 2 * N * V * 2 bytes, the floor.
 
     pytest benchmarks/bench_cross_entropy.py --benchmark-only --benchmark-json=out.json
 """
@@ -87,6 +89,8 @@ def test_lm_head_gemms_alone(benchmark, chunk_rows):
 
 KERNEL_PATHS = {   # launcher arguments of each timed variant
     "default": {},
+    "gluon": dict(kernel="gluon"),
+    "gluon, 16 warps": dict(kernel="gluon", num_warps=16),
     "single pass": dict(single_pass=True),
     "single pass, 16 warps": dict(single_pass=True, num_warps=16),
     "two pass": dict(single_pass=False),
@@ -95,10 +99,15 @@ KERNEL_PATHS = {   # launcher arguments of each timed variant
 
 @pytest.mark.parametrize("path", list(KERNEL_PATHS))
 def test_loss_kernel_alone(benchmark, path):
-    """The loss + gradient kernel over (N, V) bf16 logits: the launcher's choice (single pass at
-    V = 50304), the row held in registers (reads 1x, writes 1x) at 32 warps (the default) or 16,
-    and the two-pass fallback (reads 2x, writes 1x). gbps counts the single pass's traffic (2 * N * V * 2 bytes)."""
+    """The loss + gradient kernel over (N, V) bf16 logits: the launcher's choice (Gluon on Hopper),
+    the Gluon kernel at 8 warps (its default) or 16, Triton's single pass (the row held in
+    registers: reads 1x, writes 1x) at 32 warps (its default) or 16, and the two-pass fallback
+    (reads 2x, writes 1x). gbps counts the single passes' traffic (2 * N * V * 2 bytes)."""
+    from fastgpt.kernels import cross_entropy_gluon
     from fastgpt.kernels.cross_entropy import cross_entropy_fwd_bwd_
+
+    if "gluon" in path and not cross_entropy_gluon.available():
+        pytest.skip("the Gluon kernel needs a Hopper GPU and triton with Gluon")
 
     _, _, targets = setup()
     logits = torch.randn(N, V, device="cuda", dtype=DTYPE)
@@ -106,5 +115,5 @@ def test_loss_kernel_alone(benchmark, path):
     n_valid = (targets != -1).sum()
     measure(benchmark, lambda: cross_entropy_fwd_bwd_(logits, targets, loss, n_valid, -1, True,
                                                       **KERNEL_PATHS[path]),
-            bytes_moved=2 * N * V * logits.element_size(), impl=f"triton loss+grad kernel, {path}",
+            bytes_moved=2 * N * V * logits.element_size(), impl=f"loss+grad kernel, {path}",
             tokens=N, vocab=V)

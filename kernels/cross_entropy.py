@@ -34,6 +34,13 @@ memory, so nothing waits on the host. Offline sm_90 compile (triton 3.6): the bf
 at 32 warps uses 64 registers with an 80-byte stack (scalars: row pointer, target, vector masks;
 the row itself stays in registers); the two-pass and fp32 single-pass variants do not spill.
 
+On Hopper with Gluon, 16-bit logits whose rows fit two shared-memory row buffers (GPT-2's
+included) take kernels/cross_entropy_gluon.py's persistent kernel instead, which streams the next
+row into shared memory by cp.async while computing this one: one program an SM here cannot overlap
+a row's loads with its arithmetic (run 76, H100, a (4096, 50304) bf16 chunk: 296.6 us against
+392.3; cross_entropy_fwd_bwd_'s `kernel` chooses; by default the Gluon kernel wherever it applies
+and no Triton knob is pinned).
+
 Limits: mean reduction only (what GPT training uses); no bias, label smoothing or z-loss;
 targets must lie in [0, V) or equal ignore_index (checked by the caller). The chunk size trades
 memory for speed: small chunks make the grad_W accumulation (a read and write of V x C fp32 per
@@ -48,6 +55,7 @@ import triton
 import triton.language as tl
 
 from fastgpt.backend import interpreter_mode
+from fastgpt.kernels import cross_entropy_gluon
 
 # Two-pass path: the widest vocab block one program holds in registers, 32768 fp32 over 32 warps
 # is 32 values per thread (Liger's limit; wider blocks spill).
@@ -134,15 +142,37 @@ def _cross_entropy_fwd_bwd_kernel(
 def cross_entropy_fwd_bwd_(logits: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor,
                            n_valid: torch.Tensor, ignore_index: int, compute_grad: bool,
                            block_v: int | None = None, single_pass: bool | None = None,
-                           num_warps: int | None = None) -> None:
+                           num_warps: int | None = None, kernel: str | None = None) -> None:
     """Per-row loss of logits (rows, V) into loss (rows,) fp32; with compute_grad the logits are
     overwritten by the gradient of the mean loss over n_valid (a 1-element device tensor).
 
-    single_pass (default: when the padded row fits SINGLE_PASS_MAX_ROW_BYTES) reads each row
-    once, holding it in registers; otherwise the row is read twice in blocks of block_v.
-    num_warps (default: by the block width) is a tuning knob the benchmark times."""
+    kernel: "gluon" runs kernels/cross_entropy_gluon.py's persistent kernel (a ValueError where
+    cross_entropy_gluon.applies does not hold), "triton" this file's, None (default) the Gluon
+    kernel where it applies and none of block_v / single_pass / num_warps is given, else Triton's.
+    Triton's kernel: single_pass (default: when the padded row fits SINGLE_PASS_MAX_ROW_BYTES)
+    reads each row once, holding it in registers; otherwise the row is read twice in blocks of
+    block_v. num_warps (default: by the block width; the Gluon kernel's: 8, or 16) is a tuning
+    knob the benchmark times."""
     rows, n_cols = logits.shape
+    if kernel not in (None, "triton", "gluon"):
+        raise ValueError(f"cross_entropy_fwd_bwd_: kernel must be None, 'triton' or 'gluon', got {kernel!r}")
+    if kernel == "gluon":
+        if block_v is not None or single_pass is not None:
+            raise ValueError("cross_entropy_fwd_bwd_: block_v and single_pass are the Triton kernel's knobs, "
+                             "not the Gluon kernel's")
+        if not cross_entropy_gluon.applies(logits):
+            raise ValueError("cross_entropy_fwd_bwd_: kernel='gluon' needs a Hopper GPU with Gluon and "
+                             "bf16/fp16 logits on it, unit column stride, 16-byte aligned base and row stride, "
+                             f"V a multiple of 8 and at most {cross_entropy_gluon.MAX_CHUNKS * cross_entropy_gluon.CHUNK}; "
+                             f"got {logits.dtype} {tuple(logits.shape)} strides {logits.stride()} on {logits.device}")
+    elif kernel is None:
+        pinned = block_v is not None or single_pass is not None or num_warps is not None
+        kernel = "gluon" if not pinned and cross_entropy_gluon.applies(logits) else "triton"
     if rows == 0:
+        return
+    if kernel == "gluon":
+        cross_entropy_gluon.launch_cross_entropy_fwd_bwd_(logits, targets, loss, n_valid, ignore_index,
+                                                          compute_grad, num_warps=num_warps)
         return
     assert logits.stride(1) == 1 and targets.is_contiguous() and loss.is_contiguous()
     row_block = triton.next_power_of_2(n_cols)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 import fastgpt
 from fastgpt.ops.cross_entropy import (_check_target_range, _linear_cross_entropy_fwd, _scale_gradient,
                                        fused_linear_cross_entropy, linear_cross_entropy_reference)
+from fastgpt.kernels import cross_entropy_gluon
 from fastgpt.testing import REL_TOL, assert_rel_close, poison_
 
 HAS_CUDA = torch.cuda.is_available()
@@ -303,11 +304,147 @@ def test_gpu_autocast_gpt2_head():
     assert_rel_close(w.grad, ref_gw, REL_TOL[torch.bfloat16], "grad of W")
 
 
+gluon_only = pytest.mark.skipif(not (HAS_CUDA and cross_entropy_gluon.available()),
+                                reason="needs Gluon and a Hopper GPU")
+
+
 @requires_cuda
-def test_gpu_kernel_per_row_loss_at_gpt2_vocab():
-    """check_kernel_in_half_precision at GPT-2's padded vocab in bf16 (the step's single pass, a
-    row per 32 warps) over 4096 rows: every warp reads the target's logit before any warp
-    overwrites the row with its gradient (run 71: without the kernel's barrier a faster gradient
-    pass let stores win that race, 5e-3 loss error over 4096 rows). Many rows, so that a race has
-    many chances to show."""
-    check_kernel_in_half_precision(4096, 50304, torch.bfloat16, [5, 4000], {}, device="cuda", seed=2)
+@pytest.mark.parametrize("kernel", ["triton", pytest.param("gluon", marks=gluon_only)])
+def test_gpu_kernel_per_row_loss_at_gpt2_vocab(kernel):
+    """check_kernel_in_half_precision at GPT-2's padded vocab in bf16 over 4096 rows, both kernels
+    (Triton's single pass, a row per 32 warps; the persistent Gluon kernel): every warp reads the
+    target's logit before any warp overwrites the row with its gradient (run 71: without the Triton
+    kernel's barrier a faster gradient pass let stores win that race, 5e-3 loss error over 4096
+    rows; the Gluon kernel reads it from shared memory). Many rows, so that a race has many
+    chances to show."""
+    check_kernel_in_half_precision(4096, 50304, torch.bfloat16, [5, 4000], {"kernel": kernel}, device="cuda", seed=2)
+
+
+# ---- kernels/cross_entropy_gluon.py: the dispatch on CPU, the kernel on a Hopper GPU ----
+
+def test_gluon_fits_only_16_bit_rows_of_whole_vectors_that_fit_its_buffers():
+    fits = cross_entropy_gluon.fits
+    assert fits(torch.empty(3, 50304, dtype=torch.bfloat16))           # GPT-2's padded vocab
+    assert fits(torch.empty(3, 1000, dtype=torch.float16))
+    assert fits(torch.empty(3, 57344, dtype=torch.bfloat16))           # the widest: 14 chunks
+    assert not fits(torch.empty(3, 57352, dtype=torch.bfloat16))       # wider than the two buffers
+    assert not fits(torch.empty(3, 50257, dtype=torch.bfloat16))       # ragged: not whole 16-byte vectors
+    assert not fits(torch.empty(3, 50304, dtype=torch.float32))        # fp32 keeps the Triton kernel
+    assert fits(torch.empty(3, 50320, dtype=torch.bfloat16)[:, :50304])      # row stride 50320: aligned
+    assert not fits(torch.empty(3, 50308, dtype=torch.bfloat16)[:, :50304])  # row stride not 16 bytes
+    assert fits(torch.empty(3, 50312, dtype=torch.bfloat16)[:, 8:])          # base 16 bytes in
+    assert not fits(torch.empty(3, 50312, dtype=torch.bfloat16)[:, 4:50308])  # base not 16-byte aligned
+    assert not fits(torch.empty(50304, 3, dtype=torch.bfloat16).t())   # column stride not 1
+
+
+def test_gluon_does_not_apply_on_cpu_and_forcing_it_is_a_clear_error():
+    from fastgpt.kernels.cross_entropy import cross_entropy_fwd_bwd_
+
+    logits = torch.randn(2, 64).bfloat16()
+    assert not cross_entropy_gluon.applies(logits)
+    args = (torch.zeros(2, dtype=torch.long), torch.empty(2), torch.ones(()), -1, True)
+    with pytest.raises(ValueError, match="kernel='gluon' needs a Hopper GPU with Gluon"):
+        cross_entropy_fwd_bwd_(logits, *args, kernel="gluon")
+    with pytest.raises(ValueError, match="Triton kernel's knobs"):
+        cross_entropy_fwd_bwd_(logits, *args, kernel="gluon", single_pass=True)
+    with pytest.raises(ValueError, match="kernel must be None, 'triton' or 'gluon'"):
+        cross_entropy_fwd_bwd_(logits, *args, kernel="cuda")
+
+
+def test_dispatch_takes_gluon_where_it_applies_unless_a_triton_knob_is_pinned(monkeypatch):
+    """With Gluon made to apply wherever the logits fit (no GPU needed: both launches are spied on)."""
+    from fastgpt.kernels import cross_entropy as ce
+
+    seen = []
+    class TritonSpy:
+        def __getitem__(self, grid):
+            return lambda *args, **kw: seen.append(("triton", kw.get("num_warps")))
+    monkeypatch.setattr(ce, "_cross_entropy_fwd_bwd_kernel", TritonSpy())
+    monkeypatch.setattr(cross_entropy_gluon, "applies", cross_entropy_gluon.fits)
+    monkeypatch.setattr(cross_entropy_gluon, "launch_cross_entropy_fwd_bwd_",
+                        lambda *args, num_warps=None: seen.append(("gluon", num_warps)))
+
+    def picks(n_cols, dtype=torch.bfloat16, **kwargs):
+        seen.clear()
+        ce.cross_entropy_fwd_bwd_(torch.empty(1, n_cols, dtype=dtype), torch.zeros(1, dtype=torch.long),
+                                  torch.empty(1), torch.ones(()), -1, True, **kwargs)
+        return seen[0]
+
+    assert picks(50304) == ("gluon", None)
+    assert picks(50304, kernel="gluon", num_warps=16) == ("gluon", 16)
+    assert picks(50304, kernel="triton")[0] == "triton"
+    assert picks(50304, num_warps=16) == ("triton", 16)         # a pinned Triton knob keeps Triton
+    assert picks(50304, single_pass=True)[0] == "triton"
+    assert picks(50257)[0] == "triton"                           # ragged vocab
+    assert picks(50304, dtype=torch.float32)[0] == "triton"
+    assert picks(65536)[0] == "triton"                           # wider than the buffers
+
+
+@gluon_only
+@pytest.mark.parametrize("num_warps", [None, 16])
+@pytest.mark.parametrize("V", [50304, 1000, 8192])
+@pytest.mark.parametrize("rows", [1, 5, 133, 4096])
+def test_gpu_gluon_kernel_matches_float64(rows, V, num_warps):
+    """The Gluon kernel against float64 (check_kernel_in_half_precision: loss within 1e-6, the
+    gradient within bf16 rounding, nothing unwritten): one row; fewer rows than SMs; 133 rows (more
+    than an H100's 132 SMs: a program takes two rows, both buffers); 4096 rows (~31 rows a program);
+    vocabularies of 13 chunks (the last partial), one partial chunk, two whole chunks; ignored rows
+    among them (the first and last rows of a program included)."""
+    ignored = [r for r in (0, 3, 132, 4000) if r < rows] if rows > 1 else []
+    check_kernel_in_half_precision(rows, V, torch.bfloat16, ignored, {"kernel": "gluon", "num_warps": num_warps},
+                                   device="cuda", seed=rows + V)
+
+
+@gluon_only
+def test_gpu_gluon_kernel_fp16_strided_rows_and_loss_only():
+    """fp16 logits; rows of a wider buffer (row stride 50320, the padding left alone); and without
+    compute_grad the logits are left as they were and only the loss is written."""
+    from fastgpt.kernels.cross_entropy import cross_entropy_fwd_bwd_
+
+    check_kernel_in_half_precision(300, 50304, torch.float16, [7, 299], {"kernel": "gluon"}, device="cuda")
+    g = torch.Generator().manual_seed(3)
+    rows, V = 200, 50304
+    buffer = (torch.randn(rows, V + 16, generator=g) * 4).to("cuda", torch.bfloat16)
+    logits = buffer[:, :V]
+    targets = torch.randint(0, V, (rows,), generator=g).cuda()
+    targets[[0, 150]] = -1
+    n_valid = (targets != -1).sum()
+    ref_logits = logits.double().requires_grad_()
+    ref_loss = F.cross_entropy(ref_logits, targets, ignore_index=-1, reduction="none")
+    (ref_loss.sum() / n_valid).backward()
+    before = buffer.clone()
+    loss = poison_(torch.empty(rows, device="cuda"))
+    cross_entropy_fwd_bwd_(logits, targets, loss, n_valid, -1, False, kernel="gluon")
+    assert_rel_close(loss, ref_loss, 1e-6, "per-row loss without the gradient")
+    assert torch.equal(buffer, before)
+    loss = poison_(torch.empty(rows, device="cuda"))
+    cross_entropy_fwd_bwd_(logits, targets, loss, n_valid, -1, True, kernel="gluon")
+    assert_rel_close(loss, ref_loss, 1e-6, "per-row loss")
+    assert_rel_close(logits, ref_logits.grad, 2 ** -8, "gradient of strided logits")
+    assert torch.equal(buffer[:, V:], before[:, V:])               # the padding columns untouched
+    assert torch.count_nonzero(logits[[0, 150]]) == 0
+
+
+@gluon_only
+@pytest.mark.parametrize("V", [50304, 2056])
+def test_gpu_gluon_and_triton_kernels_agree(V):
+    """The same logits through both kernels: the losses within fp32 rounding of each other, the
+    gradients within bf16 rounding (the two round different fp32 values); the default takes Gluon."""
+    from fastgpt.kernels.cross_entropy import cross_entropy_fwd_bwd_
+
+    assert cross_entropy_gluon.applies(torch.empty(1, V, device="cuda", dtype=torch.bfloat16))
+    g = torch.Generator().manual_seed(V)
+    rows = 1000
+    logits = (torch.randn(rows, V, generator=g) * 4).to("cuda", torch.bfloat16)
+    targets = torch.randint(0, V, (rows,), generator=g).cuda()
+    targets[::97] = -100
+    n_valid = (targets != -100).sum()
+    out = {}
+    for kernel in ("triton", "gluon", None):
+        dlogits, loss = logits.clone(), poison_(torch.empty(rows, device="cuda"))
+        cross_entropy_fwd_bwd_(dlogits, targets, loss, n_valid, -100, True, kernel=kernel)
+        out[kernel] = loss, dlogits
+    assert_rel_close(out["gluon"][0], out["triton"][0], 1e-6, "loss, gluon against triton")
+    assert_rel_close(out["gluon"][1], out["triton"][1], 2 ** -8, "gradient, gluon against triton")
+    assert torch.equal(out[None][0], out["gluon"][0]) and torch.equal(out[None][1], out["gluon"][1])
+    assert torch.count_nonzero(out["gluon"][1][::97]) == 0
