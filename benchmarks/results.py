@@ -28,7 +28,9 @@ OP_RUNS = [
      "time beside cuBLAS + our passes", "run22-mlp.json"),
     ("Fused bias + GELU MLP: the cuda backend's MLPs again, with DGELU alone (no bias gradient)",
      "run24-mlp.json"),
-    ("Fused LM head + cross-entropy", "run4-cross_entropy.json"),
+    ("Fused LM head + cross-entropy, with the persistent Gluon loss kernel (session 13) beside the "
+     "Triton kernel's single and two passes", "run77-cross_entropy.json"),
+    ("Fused LM head + cross-entropy, first run", "run4-cross_entropy.json"),
     ("Cross-entropy loss kernel variants, and the whole op. In this run `default` and `single pass`"
      " were the one-exponential variant (fp16 copy of exp(z - max), dropped after it), `single pass,"
      " exp twice` today's kernel", "run30-cross_entropy.json"),
@@ -45,7 +47,7 @@ OP_RUNS = [
     ("Embedding backward: the two designs that lost to PyTorch, a program per four table rows "
      "(run 50) and a program per sorted position (run 51)", "run51-embedding.json"),
 ]
-TRAIN_STEP_RUN = "run74-train_step"
+TRAIN_STEP_RUN = "run77-train_step"
 TRAIN_STEP_FOLLOWUP_RUN = "run37-train_step"
 TRAIN_STEP_FOLLOWUP_NOTE = """Run 37 (`results/runs/run37-train_step/`, session 8, another call on another H100 of the same
 kind): every configuration of the step, the eager reference and the graphed steps without the
@@ -56,14 +58,16 @@ drawn from it.
 # *-adamwcopy-* is what fastgpt-train runs without gradient accumulation (since session 8).
 HEADLINE = (("triton-adamwcopy-cudagraph", "cuda-adamwcopy-cudagraph"),
             ("reference-compile", "reference-compile-cudagraphs"))
-README_TRAIN_STEP_LEAD = """Run 74 (`benchmarks/results/runs/run74-train_step/`): one device call on one H100, the headline
+README_TRAIN_STEP_LEAD = """Run 77 (`benchmarks/results/runs/run77-train_step/`): one device call on one H100, the headline
 configurations on the same GPU one after the other, with the MLP's two GELU GEMMs on the
 warp-specialised Gluon kernel (sessions 10-12; `triton-tritonmlp-adamwcopy-cudagraph` is the same
-step with session 10's MLP); `benchmarks/RESULTS.md` says what each configuration is and keeps the
-earlier tables.
+step with session 10's MLP) and the LM head's loss kernel on the persistent Gluon kernel (session
+13); `benchmarks/RESULTS.md` says what each configuration is and keeps the earlier tables.
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run74-train_step", "Run 74 (one H100, session 12): the README's table before session 13's "
+     "Gluon loss kernel."),
     ("run67-train_step", "Run 67 (one H100, session 11): the README's table before session 12's "
      "five-slot Gluon ring, dK/dV tile and the loss kernel's barrier."),
     ("run65-train_step", "Run 65 (one H100, session 11): the Gluon kernel's epilogue on tanh.approx, "
@@ -113,7 +117,7 @@ TRAIN_STEP_HISTORY = [
      "suite ran on the other; `cuda-cudagraph` then \"cublaslt_forward\"."),
 ]
 SCALING_RUN = "run44-scaling"
-CONVERGENCE_RUN = "run74-convergence.json"
+CONVERGENCE_RUN = "run77-convergence.json"
 SCALING_NOTE = """The val loss column is each run's own: 300 steps of 16k (1 GPU) or 32k (2 GPUs) tokens pass
 over Tiny Shakespeare's 304k training tokens 16 or 32 times, so the 2-GPU run overfits further.
 The loss check compares like with like: the 2-GPU run against one GPU trained on the same global
@@ -132,7 +136,7 @@ eager; `eager ms` is the plain do_bench median of the same callable. NOTES.md ha
 the log of variants.
 """
 
-TRAIN_STEP_NOTE = """`results/runs/run74-train_step/*.json`: one row per configuration, written by
+TRAIN_STEP_NOTE = """`results/runs/run77-train_step/*.json`: one row per configuration, written by
 bench_train_step.py as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100
 (torch 2.11.0+cu130, triton 3.6.0), one after the other; their pytest-benchmark JSONs are in
 `pytest/` beside them. `*-cudagraph` is the whole step replayed as one CUDA graph
