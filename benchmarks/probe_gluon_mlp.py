@@ -27,7 +27,7 @@ def bench(name, fn, flops):
     rows.append(dict(name=name, ms=ms, tflops=flops / ms / 1e9))
     print(f"{name:58s} {ms*1e3:8.1f} us {flops/ms/1e9:6.0f} TFLOP/s", flush=True)
 
-def check(M, C, H, schedule, mma_lag=None):
+def check(M, C, H, schedule):
     x = torch.randn(M, C, device=dev, dtype=torch.bfloat16)
     w_fc = (torch.randn(H, C, device=dev) * 0.05).bfloat16()
     b_fc = (torch.randn(H, device=dev) * 0.1).bfloat16()
@@ -35,7 +35,7 @@ def check(M, C, H, schedule, mma_lag=None):
     dy = torch.randn(M, C, device=dev, dtype=torch.bfloat16)
     pre_ref = x.float() @ w_fc.float().t() + b_fc.float()
     h_ref = F.gelu(pre_ref, approximate="tanh")
-    h, pre = gluon_linear_gelu(x, w_fc, b_fc, schedule=schedule, mma_lag=mma_lag)
+    h, pre = gluon_linear_gelu(x, w_fc, b_fc, schedule=schedule)
     torch.cuda.synchronize()
     e1, e2 = rel_error(h, h_ref), rel_error(pre, pre_ref)
     preb = pre_ref.bfloat16()
@@ -45,25 +45,25 @@ def check(M, C, H, schedule, mma_lag=None):
     s = 0.5 * (1 + t)
     grad = s + p32 * 0.5 * (1 - t * t) * 0.7978845608028654 * (1 + 3 * 0.044715 * p32 * p32)
     dpre_ref = dh_ref * grad
-    dpre, part = gluon_gelu_grad(dy, w_proj, preb, schedule=schedule, mma_lag=mma_lag)
+    dpre, part = gluon_gelu_grad(dy, w_proj, preb, schedule=schedule)
     torch.cuda.synchronize()
     e3, e5 = rel_error(dpre, dpre_ref), rel_error(part.sum(0), dpre_ref.sum(0))
     ok = max(e1, e2, e3, e5) < 2e-2
-    print(f"check {schedule} mma_lag={mma_lag} M={M} C={C} H={H}: h {e1:.2e} pre {e2:.2e} dpre {e3:.2e} db {e5:.2e} {'OK' if ok else 'FAIL'}", flush=True)
-    return dict(schedule=schedule, mma_lag=mma_lag, M=M, C=C, H=H, h=e1, pre=e2, dpre=e3, db=e5, ok=ok)
+    print(f"check {schedule} M={M} C={C} H={H}: h {e1:.2e} pre {e2:.2e} dpre {e3:.2e} db {e5:.2e} {'OK' if ok else 'FAIL'}", flush=True)
+    return dict(schedule=schedule, M=M, C=C, H=H, h=e1, pre=e2, dpre=e3, db=e5, ok=ok)
 
-def gluon_linear_gelu(x, w, b, stages=None, alloc=None, schedule=None, mma_lag=None):
+def gluon_linear_gelu(x, w, b, stages=None, alloc=None, schedule=None):
     alloc = alloc or nan     # checks: NaN-filled outputs; timings: torch.empty (no fill timed)
     h, pre = alloc(x.shape[0], w.shape[0]), alloc(x.shape[0], w.shape[0])
-    G.launch_linear_gelu(x, w, b, h, pre, schedule=schedule, stages=stages, mma_lag=mma_lag)
+    G.launch_linear_gelu(x, w, b, h, pre, schedule=schedule, stages=stages)
     return h, pre
 
 
-def gluon_gelu_grad(dy, w, pre, bias_grad=True, alloc=None, schedule=None, mma_lag=None):
+def gluon_gelu_grad(dy, w, pre, bias_grad=True, alloc=None, schedule=None):
     alloc = alloc or nan
     dpre = alloc(*pre.shape)
     part = torch.empty(G.partial_rows(pre.shape[0], schedule), pre.shape[1], device=dev) if bias_grad else None
-    G.launch_matmul_gelu_grad(dy, w, pre, dpre, part, schedule=schedule, mma_lag=mma_lag)
+    G.launch_matmul_gelu_grad(dy, w, pre, dpre, part, schedule=schedule)
     return dpre, part
 
 
@@ -76,10 +76,10 @@ def empty(*shape):
 
 
 checks = []
-for schedule, lag in [(schedule, None) for schedule in G.BLOCK_M] + [("pingpong", 2)]:
+for schedule in G.BLOCK_M:
     for shape in [(16384, 768, 3072), (1000, 200, 264), (129, 64, 136), (1, 768, 3072)]:
         try:
-            checks.append(check(*shape, schedule, lag))
+            checks.append(check(*shape, schedule))
         except Exception:
             traceback.print_exc(); checks.append(dict(schedule=schedule, shape=shape, ok=False, error=traceback.format_exc()[-500:]))
 
@@ -98,12 +98,6 @@ for schedule in G.BLOCK_M:
     for st in (G.STAGES[schedule] - 1, G.STAGES[schedule]):     # the ring's depth against one slot less
         bench(f"gluon {schedule} linear_gelu stages={st}",
               lambda: gluon_linear_gelu(x, w_fc, b_fc, stages=st, alloc=empty, schedule=schedule), fl)
-for _ in range(2):     # the wgmmas of one K step in flight against two (MMA_LAG), in alternation
-    for lag in (1, 2):
-        bench(f"gluon pingpong linear_gelu mma_lag={lag}",
-              lambda: gluon_linear_gelu(x, w_fc, b_fc, alloc=empty, schedule="pingpong", mma_lag=lag), fl)
-        bench(f"gluon pingpong matmul_gelu_grad mma_lag={lag}",
-              lambda: gluon_gelu_grad(dy, w_proj, pre, alloc=empty, schedule="pingpong", mma_lag=lag), fl)
 bench("cublas dh = dy @ Wproj (GEMM only)", lambda: torch.mm(dy, w_proj), fl)
 bench("cublas dh + triton gelu_bwd (the default: bias partials, h kept)", lambda: Mk.gelu_bwd(torch.mm(dy, w_proj), pre, bias_grad=True, overwrite_dh=True), fl)
 bench("triton matmul_gelu_grad (fused)", lambda: Mk.matmul_gelu_grad(dy, w_proj, pre, bias_grad=True), fl)

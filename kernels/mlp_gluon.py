@@ -79,9 +79,6 @@ SCHEDULE = "pingpong"
 # (12 warps, the producer's padded to a warpgroup: 12 x 32 x 168 <= 64K)
 CONSUMER_REGS, PRODUCER_REGS, MAX_REGS = 232, 40, 168
 BLOCK_N, BLOCK_K, GROUP_M = 128, 64, 8
-# K steps whose wgmmas stay in flight while a consumer issues the next step's (1: the previous
-# step's are waited for before each slot is handed back; 2 was tried in run 79)
-MMA_LAG = 1
 HALF = 64
 
 
@@ -165,11 +162,10 @@ if HAVE_GLUON:
     @gluon.jit
     def _mlp_k_loop(a_bufs, b_bufs, ready, empty, turn, base, k_tiles, mma_layout: gl.constexpr,
                     ROW0: gl.constexpr, HALF: gl.constexpr, BN: gl.constexpr, B_NK: gl.constexpr,
-                    PINGPONG: gl.constexpr, WHICH: gl.constexpr, MMA_LAG: gl.constexpr):
+                    PINGPONG: gl.constexpr, WHICH: gl.constexpr):
         """One warpgroup's K loop over rows ROW0.. of the A slots: two (HALF, BN) fp32 accumulators,
-        each slot handed back once the wgmmas reading it have finished, MMA_LAG steps later (the
-        wgmmas of MMA_LAG steps stay in flight while the next step's are issued); ping-pong: the
-        caller holds the turn, passed on as soon as the last wgmma is issued."""
+        each slot handed back once the wgmmas reading it have finished; ping-pong: the caller holds
+        the turn, passed on as soon as the last wgmma is issued."""
         NUM_STAGES: gl.constexpr = a_bufs.type.shape[0]
         acc0 = gl.zeros([HALF, BN], gl.float32, layout=mma_layout)
         acc1 = gl.zeros([HALF, BN], gl.float32, layout=mma_layout)
@@ -184,14 +180,13 @@ if HAVE_GLUON:
             a = a_bufs.index(s)
             acc0 = warpgroup_mma(a.slice(ROW0, HALF), b, acc0, is_async=True)
             acc1 = warpgroup_mma(a.slice(ROW0 + HALF, HALF), b, acc1, is_async=True)
-            # the two wgmmas of the step MMA_LAG back have finished reading their slot: hand it back
-            acc0, acc1 = warpgroup_mma_wait(2 * MMA_LAG, deps=(acc0, acc1))
-            mbarrier.arrive(empty.index((count + NUM_STAGES - MMA_LAG) % NUM_STAGES), pred=k >= MMA_LAG)
+            # the previous step's two wgmmas have finished reading their slot: hand it back
+            acc0, acc1 = warpgroup_mma_wait(2, deps=(acc0, acc1))
+            mbarrier.arrive(empty.index((count + NUM_STAGES - 1) % NUM_STAGES), pred=k > 0)
         if PINGPONG:
             mbarrier.arrive(turn.index(1 - WHICH))
         acc0, acc1 = warpgroup_mma_wait(0, deps=(acc0, acc1))
-        for j in gl.static_range(MMA_LAG):   # the last MMA_LAG steps' slots (fewer in a shorter loop)
-            mbarrier.arrive(empty.index((base + k_tiles - 1 - j) % NUM_STAGES), pred=k_tiles > j)
+        mbarrier.arrive(empty.index((base + k_tiles - 1) % NUM_STAGES))
         return acc0, acc1
 
     @gluon.jit
@@ -252,8 +247,7 @@ if HAVE_GLUON:
     @gluon.jit
     def _mlp_consumer(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
                       turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr,
-                      BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, MMA_LAG: gl.constexpr,
-                      WHICH: gl.constexpr):
+                      BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, WHICH: gl.constexpr):
         """One warpgroup (WHICH = 0 or 1), 128 rows x BN per tile as two 64-row accumulators.
         Ping-pong: the K loop and the epilogue of every other tile (the epilogue finishes one half,
         freeing its registers, before it starts the other). COOPERATIVE: rows 128 WHICH.. of every
@@ -295,7 +289,7 @@ if HAVE_GLUON:
             if HAS_BIAS:   # loaded before the K loop, which hides the load's latency
                 bias = _load_bias(Bias, off_n, N, BN, mma_layout)
             acc0, acc1 = _mlp_k_loop(a_bufs, b_bufs, ready, empty, turn, idx * k_tiles, k_tiles, mma_layout,
-                                     ROW0, HALF, BN, B_NK, not SHARED_TILE, WHICH, MMA_LAG)
+                                     ROW0, HALF, BN, B_NK, not SHARED_TILE, WHICH)
             if HAS_BIAS:
                 acc0 = acc0 + bias
                 acc1 = acc1 + bias
@@ -314,18 +308,16 @@ if HAVE_GLUON:
     @gluon.jit
     def _mlp_consumer1(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
                        turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr,
-                       BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, MMA_LAG: gl.constexpr,
-                       WHICH: gl.constexpr):
+                       BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, WHICH: gl.constexpr):
         """The second consumer partition (a partition is a function: this one runs WHICH = 1)."""
         _mlp_consumer(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
-                      turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD, B_NK, COOPERATIVE,
-                      MMA_LAG, 1)
+                      turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD, B_NK, COOPERATIVE, 1)
 
     @gluon.jit
     def _mlp_gluon_kernel(a_desc, b_desc, out_desc, aux_desc, pre_desc, Bias, Partials, M, N, K,
                           GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr,
                           B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, NUM_STAGES: gl.constexpr,
-                          CONSUMER_REGS: gl.constexpr, PRODUCER_REGS: gl.constexpr, MMA_LAG: gl.constexpr):
+                          CONSUMER_REGS: gl.constexpr, PRODUCER_REGS: gl.constexpr):
         dtype: gl.constexpr = a_desc.dtype
         a_bufs = gl.allocate_shared_memory(dtype, [NUM_STAGES] + a_desc.block_type.shape, a_desc.layout)
         b_bufs = gl.allocate_shared_memory(dtype, [NUM_STAGES] + b_desc.block_type.shape, b_desc.layout)
@@ -347,10 +339,10 @@ if HAVE_GLUON:
         gl.warp_specialize([
             (_mlp_consumer, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty,
                              pre_ready, turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD,
-                             B_NK, COOPERATIVE, MMA_LAG, 0)),
+                             B_NK, COOPERATIVE, 0)),
             (_mlp_consumer1, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty,
                               pre_ready, turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD,
-                              B_NK, COOPERATIVE, MMA_LAG, 1)),
+                              B_NK, COOPERATIVE, 1)),
             (_mlp_producer, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty,
                              pre_ready, turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD,
                              B_NK, COOPERATIVE)),
@@ -383,8 +375,7 @@ def partial_rows(M: int, schedule: str | None = None) -> int:
     return triton.cdiv(M, block_m) * block_m // 128
 
 
-def _launch(a, b, b_nk, out, aux, gelu_grad, bias=None, pre=None, partials=None, schedule=None, stages=None,
-            mma_lag=None):
+def _launch(a, b, b_nk, out, aux, gelu_grad, bias=None, pre=None, partials=None, schedule=None, stages=None):
     schedule = schedule or SCHEDULE     # read at the call: tests switch it
     M, K = a.shape
     N = out.shape[1]
@@ -398,15 +389,13 @@ def _launch(a, b, b_nk, out, aux, gelu_grad, bias=None, pre=None, partials=None,
         bias if bias is not None else dummy, partials if partials is not None else dummy, M, N, K,
         GELU_GRAD=gelu_grad, HAS_BIAS=bias is not None, BIAS_GRAD=partials is not None, B_NK=b_nk,
         COOPERATIVE=schedule == "cooperative", NUM_STAGES=stages or STAGES[schedule],
-        CONSUMER_REGS=CONSUMER_REGS, PRODUCER_REGS=PRODUCER_REGS, MMA_LAG=mma_lag or MMA_LAG,
-        num_warps=4, maxnreg=MAX_REGS)
+        CONSUMER_REGS=CONSUMER_REGS, PRODUCER_REGS=PRODUCER_REGS, num_warps=4, maxnreg=MAX_REGS)
 
 
-def launch_linear_gelu(x, weight, bias, h, pre, schedule: str | None = None, stages: int | None = None,
-                       mma_lag: int | None = None) -> None:
+def launch_linear_gelu(x, weight, bias, h, pre, schedule: str | None = None, stages: int | None = None) -> None:
     """h = gelu_tanh(x (M, K) @ weight (N, K)^T + bias), pre = x @ weight^T + bias, into the given
     (M, N) buffers (kernels/mlp.linear_gelu's kernel="gluon"; `applies` must hold)."""
-    _launch(x, weight, True, h, pre, False, bias=bias, schedule=schedule, stages=stages, mma_lag=mma_lag)
+    _launch(x, weight, True, h, pre, False, bias=bias, schedule=schedule, stages=stages)
 
 
 def applies_gelu_grad(dy: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor) -> bool:
@@ -415,9 +404,8 @@ def applies_gelu_grad(dy: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor)
 
 
 def launch_matmul_gelu_grad(dy, weight, pre, dpre, partials=None, schedule: str | None = None,
-                            stages: int | None = None, mma_lag: int | None = None) -> None:
+                            stages: int | None = None) -> None:
     """dpre = (dy (M, K) @ weight (K, N)) * gelu_tanh'(pre) into dpre (M, N), and with partials
     ((partial_rows(M), N) fp32) the column sums of dpre per 128 rows (kernels/mlp.matmul_gelu_grad's
     kernel="gluon"; `applies_gelu_grad` must hold)."""
-    _launch(dy, weight, False, dpre, dpre, True, pre=pre, partials=partials, schedule=schedule, stages=stages,
-            mma_lag=mma_lag)
+    _launch(dy, weight, False, dpre, dpre, True, pre=pre, partials=partials, schedule=schedule, stages=stages)
