@@ -66,6 +66,8 @@ step with session 10's MLP) and the LM head's loss kernel on the persistent Gluo
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run80-train_step", "Run 80 (one H100, session 13, the call after run 79, on a freshly started machine): "
+     "the headline pair once more, the reference first."),
     ("run74-train_step", "Run 74 (one H100, session 12): the README's table before session 13's "
      "Gluon loss kernel."),
     ("run67-train_step", "Run 67 (one H100, session 11): the README's table before session 12's "
