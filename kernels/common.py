@@ -92,9 +92,14 @@ def sm_count(device: torch.device, interpreter_programs: int) -> int:
     return _multiprocessor_count(device)
 
 
+def hopper_gpu(device: torch.device | None = None) -> bool:
+    """A Hopper GPU (sm_90) to run on: where the Gluon kernels (wgmma, TMA, setmaxnreg) apply."""
+    return torch.cuda.is_available() and torch.cuda.get_device_capability(device) == (9, 0)
+
+
 def tma_row_major(t: torch.Tensor) -> bool:
-    """What a TMA descriptor of a 2-D tensor needs: unit column stride, 16-byte aligned base and
-    row stride."""
+    """What a TMA descriptor of a 2-D tensor needs, and 16-byte cp.async copies of its rows: unit
+    column stride, 16-byte aligned base and row stride."""
     return (t.dim() == 2 and t.stride(1) == 1 and t.data_ptr() % 16 == 0
             and (t.stride(0) * t.element_size()) % 16 == 0)
 

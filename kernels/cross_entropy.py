@@ -161,9 +161,10 @@ def cross_entropy_fwd_bwd_(logits: torch.Tensor, targets: torch.Tensor, loss: to
             raise ValueError("cross_entropy_fwd_bwd_: block_v and single_pass are the Triton kernel's knobs, "
                              "not the Gluon kernel's")
         if not cross_entropy_gluon.applies(logits):
+            widest = cross_entropy_gluon.MAX_CHUNKS * cross_entropy_gluon.CHUNK
             raise ValueError("cross_entropy_fwd_bwd_: kernel='gluon' needs a Hopper GPU with Gluon and "
                              "bf16/fp16 logits on it, unit column stride, 16-byte aligned base and row stride, "
-                             f"V a multiple of 8 and at most {cross_entropy_gluon.MAX_CHUNKS * cross_entropy_gluon.CHUNK}; "
+                             f"V a multiple of 8 and at most {widest}; "
                              f"got {logits.dtype} {tuple(logits.shape)} strides {logits.stride()} on {logits.device}")
     elif kernel is None:
         pinned = block_v is not None or single_pass is not None or num_warps is not None

@@ -62,7 +62,7 @@ from __future__ import annotations
 import torch
 import triton
 
-from fastgpt.kernels.common import sm_count
+from fastgpt.kernels.common import hopper_gpu, sm_count, tma_row_major
 
 try:   # Gluon arrived in triton 3.5; the rest of fastgpt runs without it
     from triton.experimental import gluon
@@ -84,20 +84,15 @@ NUM_WARPS = 8                 # the default; 16 is the other choice the probe ti
 
 def available(device: torch.device | None = None) -> bool:
     """Gluon present and a Hopper GPU (sm_90) to run on."""
-    if not HAVE_GLUON or not torch.cuda.is_available():
-        return False
-    return torch.cuda.get_device_capability(device) == (9, 0)
+    return HAVE_GLUON and hopper_gpu(device)
 
 
 def fits(logits: torch.Tensor) -> bool:
     """Whether the kernel can take these logits, the device aside: 2-D bf16/fp16, unit column stride,
     16-byte aligned base and row stride, V a multiple of 8 (whole 16-byte vectors) that fits the two
     row buffers."""
-    if logits.dim() != 2 or logits.dtype not in (torch.bfloat16, torch.float16):
-        return False
-    rows, n_cols = logits.shape
-    return (logits.stride(1) == 1 and logits.data_ptr() % 16 == 0 and logits.stride(0) % VEC == 0
-            and n_cols % VEC == 0 and 0 < n_cols <= MAX_CHUNKS * CHUNK)
+    return (logits.dtype in (torch.bfloat16, torch.float16) and tma_row_major(logits)
+            and logits.shape[1] % VEC == 0 and 0 < logits.shape[1] <= MAX_CHUNKS * CHUNK)
 
 
 def applies(logits: torch.Tensor) -> bool:

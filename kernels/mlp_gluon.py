@@ -52,7 +52,7 @@ from __future__ import annotations
 import torch
 import triton
 
-from fastgpt.kernels.common import sm_count, tma_row_major
+from fastgpt.kernels.common import hopper_gpu, sm_count, tma_row_major
 
 try:   # Gluon arrived in triton 3.5; the rest of fastgpt runs without it
     from triton.experimental import gluon
@@ -84,9 +84,7 @@ HALF = 64
 
 def available(device: torch.device | None = None) -> bool:
     """Gluon present and a Hopper GPU (sm_90) to run on."""
-    if not HAVE_GLUON or not torch.cuda.is_available():
-        return False
-    return torch.cuda.get_device_capability(device) == (9, 0)
+    return HAVE_GLUON and hopper_gpu(device)
 
 
 if HAVE_GLUON:
