@@ -7,6 +7,10 @@
                bandwidth measured in the same run (copy_gbps).
     fwd_bwd    fused_embedding (triton backend) against F.embedding: the lookup and the table's
                gradient.
+    gpt        what a GPT does with its tables (fused_tied_embedding, triton backend, against
+               PyTorch as nanoGPT writes it): the token lookup plus the position table, forward
+               alone ("fwd") and with the gradients of both tables given the LM head's gradient
+               of the tied token table ("fwd_bwd": PyTorch adds the two table gradients).
 Two index sets: "uniform" (random tokens, as bench_train_step.py's) and "shakespeare" (the
 first 16384 GPT-2 tokens of the shipped Tiny Shakespeare: the skew of real text, whose most
 frequent tokens are each looked up hundreds of times).
@@ -19,7 +23,7 @@ import torch.nn.functional as F
 
 import fastgpt
 from fastgpt.data import shipped_corpus
-from fastgpt.ops.embedding import fused_embedding
+from fastgpt.ops.embedding import fused_embedding, fused_tied_embedding
 from fastgpt.tokenizer import GPT2Tokenizer
 from timing import measure, step
 
@@ -80,3 +84,25 @@ def test_fwd_bwd(benchmark, impl, kind):
             return fused_embedding(idx, weight)
     measure(benchmark, step(forward, (weight,), (weight,), dy, "fwd_bwd"), tokens=TOKENS, vocab=VOCAB,
             width=WIDTH, indices=kind, impl=impl)
+
+
+@pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
+@pytest.mark.parametrize("impl", ["torch", "triton"])
+def test_gpt(benchmark, impl, mode):
+    T = 512
+    idx = indices("uniform").view(TOKENS // T, T)
+    weight = (torch.randn(VOCAB, WIDTH, device="cuda") * 0.02).to(DTYPE).requires_grad_()
+    positions = (torch.randn(T, WIDTH, device="cuda") * 0.02).to(DTYPE).requires_grad_()
+    dy = torch.randn(TOKENS // T, T, WIDTH, device="cuda", dtype=DTYPE)
+    dhead = torch.randn(VOCAB, WIDTH, device="cuda", dtype=DTYPE)      # the LM head's gradient
+
+    def forward(weight, positions):
+        if impl == "torch":
+            return F.embedding(idx, weight) + positions, weight
+        with fastgpt.use_backend("triton"):
+            return fused_tied_embedding(idx, weight, positions)
+    if mode == "fwd":
+        fn = step(lambda w, p: forward(w, p)[0], (weight, positions), None, None, "fwd")
+    else:
+        fn = step(forward, (weight, positions), (weight, positions), (dy, dhead), "fwd_bwd")
+    measure(benchmark, fn, tokens=TOKENS, vocab=VOCAB, width=WIDTH, impl=impl, mode=mode)

@@ -42,12 +42,15 @@ OP_RUNS = [
      "FusedCausalSelfAttention", "run35-attention-dq-delta.json"),
     ("The same rows in the same call with the former separate preprocess kernel",
      "run35-attention-preprocess.json"),
+    ("Embedding as the GPT uses it (session 14): the token lookup plus the position table, alone and "
+     "with both tables' gradients given the tied LM head's, fused_tied_embedding against PyTorch "
+     "(F.embedding + the broadcast add; autograd adds the two token-table gradients)", "run81-embedding.json"),
     ("Embedding backward (GPT-2's token table, 16384 tokens): the kernel, its tile variants and the "
      "sort alone, against PyTorch's, on random tokens and on Tiny Shakespeare's", "run54-embedding.json"),
     ("Embedding backward: the two designs that lost to PyTorch, a program per four table rows "
      "(run 50) and a program per sorted position (run 51)", "run51-embedding.json"),
 ]
-TRAIN_STEP_RUN = "run77-train_step"
+TRAIN_STEP_RUN = "run81-train_step"
 TRAIN_STEP_FOLLOWUP_RUN = "run37-train_step"
 TRAIN_STEP_FOLLOWUP_NOTE = """Run 37 (`results/runs/run37-train_step/`, session 8, another call on another H100 of the same
 kind): every configuration of the step, the eager reference and the graphed steps without the
@@ -58,14 +61,19 @@ drawn from it.
 # *-adamwcopy-* is what fastgpt-train runs without gradient accumulation (since session 8).
 HEADLINE = (("triton-adamwcopy-cudagraph", "cuda-adamwcopy-cudagraph"),
             ("reference-compile", "reference-compile-cudagraphs"))
-README_TRAIN_STEP_LEAD = """Run 77 (`benchmarks/results/runs/run77-train_step/`): one device call on one H100, the headline
+README_TRAIN_STEP_LEAD = """Run 81 (`benchmarks/results/runs/run81-train_step/`): one device call on one H100, the headline
 configurations on the same GPU one after the other, with the MLP's two GELU GEMMs on the
 warp-specialised Gluon kernel (sessions 10-12; `triton-tritonmlp-adamwcopy-cudagraph` is the same
-step with session 10's MLP) and the LM head's loss kernel on the persistent Gluon kernel (session
-13); `benchmarks/RESULTS.md` says what each configuration is and keeps the earlier tables.
+step with session 10's MLP), the LM head's loss kernel on the persistent Gluon kernel (session
+13), and the token + position embedding in one pass whose backward sums the tied table's two
+gradients (session 14); `benchmarks/RESULTS.md` says what each configuration is and keeps the
+earlier tables.
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run77-train_step", "Run 77 (one H100, session 13): the README's table before session 14's "
+     "embedding changes (the position add fused into the lookup, the tied table's gradients summed "
+     "by the lookup's backward, block 0's input gradient by its add+LayerNorm)."),
     ("run80-train_step", "Run 80 (one H100, session 13, the call after run 79, on a freshly started machine): "
      "the headline pair once more, the reference first."),
     ("run74-train_step", "Run 74 (one H100, session 12): the README's table before session 13's "
@@ -119,7 +127,7 @@ TRAIN_STEP_HISTORY = [
      "suite ran on the other; `cuda-cudagraph` then \"cublaslt_forward\"."),
 ]
 SCALING_RUN = "run44-scaling"
-CONVERGENCE_RUN = "run77-convergence.json"
+CONVERGENCE_RUN = "run81-convergence.json"
 SCALING_NOTE = """The val loss column is each run's own: 300 steps of 16k (1 GPU) or 32k (2 GPUs) tokens pass
 over Tiny Shakespeare's 304k training tokens 16 or 32 times, so the 2-GPU run overfits further.
 The loss check compares like with like: the 2-GPU run against one GPU trained on the same global
@@ -138,7 +146,7 @@ eager; `eager ms` is the plain do_bench median of the same callable. NOTES.md ha
 the log of variants.
 """
 
-TRAIN_STEP_NOTE = """`results/runs/run77-train_step/*.json`: one row per configuration, written by
+TRAIN_STEP_NOTE = """`results/runs/run81-train_step/*.json`: one row per configuration, written by
 bench_train_step.py as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100
 (torch 2.11.0+cu130, triton 3.6.0), one after the other; their pytest-benchmark JSONs are in
 `pytest/` beside them. `*-cudagraph` is the whole step replayed as one CUDA graph
@@ -154,7 +162,9 @@ moments, clipping folded in as a gradient scale): fastgpt-train's step without g
 accumulation since session 8. `cuda-*` run
 the cuda backend: its MLP on cuBLASLt's bias + GELU and GELU-gradient epilogues. Since run 50
 fastgpt's rows take the token and position tables' gradients from fastgpt's embedding backward
-(kernels/embedding.py), the reference rows from PyTorch's. Since run 62 the triton backend's MLP
+(kernels/embedding.py), the reference rows from PyTorch's; since run 81 the lookup adds the
+position table in the same pass, and its backward adds its rows into (a copy of) the tied LM
+head's gradient, where autograd had zero-filled one table and added two. Since run 62 the triton backend's MLP
 runs c_fc's forward and the backward's dh GEMM (with gelu' and the c_fc bias partials) on
 kernels/mlp_gluon.py's warp-specialised kernel (MLPOptions' default on Hopper;
 `triton-tritonmlp-*` keeps session 10's Triton GEMM and cuBLAS dh + elementwise pass), and the

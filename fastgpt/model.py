@@ -99,27 +99,39 @@ class GPT(nn.Module):
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of length {start + T} is longer than the model's "
                              f"block_size {self.config.block_size}")
-        pos = torch.arange(start, start + T, device=idx.device)           # (T,)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        x, head_weight = self._embed(idx, start)                          # (B, T, C), (V, C)
         out, out_bias, resid = x, None, None
         for i, block in enumerate(self.transformer.h):
             out, out_bias, resid = block(out, out_bias, resid, caches[i] if caches else None)
         x, _ = self.transformer.ln_f(out, resid, out_bias)                # (B, T, C)
         if targets is not None:
-            return None, fused_linear_cross_entropy(x, self.lm_head.weight, targets, ignore_index=-1)
-        return self.lm_head(x[:, [-1], :]), None                          # (B, 1, V)
+            return None, fused_linear_cross_entropy(x, head_weight, targets, ignore_index=-1)
+        return F.linear(x[:, [-1], :], head_weight), None                  # (B, 1, V)
+
+    def _embed(self, idx: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token + position embedding of idx (B, T) at positions start.. (one pass), and the LM
+        head's weight. Tied (the default), that is wte's table as returned by the lookup: the
+        head's gradient then reaches the lookup's backward, which adds the lookup's rows to it
+        (fastgpt.ops.embedding: no (V, C) zero-fill and add pass)."""
+        wte, T = self.transformer.wte, idx.shape[1]
+        positions = self.transformer.wpe.weight[start:start + T]           # (T, C)
+        if self.lm_head.weight is wte.weight:
+            x, head_weight = wte.forward_tied(idx, positions)
+        else:
+            x, head_weight = wte(idx, positions), self.lm_head.weight
+        return self.transformer.drop(x), head_weight
 
     def all_logits(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits at every position, (B, T, V): for evaluation and tests, not training."""
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} is longer than block_size {self.config.block_size}")
-        pos = torch.arange(T, device=idx.device)
-        out, out_bias, resid = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos)), None, None
+        x, head_weight = self._embed(idx, 0)
+        out, out_bias, resid = x, None, None
         for block in self.transformer.h:
             out, out_bias, resid = block(out, out_bias, resid)
         x, _ = self.transformer.ln_f(out, resid, out_bias)
-        return self.lm_head(x)
+        return F.linear(x, head_weight)
 
     def crop_block_size(self, block_size: int) -> None:
         """Shrink the context (e.g. to load GPT-2's 1024 positions into a 512 model)."""

@@ -24,9 +24,20 @@ table rows (0.529 ms) and a program per sorted position (0.510), each program a 
 dependent loads and tens of thousands of programs; this one has N / BLOCK_P, whose lanes each
 carry a head.
 
+Accumulating (ACCUMULATE, embedding_bwd(..., out=dW)): the looked-up rows are added into a given
+dW, which is neither zero-filled nor otherwise touched. A GPT whose LM head shares the token table
+sums the head's (V, C) gradient and the lookup's this way, in the rows the tokens
+touch, instead of by a (V, C) add after a (V, C) zero-fill (run 77's profile: ~0.10 ms for the
+add and the fill; fastgpt/ops/embedding.py, fused_tied_embedding).
+
+The forward (embedding_fwd): out[r] = W[idx[r]] (+ P[r mod T], a (T, C) position table added to
+row r of each length-T sequence). F.embedding and then `+ P` took a gather and a broadcast add
+(PyTorch's non-vectorised broadcast kernel, 0.036 ms) where one pass reads the looked-up rows
+and writes the sum.
+
 Limits: dy (N, C) with unit column stride, fp16 / bf16 / fp32; idx (N,) int32 / int64, every
-value in [0, V) (the forward lookup checks that); dW has dy's dtype. Offsets switch to int64 when
-dy or dW has 2**31 elements or more.
+value in [0, V) (the forward lookup checks that); dW has dy's dtype (or, accumulating, its own).
+Offsets switch to int64 when dy or dW has 2**31 elements or more.
 """
 from __future__ import annotations
 
@@ -47,6 +58,40 @@ _TILE = (4, 2, 4, 16, 4) if _INTERPRET else (32, 4, 128, 128, 8)
 
 
 @triton.jit
+def _embedding_fwd_kernel(
+    Idx,                         # (N,) table rows to look up
+    W, stride_w,                 # (V, C) table
+    Pos, stride_pos, T,          # (T, C) position table, row r taking Pos[r % T] (HAS_POS)
+    Out,                         # (N, C) contiguous output
+    N, C,
+    HAS_POS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, INDEX_64: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    rows_ok = rows < N
+    mask = rows_ok[:, None] & (cols < C)[None, :]
+    table_rows = tl.load(Idx + rows, mask=rows_ok, other=0)
+    if INDEX_64:
+        table_rows = table_rows.to(tl.int64)
+        rows = rows.to(tl.int64)
+    else:
+        table_rows = table_rows.to(tl.int32)
+    x = tl.load(W + table_rows[:, None] * stride_w + cols[None, :], mask=mask, other=0.0)
+    if HAS_POS:
+        p = tl.load(Pos + (rows % T)[:, None] * stride_pos + cols[None, :], mask=mask, other=0.0)
+        x = (x.to(tl.float32) + p.to(tl.float32)).to(Out.dtype.element_ty)
+    tl.store(Out + rows[:, None] * C + cols[None, :], x, mask=mask)
+
+
+@triton.jit
+def _store_rows(Ptrs, acc, mask, ACCUMULATE: tl.constexpr):
+    """acc (fp32) -> the dW rows at Ptrs, added to what they hold when ACCUMULATE."""
+    if ACCUMULATE:
+        acc += tl.load(Ptrs, mask=mask, other=0.0).to(tl.float32)
+    tl.store(Ptrs, acc.to(Ptrs.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def _embedding_rows(DY, stride_dy, Order, ranks, take, cols, cols_ok, INDEX_64: tl.constexpr):
     """The dy rows of the tokens at sorted positions `ranks` (where `take`), as fp32 (zeros elsewhere)."""
     tokens = tl.load(Order + ranks, mask=take, other=0)
@@ -62,10 +107,10 @@ def _embedding_bwd_kernel(
     DY, stride_dy,               # (N, C) gradient of the lookup's output
     SortedIdx, Order,            # (N,) the indices sorted (stable), and the token positions in that order
     Starts,                      # (V + 1,) where each table row's run starts in the sorted order
-    DW, stride_dw,               # (V, C) gradient of the table, zero-filled; looked-up rows written here
+    DW, stride_dw,               # (V, C) gradient of the table: looked-up rows written (or added) here
     N, C,
     BLOCK_P: tl.constexpr, SHORT: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr,
-    INDEX_64: tl.constexpr,
+    INDEX_64: tl.constexpr, ACCUMULATE: tl.constexpr,
 ):
     lanes = tl.arange(0, BLOCK_P)
     positions = tl.program_id(0) * BLOCK_P + lanes
@@ -84,8 +129,8 @@ def _embedding_bwd_kernel(
     acc = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
     for j in tl.static_range(SHORT):
         acc += _embedding_rows(DY, stride_dy, Order, positions + j, short & (j < length), cols, cols_ok, INDEX_64)
-    tl.store(DW + out_rows[:, None] * stride_dw + cols[None, :], acc.to(DW.dtype.element_ty),
-             mask=short[:, None] & cols_ok[None, :])
+    _store_rows(DW + out_rows[:, None] * stride_dw + cols[None, :], acc, short[:, None] & cols_ok[None, :],
+                ACCUMULATE)
 
     # long runs: one head at a time (in random tokens almost no block has one), BLOCK_T tokens a load
     remaining = head & (length > SHORT)
@@ -100,7 +145,7 @@ def _embedding_bwd_kernel(
             run_acc += tl.sum(_embedding_rows(DY, stride_dy, Order, ranks, ranks < last, cols, cols_ok, INDEX_64),
                               axis=0)
         out_row = tl.sum(tl.where(pick, out_rows, 0), axis=0)
-        tl.store(DW + out_row * stride_dw + cols, run_acc.to(DW.dtype.element_ty), mask=cols_ok)
+        _store_rows(DW + out_row * stride_dw + cols, run_acc, cols_ok, ACCUMULATE)
         remaining = remaining & (lanes != i)
 
 
@@ -111,6 +156,11 @@ def _embedding_bwd_kernel(
 def _empty(v: int, c: int, like: torch.Tensor) -> torch.Tensor:
     """The output buffer, before its zero-fill (tests swap in a NaN-filled one)."""
     return like.new_empty(v, c)
+
+
+def _empty_rows(n: int, c: int, like: torch.Tensor) -> torch.Tensor:
+    """The forward's output buffer (tests swap in a NaN-filled one)."""
+    return like.new_empty(n, c)
 
 
 def runs(idx: torch.Tensor, num_embeddings: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -124,18 +174,64 @@ def runs(idx: torch.Tensor, num_embeddings: int) -> tuple[torch.Tensor, torch.Te
     return sorted_idx, order, torch.searchsorted(sorted_idx, bounds)
 
 
-def embedding_bwd(dy: torch.Tensor, idx: torch.Tensor, num_embeddings: int) -> torch.Tensor:
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+# forward tile: 16 rows x 256 columns a program (16 bf16 values a thread on 4 warps)
+_FWD_TILE = (4, 16, 4) if _INTERPRET else (16, 256, 4)
+
+
+def embedding_fwd(idx: torch.Tensor, weight: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+    """idx (N,) -> weight[idx] (N, C), plus positions[r % T] on row r when a (T, C) position table
+    is given (N a multiple of T: the rows are sequences of T tokens), summed in fp32 and rounded
+    once to weight's dtype."""
+    if idx.dim() != 1 or weight.dim() != 2:
+        raise ValueError(f"embedding_fwd: idx must be (N,) and weight (V, C), got {tuple(idx.shape)} "
+                         f"and {tuple(weight.shape)}")
+    if weight.dtype not in _DTYPES:
+        raise TypeError(f"embedding_fwd: weight must be float16, bfloat16 or float32, got {weight.dtype}")
+    n, (_, c) = idx.shape[0], weight.shape
+    if positions is not None and (positions.dim() != 2 or positions.shape[1] != c or positions.shape[0] == 0
+                                  or n % positions.shape[0] != 0 or positions.dtype != weight.dtype):
+        raise ValueError(f"embedding_fwd: positions must be (T, {c}) of {weight.dtype} with T dividing "
+                         f"{n}, got {tuple(positions.shape)} of {positions.dtype}")
+    if weight.stride(1) != 1:
+        weight = weight.contiguous()
+    if positions is not None and positions.stride(1) != 1:
+        positions = positions.contiguous()
+    out = _empty_rows(n, c, weight)
+    if n == 0 or c == 0:
+        return out
+    block_r, block_c, warps = _FWD_TILE
+    index_64 = max(out.numel(), weight.stride(0) * weight.shape[0]) >= _INT32_LIMIT
+    pos = weight if positions is None else positions      # stands in when HAS_POS is off; never read
+    _embedding_fwd_kernel[(triton.cdiv(n, block_r), triton.cdiv(c, block_c))](
+        idx, weight, weight.stride(0), pos, pos.stride(0), 1 if positions is None else positions.shape[0],
+        out, n, c, HAS_POS=positions is not None, BLOCK_R=block_r, BLOCK_C=block_c, INDEX_64=index_64,
+        num_warps=warps)
+    return out
+
+
+def embedding_bwd(dy: torch.Tensor, idx: torch.Tensor, num_embeddings: int,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
     """dy (N, C) of a lookup of the (num_embeddings, C) table at idx (N,) -> dW (num_embeddings, C)
-    in dy's dtype: each row the fp32 sum of the dy rows that looked it up, zeros for the rest."""
+    in dy's dtype: each row the fp32 sum of the dy rows that looked it up, zeros for the rest.
+    With `out` (a (num_embeddings, C) float tensor with unit column stride), those sums are added
+    to its looked-up rows instead (in fp32, rounded once to out's dtype), the other rows left
+    as they are, and out is returned."""
     if dy.dim() != 2 or idx.dim() != 1 or idx.shape[0] != dy.shape[0]:
         raise ValueError(f"embedding_bwd: dy must be (N, C) and idx (N,), got {tuple(dy.shape)} "
                          f"and {tuple(idx.shape)}")
-    if dy.dtype not in (torch.float16, torch.bfloat16, torch.float32):
+    if dy.dtype not in _DTYPES:
         raise TypeError(f"embedding_bwd: dy must be float16, bfloat16 or float32, got {dy.dtype}")
+    if out is not None and (out.shape != (num_embeddings, dy.shape[1]) or out.dtype not in _DTYPES
+                            or out.stride(1) != 1 or out.device != dy.device):
+        raise ValueError(f"embedding_bwd: out must be a ({num_embeddings}, {dy.shape[1]}) float tensor on "
+                         f"{dy.device} with unit column stride, got {tuple(out.shape)} {out.dtype} "
+                         f"strides {out.stride()} on {out.device}")
     if dy.stride(1) != 1:
         dy = dy.contiguous()
     n, c = dy.shape
-    dw = _empty(num_embeddings, c, dy).zero_()     # rows nobody looked up stay zero
+    accumulate = out is not None
+    dw = out if accumulate else _empty(num_embeddings, c, dy).zero_()     # rows nobody looked up stay zero
     if n == 0 or c == 0:
         return dw
     sorted_idx, order, starts = runs(idx, num_embeddings)
@@ -144,5 +240,5 @@ def embedding_bwd(dy: torch.Tensor, idx: torch.Tensor, num_embeddings: int) -> t
     grid = (triton.cdiv(n, block_p), triton.cdiv(c, block_c))
     _embedding_bwd_kernel[grid](dy, dy.stride(0), sorted_idx, order, starts, dw, dw.stride(0), n, c,
                                 BLOCK_P=block_p, SHORT=short, BLOCK_T=block_t, BLOCK_C=block_c,
-                                INDEX_64=index_64, num_warps=warps)
+                                INDEX_64=index_64, ACCUMULATE=accumulate, num_warps=warps)
     return dw

@@ -54,8 +54,19 @@ def _embedding(g):
     return (lambda w: fastgpt.fused_embedding(idx.to(w.device), w)), (torch.randn(13, 32, generator=g),)
 
 
+def _tied_embedding(g):
+    idx = torch.randint(0, 13, (2, 9), generator=g)
+    idx[0, ::2] = 5
+
+    def tied_embedding(w, positions):   # the GPT's use: lookup + positions, and the head on the table
+        x, head_weight = fastgpt.fused_tied_embedding(idx.to(w.device), w, positions)
+        return x @ head_weight.t()
+    return tied_embedding, (torch.randn(13, 32, generator=g), torch.randn(9, 32, generator=g))
+
+
 OPS = {"attention": _attention, "add_layernorm": _add_layernorm, "linear_gelu": _linear_gelu,
-       "linear_cross_entropy": _linear_cross_entropy, "embedding": _embedding}
+       "linear_cross_entropy": _linear_cross_entropy, "embedding": _embedding,
+       "tied_embedding": _tied_embedding}
 
 
 def _forward_backward(fn, inputs):

@@ -1,8 +1,10 @@
 """The embedding family (fastgpt.ops.embedding, kernels/embedding.py): the backward kernel against a
-float64 index_add, and fused_embedding / FusedEmbedding against F.embedding. Odd sizes (one token,
-widths and table sizes that are not multiples of the tile, table rows nobody looks up, one token
-repeated over several BLOCK_T loads), NaN-poisoned output, int32 and int64 indices, bitwise
-repeatability, bad input, and the GPT using it.
+float64 index_add (writing a table, or adding into a given one), the forward kernel with and
+without a position table, and fused_embedding / fused_tied_embedding / FusedEmbedding against
+F.embedding (+ the positions, + a tied LM head). Odd sizes (one token, widths and table sizes that
+are not multiples of the tile, table rows nobody looks up, one token repeated over several
+BLOCK_T loads), NaN-poisoned output, int32 and int64 indices, bitwise repeatability, bad input,
+and the GPT using it.
 
 The kernel has no tl.dot, so every dtype runs in the CPU interpreter too.
 """
@@ -13,7 +15,8 @@ from torch import nn
 
 import fastgpt
 from fastgpt.kernels import embedding as kernels
-from fastgpt.ops.embedding import FusedEmbedding, fused_embedding
+from fastgpt.ops import embedding as embedding_ops
+from fastgpt.ops.embedding import FusedEmbedding, fused_embedding, fused_tied_embedding
 from fastgpt.testing import REL_TOL, assert_rel_close, poison_
 
 HAS_CUDA = torch.cuda.is_available()
@@ -27,7 +30,7 @@ GPU_SHAPES = [(16384, 50304, 768), (512, 512, 768), (4097, 1000, 300)]
 
 @pytest.fixture
 def poisoned(monkeypatch):
-    """The launcher's output starts as NaN: every element must be written (zero-filled or summed)."""
+    """The launchers' outputs start as NaN: every element must be written (zero-filled or summed)."""
     monkeypatch.setattr(kernels, "_empty", lambda v, c, like: poison_(like.new_empty(v, c)))
 
 
@@ -56,6 +59,50 @@ def test_backward_kernel_matches_float64(dtype, shape, poisoned, device):
     untouched = torch.ones(rows, dtype=torch.bool, device=device)
     untouched[idx] = False
     assert torch.count_nonzero(dw[untouched]) == 0       # rows nobody looked up: zeros, written
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES + [pytest.param(s, marks=pytest.mark.skipif(not HAS_CUDA, reason="GPU sizes"))
+                                            for s in GPU_SHAPES[:1]])
+def test_backward_kernel_accumulates_into_a_given_table(dtype, shape, device):
+    """out=: the looked-up rows get base + their sums (rounded once), every other row keeps its bits."""
+    tokens, rows, width = shape
+    idx = _indices(tokens, rows, device)
+    dy = torch.randn(tokens, width, device=device).to(dtype)
+    base = torch.randn(rows, width, device=device).to(dtype)
+    dw = base.clone()
+    assert kernels.embedding_bwd(dy, idx, rows, out=dw) is dw
+    ref = _reference(dy, idx, rows) + base.double()
+    assert_rel_close(dw, ref, REL_TOL[dtype], "accumulated embedding gradient")
+    untouched = torch.ones(rows, dtype=torch.bool, device=device)
+    untouched[idx] = False
+    assert torch.equal(dw[untouched], base[untouched])
+    with pytest.raises(ValueError, match="out must be"):
+        kernels.embedding_bwd(dy, idx, rows, out=dw[:, :-1] if width > 1 else dw[:-1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_positions", [False, True], ids=["lookup", "positions"])
+@pytest.mark.parametrize("shape", [(1, 5, 3), (3 * 37, 11, 50), (2 * 300, 7, 33)] + [
+    pytest.param((32 * 512, 50304, 768), marks=pytest.mark.skipif(not HAS_CUDA, reason="GPU sizes"))])
+def test_forward_kernel_matches_float64(dtype, with_positions, shape, monkeypatch, device):
+    """embedding_fwd against a float64 gather (+ positions[r % T]), the output poisoned first."""
+    monkeypatch.setattr(kernels, "_empty_rows", lambda n, c, like: poison_(like.new_empty(n, c)))
+    tokens, rows, width = shape
+    T = tokens if tokens < 8 else tokens // (3 if tokens % 3 == 0 else 2 if tokens % 2 == 0 else 1)
+    idx = _indices(tokens, rows, device)
+    weight = torch.randn(rows, width + 3, device=device).to(dtype)[:, 1:1 + width]   # strided rows
+    positions = torch.randn(T, width, device=device).to(dtype) if with_positions else None
+    out = kernels.embedding_fwd(idx, weight, positions)
+    ref = weight.double()[idx]
+    if with_positions:
+        ref = ref + positions.double().repeat(tokens // T, 1)
+        assert_rel_close(out, ref, REL_TOL[dtype], "lookup + positions")
+    else:
+        assert torch.equal(out, weight[idx])
+    assert out.dtype == dtype and out.shape == (tokens, width)
+    with pytest.raises(ValueError, match="positions must be"):
+        kernels.embedding_fwd(idx, weight, torch.randn(tokens + 1, width, device=device).to(dtype))
 
 
 def test_backward_kernel_int32_indices_strided_rows_and_repeatability(poisoned, device):
@@ -102,6 +149,46 @@ def test_fused_embedding_matches_f_embedding(backend, dtype, device):
     assert_rel_close(dw, _reference(dy.reshape(-1, 24), idx.reshape(-1), 13), REL_TOL[dtype], "table gradient")
 
 
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_embedding_with_positions_and_a_tied_head(backend, dtype, device):
+    """x = weight[idx] + positions, logits = x @ weight^T: the tied op's gradients (the head's summed
+    with the lookup's) against float64 autograd of the same two uses of one table."""
+    V, C, B, T = 13, 24, 3, 7
+    weight = torch.randn(V, C, device=device).to(dtype).requires_grad_()
+    positions = torch.randn(T, C, device=device).to(dtype).requires_grad_()
+    idx = torch.randint(0, V, (B, T), device=device)
+    idx[0] = 4
+    dlogits = torch.randn(B, T, V, device=device).to(dtype)
+    with fastgpt.use_backend(backend):
+        x, head_weight = fused_tied_embedding(idx, weight, positions)
+        plain = fused_embedding(idx, weight, positions)
+    assert torch.equal(head_weight, weight) and torch.equal(x, plain)
+    logits = x @ head_weight.t()
+    dw, dpos = torch.autograd.grad(logits, (weight, positions), dlogits)
+    w64, p64 = (t.detach().double().requires_grad_() for t in (weight, positions))
+    x64 = F.embedding(idx, w64) + p64
+    assert_rel_close(x, x64, REL_TOL[dtype], "lookup + positions")
+    dw64, dpos64 = torch.autograd.grad(x64 @ w64.t(), (w64, p64), dlogits.double())
+    assert dw.dtype == dpos.dtype == dtype
+    tol = max(REL_TOL[dtype], 4 * torch.finfo(dtype).eps)      # dlogits @ x rounded to dtype first
+    assert_rel_close(dw, dw64, tol, "tied table gradient")
+    assert_rel_close(dpos, dpos64, REL_TOL[dtype], "position table gradient")
+
+
+@pytest.mark.parametrize("used", ["x", "head"])
+def test_fused_tied_embedding_with_one_output_unused(used, device):
+    """Only the lookup, or only the head, reaches the loss: the table's gradient is that use's."""
+    weight = torch.randn(9, 8, device=device, requires_grad=True)
+    idx = torch.tensor([[1, 4, 4, 0]], device=device)
+    with fastgpt.use_backend("triton"):
+        x, head_weight = fused_tied_embedding(idx, weight)
+    out = (x * 2).sum() if used == "x" else (head_weight ** 2).sum()
+    (dw,) = torch.autograd.grad(out, weight)
+    expect = _reference(torch.full((4, 8), 2.0, device=device), idx.reshape(-1), 9) if used == "x" else 2 * weight.double()
+    assert_rel_close(dw, expect, REL_TOL[torch.float32], f"table gradient, {used} only")
+
+
 def test_fused_embedding_rejects_bad_input(device):
     weight = torch.randn(5, 4, device=device)
     with pytest.raises(TypeError, match="int32 or int64"):
@@ -112,6 +199,11 @@ def test_fused_embedding_rejects_bad_input(device):
         fused_embedding(torch.zeros(3, dtype=torch.long, device=device), torch.ones(5, 4, dtype=torch.long, device=device))
     with pytest.raises(TypeError, match="float64"), fastgpt.use_backend("triton"):
         fused_embedding(torch.zeros(3, dtype=torch.long, device=device), weight.double())
+    with pytest.raises(ValueError, match=r"positions must be \(T, embedding_dim\) = \(3, 4\)"):
+        fused_embedding(torch.zeros(2, 3, dtype=torch.long, device=device), weight, torch.randn(2, 4, device=device))
+    with pytest.raises(TypeError, match="same dtype"):
+        fused_tied_embedding(torch.zeros(2, 3, dtype=torch.long, device=device), weight,
+                             torch.randn(3, 4, device=device).half())
     if HAS_CUDA:
         with pytest.raises(ValueError, match="cpu"):
             fused_embedding(torch.zeros(3, dtype=torch.long), weight)
@@ -140,11 +232,15 @@ def test_module_is_an_nn_embedding_with_its_state_dict(device):
 
 
 def test_gpt_token_table_gradient_through_the_kernel(monkeypatch, device):
-    """The GPT's token and position tables take their gradients from the kernel on the triton
-    backend (the launcher is called once per table), equal to the torch backend's."""
-    calls = []
+    """The GPT's token table takes the lookup's gradient from the kernel on the triton backend, added
+    into the tied LM head's in place (one launch, accumulating), and the position table the sum
+    over the batch; both equal the torch backend's."""
+    calls, owned = [], []
     launch = kernels.embedding_bwd
-    monkeypatch.setattr(kernels, "embedding_bwd", lambda dy, idx, rows: calls.append(rows) or launch(dy, idx, rows))
+    monkeypatch.setattr(kernels, "embedding_bwd",
+                        lambda dy, idx, rows, out=None: calls.append((rows, out is not None)) or launch(dy, idx, rows, out))
+    check = embedding_ops._owned
+    monkeypatch.setattr(embedding_ops, "_owned", lambda grad, dtype: owned.append(check(grad, dtype)) or owned[-1])
     cfg = fastgpt.GPTConfig(block_size=16, vocab_size=40, n_layer=1, n_head=2, n_embd=32, bias=True)
     model = fastgpt.GPT(cfg).to(device)
     idx = torch.randint(0, 40, (2, 16), device=device)
@@ -155,6 +251,51 @@ def test_gpt_token_table_gradient_through_the_kernel(monkeypatch, device):
             _, loss = model(idx, idx)
         loss.backward()
         grads[backend] = (model.transformer.wte.weight.grad.clone(), model.transformer.wpe.weight.grad.clone())
-    assert sorted(calls) == [16, 40]
+    assert calls == [(40, True)]
+    assert owned == [True]      # the LM head's gradient, summed into in place
     for ours, ref, name in zip(grads["triton"], grads["torch"], ("wte", "wpe")):
         assert_rel_close(ours, ref, 1e-4, f"{name} gradient")
+
+
+def test_fused_tied_embedding_leaves_the_incoming_gradient_alone(device):
+    """The head's gradient may be the caller's tensor: the backward adds into a copy, never into it."""
+    weight = torch.randn(9, 8, device=device, requires_grad=True)
+    idx = torch.tensor([[1, 4, 4, 0]], device=device)
+    with fastgpt.use_backend("triton"):
+        x, head_weight = fused_tied_embedding(idx, weight)
+    dx, dhead = torch.randn(1, 4, 8, device=device), torch.randn(9, 8, device=device)
+    kept = dhead.clone()
+    (dw,) = torch.autograd.grad((x, head_weight), weight, (dx, dhead))
+    assert torch.equal(dhead, kept)
+    assert_rel_close(dw, _reference(dx.reshape(4, 8), idx.reshape(-1), 9) + dhead.double(), REL_TOL[torch.float32],
+                     "tied gradient")
+
+
+class _FreshGradient(torch.autograd.Function):
+    """y = w @ 1 (a stand-in head): its backward makes a fresh gradient for w and records where it lives."""
+    pointers = []
+
+    @staticmethod
+    def forward(ctx, w):
+        return w.sum(1)
+
+    @staticmethod
+    def backward(ctx, g):
+        grad = g[:, None] * torch.ones(1, 8, device=g.device, dtype=g.dtype)
+        _FreshGradient.pointers.append(grad.data_ptr())
+        return grad
+
+
+def test_fused_tied_embedding_adds_into_an_owned_gradient_in_place(device):
+    """A head's fresh gradient that nobody else holds is summed into in place (no copy); the result
+    is the same as autograd's sum of the two uses."""
+    weight = torch.randn(9, 8, device=device, requires_grad=True)
+    idx = torch.tensor([[1, 4, 4, 0]], device=device)
+    with fastgpt.use_backend("triton"):
+        x, head_weight = fused_tied_embedding(idx, weight)
+    _FreshGradient.pointers.clear()
+    dx, dlogit = torch.randn(1, 4, 8, device=device), torch.randn(9, device=device)
+    (dw,) = torch.autograd.grad((x, _FreshGradient.apply(head_weight)), weight, (dx, dlogit))
+    assert _FreshGradient.pointers == [dw.data_ptr()]
+    expect = _reference(dx.reshape(4, 8), idx.reshape(-1), 9) + dlogit.double()[:, None].expand(9, 8)
+    assert_rel_close(dw, expect, REL_TOL[torch.float32], "tied gradient, in place")

@@ -134,12 +134,14 @@ def _(dy, ds, s, weight, mean, rstd, has_bias, impl, x_bias=None):
 
 
 class AddLayerNormFunction(torch.autograd.Function):
-    """(x, residual, weight, bias, eps, impl, x_bias=None) -> (y, s), or y alone when s would be
-    x itself (no residual, no x_bias).
+    """(x, residual, weight, bias, eps, impl, x_bias=None) -> (y, s); s is x itself (as a view, an
+    output of this node) when there is neither residual nor x_bias.
 
     `impl` names the launcher pair (a key of LAUNCHERS). The backward receives the gradients of
     both outputs and makes one kernel call: dx = ds + dLayerNorm(dy), returned to x and residual,
-    and its column sum to x_bias.
+    and its column sum to x_bias. Returning x as s matters where x goes on as the residual stream
+    (a GPT's first block): its two gradients are then summed by the kernel, not by an add pass
+    of autograd's.
     """
 
     @staticmethod
@@ -157,9 +159,7 @@ class AddLayerNormFunction(torch.autograd.Function):
         ctx.shape, ctx.impl = x.shape, impl
         ctx.has_residual, ctx.has_bias = r2 is not None, bias is not None
         ctx.set_materialize_grads(False)    # an unused output's gradient stays None: not read
-        if not has_sum:
-            return y.view(x.shape)
-        return y.view(x.shape), s.view(x.shape)
+        return y.view(x.shape), (s if has_sum else x2).view(x.shape)
 
     @staticmethod
     def backward(ctx, dy, ds=None):
@@ -178,8 +178,7 @@ class AddLayerNormFunction(torch.autograd.Function):
 def _implementation(impl: str):
     """The backend implementation that runs AddLayerNormFunction on the launcher pair `impl`."""
     def run(x, residual, weight, bias, eps, x_bias=None):
-        out = AddLayerNormFunction.apply(x, residual, weight, bias, eps, impl, x_bias)
-        return (out, x) if residual is None and x_bias is None else out
+        return AddLayerNormFunction.apply(x, residual, weight, bias, eps, impl, x_bias)
     return run
 
 
@@ -251,8 +250,9 @@ def fused_add_layernorm(x: Tensor, residual: Tensor | None, weight: Tensor,
         eps: added to the variance, >= 0.
 
     Returns:
-        (y, s), both shaped and typed as x. Without residual and x_bias, s is x itself (as cast
-        by autocast).
+        (y, s), both shaped and typed as x. Without residual and x_bias, s holds x (as cast by
+        autocast): on the triton and cuda backends a view of it whose gradient this op's backward
+        adds to the LayerNorm's, so x's two uses cost no add pass of autograd's.
 
     Gradients flow to x, residual, weight and bias; those of y and s are combined in one
     backward pass, and x and residual receive the same gradient (that of s), x_bias its sum over
