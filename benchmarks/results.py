@@ -71,6 +71,9 @@ earlier tables.
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run82-train_step", "Run 82 (one H100, session 14, another machine): the headline pair again, the "
+     "reference first, with run 81's code (the tied sum in a copy: an in-place variant's ownership "
+     "test did not pass on this torch build and was removed after)."),
     ("run77-train_step", "Run 77 (one H100, session 13): the README's table before session 14's "
      "embedding changes (the position add fused into the lookup, the tied table's gradients summed "
      "by the lookup's backward, block 0's input gradient by its add+LayerNorm)."),

@@ -15,7 +15,6 @@ from torch import nn
 
 import fastgpt
 from fastgpt.kernels import embedding as kernels
-from fastgpt.ops import embedding as embedding_ops
 from fastgpt.ops.embedding import FusedEmbedding, fused_embedding, fused_tied_embedding
 from fastgpt.testing import REL_TOL, assert_rel_close, poison_
 
@@ -233,14 +232,12 @@ def test_module_is_an_nn_embedding_with_its_state_dict(device):
 
 def test_gpt_token_table_gradient_through_the_kernel(monkeypatch, device):
     """The GPT's token table takes the lookup's gradient from the kernel on the triton backend, added
-    into the tied LM head's in place (one launch, accumulating), and the position table the sum
+    into (a copy of) the tied LM head's (one launch, accumulating), and the position table the sum
     over the batch; both equal the torch backend's."""
-    calls, owned = [], []
+    calls = []
     launch = kernels.embedding_bwd
     monkeypatch.setattr(kernels, "embedding_bwd",
                         lambda dy, idx, rows, out=None: calls.append((rows, out is not None)) or launch(dy, idx, rows, out))
-    check = embedding_ops._owned
-    monkeypatch.setattr(embedding_ops, "_owned", lambda grad, dtype: owned.append(check(grad, dtype)) or owned[-1])
     cfg = fastgpt.GPTConfig(block_size=16, vocab_size=40, n_layer=1, n_head=2, n_embd=32, bias=True)
     model = fastgpt.GPT(cfg).to(device)
     idx = torch.randint(0, 40, (2, 16), device=device)
@@ -252,7 +249,6 @@ def test_gpt_token_table_gradient_through_the_kernel(monkeypatch, device):
         loss.backward()
         grads[backend] = (model.transformer.wte.weight.grad.clone(), model.transformer.wpe.weight.grad.clone())
     assert calls == [(40, True)]
-    assert owned == [True]      # the LM head's gradient, summed into in place
     for ours, ref, name in zip(grads["triton"], grads["torch"], ("wte", "wpe")):
         assert_rel_close(ours, ref, 1e-4, f"{name} gradient")
 
@@ -269,33 +265,3 @@ def test_fused_tied_embedding_leaves_the_incoming_gradient_alone(device):
     assert torch.equal(dhead, kept)
     assert_rel_close(dw, _reference(dx.reshape(4, 8), idx.reshape(-1), 9) + dhead.double(), REL_TOL[torch.float32],
                      "tied gradient")
-
-
-class _FreshGradient(torch.autograd.Function):
-    """y = w @ 1 (a stand-in head): its backward makes a fresh gradient for w and records where it lives."""
-    pointers = []
-
-    @staticmethod
-    def forward(ctx, w):
-        return w.sum(1)
-
-    @staticmethod
-    def backward(ctx, g):
-        grad = g[:, None] * torch.ones(1, 8, device=g.device, dtype=g.dtype)
-        _FreshGradient.pointers.append(grad.data_ptr())
-        return grad
-
-
-def test_fused_tied_embedding_adds_into_an_owned_gradient_in_place(device):
-    """A head's fresh gradient that nobody else holds is summed into in place (no copy); the result
-    is the same as autograd's sum of the two uses."""
-    weight = torch.randn(9, 8, device=device, requires_grad=True)
-    idx = torch.tensor([[1, 4, 4, 0]], device=device)
-    with fastgpt.use_backend("triton"):
-        x, head_weight = fused_tied_embedding(idx, weight)
-    _FreshGradient.pointers.clear()
-    dx, dlogit = torch.randn(1, 4, 8, device=device), torch.randn(9, device=device)
-    (dw,) = torch.autograd.grad((x, _FreshGradient.apply(head_weight)), weight, (dx, dlogit))
-    assert _FreshGradient.pointers == [dw.data_ptr()]
-    expect = _reference(dx.reshape(4, 8), idx.reshape(-1), 9) + dlogit.double()[:, None].expand(9, 8)
-    assert_rel_close(dw, expect, REL_TOL[torch.float32], "tied gradient, in place")

@@ -12,9 +12,9 @@ Tied tables (fused_tied_embedding): a GPT's LM head shares the token table, so a
 two (V, C) gradients for it and add them (a pass over 3 x 77 MB at GPT-2's size in bf16), after
 the lookup's backward had zero-filled its own (77 MB more). fused_tied_embedding returns the table
 a second time, for the head to use: the head's gradient then reaches this op's backward as that
-output's gradient, and the lookup's row sums are added into it, only in the looked-up rows: in
-place when autograd's own test says nobody else holds it (the LM head's fresh gradient), else into
-a copy (2 x 77 MB more: it may be the caller's tensor, or shared with another node).
+output's gradient, which copies it once (2 x 77 MB: it may be the caller's tensor, or shared with
+another node, so it is never written) and adds the lookup's row sums into the copy, only in the
+looked-up rows.
 
 Layers: `fused_embedding` / `fused_tied_embedding` (public, documented, validate) -> the
 `embedding` Op of the backend switch -> for the triton backend the autograd Function
@@ -32,8 +32,6 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from fastgpt.backend import Op
 from fastgpt.ops.dispatch import call_custom_op
@@ -108,12 +106,11 @@ def fused_tied_embedding(idx: torch.Tensor, weight: torch.Tensor, positions: tor
 
     x is fused_embedding(idx, weight, positions); head_weight is `weight` itself (a view of it),
     for the LM head to use instead of weight. The gradient the head gives head_weight then comes
-    back into this op's backward, which adds the lookup's row sums to it, only in the rows idx
-    looked up (in place where nobody else holds that gradient, else in a copy), and returns the
-    sum as weight's gradient: autograd neither zero-fills a (V, C) table for the lookup nor adds
-    two (V, C) gradients (on the triton and cuda backends; the torch backend returns weight as it
-    is and leaves the sum to autograd). The gradient is that of the two uses of weight, as if the
-    head had used weight directly.
+    back into this op's backward, which adds the lookup's row sums to a copy of it, only in the
+    rows idx looked up, and returns the sum as weight's gradient: autograd neither zero-fills a
+    (V, C) table for the lookup nor adds two (V, C) gradients (on the triton and cuda backends;
+    the torch backend returns weight as it is and leaves the sum to autograd). The gradient is
+    that of the two uses of weight, as if the head had used weight directly.
 
     Args, raises: as fused_embedding.
     """
@@ -176,18 +173,6 @@ def _(dy, idx, dw):
     return None
 
 
-def _owned(grad: torch.Tensor, dtype: torch.dtype) -> bool:
-    """Whether an incoming gradient may be written in place: autograd's own test before it adds into
-    a gradient in place (InputBuffer's can_accumulate_inplace): a dense tensor of the wanted dtype
-    that no other tensor holds (use count 1) and whose storage no other tensor or view shares
-    (here 2: the tensor's, and the storage object this check makes). Never while tracing: the
-    compiled graph's copy is functionalisation's business."""
-    if torch.compiler.is_compiling() or is_in_torch_dispatch_mode():
-        return False
-    return (grad.dtype == dtype and grad._base is None and grad.is_contiguous() and grad._use_count() == 1
-            and torch._C._storage_Use_Count(grad.untyped_storage()._cdata) == 2)
-
-
 class _EmbeddingFunction(torch.autograd.Function):
     """(idx, weight, positions, tied) -> x, or (x, weight as the head's table) when tied."""
 
@@ -219,10 +204,11 @@ class _EmbeddingFunction(torch.autograd.Function):
         elif dhead is None:
             dw = call_custom_op(_embedding_bwd, _embedding_bwd_impl, dy, flat, num_embeddings).to(dtype)
         else:
-            # the lookup's rows added into the head's gradient where this node owns it, else into
-            # a copy (it may be the caller's tensor, or shared with another node)
-            dw = dhead if _owned(dhead, dtype) else dhead.to(dtype=dtype, memory_format=torch.contiguous_format,
-                                                              copy=True)
+            # a copy of the head's gradient (it may be the caller's tensor, or shared with another
+            # node: never written), the lookup's rows added into it. Adding in place where
+            # autograd's own ownership test (use counts 1) passed was tried: the counts a Python
+            # backward sees differ between torch builds (run 82), so it stays a copy
+            dw = dhead.to(dtype=dtype, memory_format=torch.contiguous_format, copy=True)
             call_custom_op(_embedding_bwd_accumulate, _embedding_bwd_accumulate_impl, dy, flat, dw)
         return None, dw, dpos, None
 
