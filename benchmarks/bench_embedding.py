@@ -32,9 +32,10 @@ DTYPE = torch.bfloat16
 # The kernel's tile (kernels/embedding._TILE: BLOCK_P, SHORT, BLOCK_T, BLOCK_C, num_warps) around
 # the default, so one GPU run says which wins.
 VARIANTS = {
-    "triton-t32c128w4": (32, 4, 32, 128, 4),
-    "triton-t64c128w4": (32, 4, 64, 128, 4),
-    "triton-t64c256w8": (32, 4, 64, 256, 8),
+    "triton-t128c128w8": (32, 4, 128, 128, 8),
+    "triton-t256c128w8": (32, 4, 256, 128, 8),
+    "triton-t512c64w8": (32, 4, 512, 64, 8),
+    "triton-s8t256c64w4": (32, 8, 256, 64, 4),
 }
 
 

@@ -45,6 +45,11 @@ OP_RUNS = [
     ("Embedding as the GPT uses it (session 14): the token lookup plus the position table, alone and "
      "with both tables' gradients given the tied LM head's, fused_tied_embedding against PyTorch "
      "(F.embedding + the broadcast add; autograd adds the two token-table gradients)", "run81-embedding.json"),
+    ("Embedding backward (session 14, run 84): the 256 x 64 long-run tile as the default (`triton`), "
+     "beside the variants around it", "run84-embedding.json"),
+    ("Embedding backward (session 14): the kernel's long-run tile, 128 x 128 (then the default, the "
+     "`triton` rows) against 256 x 64 (the default since: `triton-t256c64w4`) and others, on random "
+     "tokens and on Tiny Shakespeare's; and the GPT's use again", "run83-embedding.json"),
     ("Embedding backward (GPT-2's token table, 16384 tokens): the kernel, its tile variants and the "
      "sort alone, against PyTorch's, on random tokens and on Tiny Shakespeare's", "run54-embedding.json"),
     ("Embedding backward: the two designs that lost to PyTorch, a program per four table rows "
@@ -71,6 +76,8 @@ earlier tables.
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run84-train_step", "Run 84 (one H100, session 14, the machine of run 83): the headline pair with "
+     "the embedding backward's 256 x 64 long-run tile (the default since), fastgpt's row first."),
     ("run82-train_step", "Run 82 (one H100, session 14, another machine): the headline pair again, the "
      "reference first, with run 81's code (the tied sum in a copy: an in-place variant's ownership "
      "test did not pass on this torch build and was removed after)."),

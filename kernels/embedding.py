@@ -17,9 +17,9 @@ No atomics, and the order of every sum is fixed by the sort, so the result is th
 bit on every run. Rows nobody looked up keep the zero-fill.
 
 Measured on an H100 at GPT-2's token table (16384 tokens, 50304 x 768, bf16; NOTES.md, runs
-50-53; run 53's rows with today's tile): 0.112 ms against PyTorch's 0.345 with random tokens,
-0.196 against 0.234 with the tokens of Tiny Shakespeare, of which the sort (32-bit keys) and the
-run starts take ~0.065. Two earlier designs lost to PyTorch, latency-bound: a program per four
+50-53 and 83; run 83's rows with today's tile): 0.116 ms against PyTorch's 0.353 with random
+tokens, 0.181 against 0.241 with the tokens of Tiny Shakespeare, of which the sort (32-bit keys)
+and the run starts take ~0.064. Two earlier designs lost to PyTorch, latency-bound: a program per four
 table rows (0.529 ms) and a program per sorted position (0.510), each program a chain of
 dependent loads and tens of thousands of programs; this one has N / BLOCK_P, whose lanes each
 carry a head.
@@ -50,11 +50,13 @@ from fastgpt.backend import interpreter_mode
 _INTERPRET = interpreter_mode()
 _INT32_LIMIT = 2**31
 # (BLOCK_P, SHORT, BLOCK_T, BLOCK_C, num_warps): 32 sorted positions a program, runs of up to 4
-# tokens gathered together, longer ones 128 rows of 128 columns a load, 8 warps. Run 53 (H100,
-# bench_embedding.py's variants): the long-run load's size is what matters on real text (32 rows:
-# 0.253-0.314 ms, 128: 0.196, against PyTorch's 0.234), random tokens take ~0.11 ms with every
-# tile. The interpreter walks small tiles so CPU tests cross every edge.
-_TILE = (4, 2, 4, 16, 4) if _INTERPRET else (32, 4, 128, 128, 8)
+# tokens gathered together, longer ones 256 rows of 64 columns a load, 4 warps. The long-run
+# load's size is what matters on real text, whose most frequent token has a run of ~2000 in 16384
+# (one program walks it): run 53 (bench_embedding.py's variants, H100) took it from 32 rows
+# (0.253-0.314 ms) to 128 x 128 (0.196, against PyTorch's 0.234); run 83 from there to 256 x 64
+# (0.181 against 0.201; 512 x 64 0.180 but 0.126 on random tokens against 0.116). Random tokens
+# take ~0.116 ms with each. The interpreter walks small tiles so CPU tests cross every edge.
+_TILE = (4, 2, 4, 16, 4) if _INTERPRET else (32, 4, 256, 64, 4)
 
 
 @triton.jit
