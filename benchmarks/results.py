@@ -76,6 +76,8 @@ earlier tables.
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run85-train_step", "Run 85 (one H100, session 14): fastgpt's row alone, with the embedding "
+     "forward's device-side index check (the kernel compiled with Triton's debug flag)."),
     ("run84-train_step", "Run 84 (one H100, session 14, the machine of run 83): the headline pair with "
      "the embedding backward's 256 x 64 long-run tile (the default since), fastgpt's row first."),
     ("run82-train_step", "Run 82 (one H100, session 14, another machine): the headline pair again, the "

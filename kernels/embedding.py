@@ -36,8 +36,9 @@ row r of each length-T sequence). F.embedding and then `+ P` took a gather and a
 and writes the sum.
 
 Limits: dy (N, C) with unit column stride, fp16 / bf16 / fp32; idx (N,) int32 / int64, every
-value in [0, V) (the forward lookup checks that); dW has dy's dtype (or, accumulating, its own).
-Offsets switch to int64 when dy or dW has 2**31 elements or more.
+value in [0, V) (the forward checks that: a device-side assert on the GPU, IndexError on CPU);
+dW has dy's dtype (or, accumulating, its own). Offsets switch to int64 when dy or dW has 2**31
+elements or more.
 """
 from __future__ import annotations
 
@@ -59,10 +60,13 @@ _INT32_LIMIT = 2**31
 _TILE = (4, 2, 4, 16, 4) if _INTERPRET else (32, 4, 256, 64, 4)
 
 
-@triton.jit
+# debug=True compiles the device_assert (Triton drops it otherwise; it also adds int32 overflow
+# checks): an index out of range stops the kernel with a device-side assert naming it, as
+# F.embedding's CUDA kernel does, instead of reading outside the table
+@triton.jit(debug=True)
 def _embedding_fwd_kernel(
-    Idx,                         # (N,) table rows to look up
-    W, stride_w,                 # (V, C) table
+    Idx,                         # (N,) table rows to look up, each in [0, V)
+    W, stride_w, V,              # (V, C) table
     Pos, stride_pos, T,          # (T, C) position table, row r taking Pos[r % T] (HAS_POS)
     Out,                         # (N, C) contiguous output
     N, C,
@@ -71,8 +75,11 @@ def _embedding_fwd_kernel(
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     rows_ok = rows < N
-    mask = rows_ok[:, None] & (cols < C)[None, :]
     table_rows = tl.load(Idx + rows, mask=rows_ok, other=0)
+    in_table = (table_rows >= 0) & (table_rows < V)
+    tl.device_assert(in_table | ~rows_ok, "fastgpt embedding: an index is out of range [0, num_embeddings)")
+    rows_ok = rows_ok & in_table
+    mask = rows_ok[:, None] & (cols < C)[None, :]
     if INDEX_64:
         table_rows = table_rows.to(tl.int64)
         rows = rows.to(tl.int64)
@@ -184,7 +191,8 @@ _FWD_TILE = (4, 16, 4) if _INTERPRET else (16, 256, 4)
 def embedding_fwd(idx: torch.Tensor, weight: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
     """idx (N,) -> weight[idx] (N, C), plus positions[r % T] on row r when a (T, C) position table
     is given (N a multiple of T: the rows are sequences of T tokens), summed in fp32 and rounded
-    once to weight's dtype."""
+    once to weight's dtype. An index outside [0, V) raises IndexError (CPU tensors) or stops the
+    kernel with a device-side assert (CUDA), as F.embedding does."""
     if idx.dim() != 1 or weight.dim() != 2:
         raise ValueError(f"embedding_fwd: idx must be (N,) and weight (V, C), got {tuple(idx.shape)} "
                          f"and {tuple(weight.shape)}")
@@ -195,6 +203,10 @@ def embedding_fwd(idx: torch.Tensor, weight: torch.Tensor, positions: torch.Tens
                                   or n % positions.shape[0] != 0 or positions.dtype != weight.dtype):
         raise ValueError(f"embedding_fwd: positions must be (T, {c}) of {weight.dtype} with T dividing "
                          f"{n}, got {tuple(positions.shape)} of {positions.dtype}")
+    if not idx.is_cuda and n and not 0 <= int(idx.min()) <= int(idx.max()) < weight.shape[0]:
+        # on the GPU the kernel's device_assert says so (a host check would wait for the device)
+        raise IndexError(f"embedding_fwd: indices must lie in [0, {weight.shape[0]}), got values in "
+                         f"[{int(idx.min())}, {int(idx.max())}]")
     if weight.stride(1) != 1:
         weight = weight.contiguous()
     if positions is not None and positions.stride(1) != 1:
@@ -206,7 +218,7 @@ def embedding_fwd(idx: torch.Tensor, weight: torch.Tensor, positions: torch.Tens
     index_64 = max(out.numel(), weight.stride(0) * weight.shape[0]) >= _INT32_LIMIT
     pos = weight if positions is None else positions      # stands in when HAS_POS is off; never read
     _embedding_fwd_kernel[(triton.cdiv(n, block_r), triton.cdiv(c, block_c))](
-        idx, weight, weight.stride(0), pos, pos.stride(0), 1 if positions is None else positions.shape[0],
+        idx, weight, weight.stride(0), weight.shape[0], pos, pos.stride(0), 1 if positions is None else positions.shape[0],
         out, n, c, HAS_POS=positions is not None, BLOCK_R=block_r, BLOCK_C=block_c, INDEX_64=index_64,
         num_warps=warps)
     return out

@@ -8,12 +8,16 @@ and the GPT using it.
 
 The kernel has no tl.dot, so every dtype runs in the CPU interpreter too.
 """
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import fastgpt
+from fastgpt.backend import interpreter_mode
 from fastgpt.kernels import embedding as kernels
 from fastgpt.ops.embedding import FusedEmbedding, fused_embedding, fused_tied_embedding
 from fastgpt.testing import REL_TOL, assert_rel_close, poison_
@@ -206,6 +210,29 @@ def test_fused_embedding_rejects_bad_input(device):
     if HAS_CUDA:
         with pytest.raises(ValueError, match="cpu"):
             fused_embedding(torch.zeros(3, dtype=torch.long), weight)
+
+
+@pytest.mark.skipif(not interpreter_mode(), reason="the triton backend takes CPU tensors in the interpreter only")
+def test_out_of_range_index_is_an_error_on_cpu():
+    weight = torch.randn(5, 4)
+    for bad in (5, -1):
+        with pytest.raises(IndexError, match=r"\[0, 5\)"), fastgpt.use_backend("triton"):
+            fused_embedding(torch.tensor([[0, bad, 2]]), weight, torch.randn(3, 4))
+    with pytest.raises(IndexError):           # the torch backend: F.embedding's own error
+        fused_embedding(torch.tensor([0, 5]), weight)
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="a device-side assert needs a GPU")
+def test_out_of_range_index_is_a_device_assert_on_the_gpu():
+    """In a child process: a device-side assert ends the CUDA context that raised it."""
+    code = ("import torch, fastgpt\n"
+            "w = torch.randn(5, 4, device='cuda')\n"
+            "with fastgpt.use_backend('triton'):\n"
+            "    fastgpt.fused_embedding(torch.tensor([[0, 7]], device='cuda'), w)\n"
+            "torch.cuda.synchronize()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert "index is out of range" in done.stdout + done.stderr
 
 
 @pytest.mark.skipif(not HAS_CUDA, reason="'auto' picks triton on CUDA tensors only")
