@@ -76,6 +76,8 @@ earlier tables.
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run86-train_step", "Run 86 (one H100, session 14): the headline pair, the reference first, with "
+     "the tied sum added into the LM head's gradient in place (GPT's add_in_place; no copy)."),
     ("run85-train_step", "Run 85 (one H100, session 14): fastgpt's row alone, with the embedding "
      "forward's device-side index check (the kernel compiled with Triton's debug flag)."),
     ("run84-train_step", "Run 84 (one H100, session 14, the machine of run 83): the headline pair with "

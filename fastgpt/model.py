@@ -111,12 +111,14 @@ class GPT(nn.Module):
     def _embed(self, idx: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Token + position embedding of idx (B, T) at positions start.. (one pass), and the LM
         head's weight. Tied (the default), that is wte's table as returned by the lookup: the
-        head's gradient then reaches the lookup's backward, which adds the lookup's rows to it
-        (fastgpt.ops.embedding: no (V, C) zero-fill and add pass)."""
+        head's gradient then reaches the lookup's backward, which adds the lookup's rows into it
+        (fastgpt.ops.embedding: no (V, C) zero-fill, add pass or copy)."""
         wte, T = self.transformer.wte, idx.shape[1]
         positions = self.transformer.wpe.weight[start:start + T]           # (T, C)
         if self.lm_head.weight is wte.weight:
-            x, head_weight = wte.forward_tied(idx, positions)
+            # head_weight goes to the LM head alone and no further: its gradient is the head's
+            # fresh tensor, which the lookup's backward may add into in place
+            x, head_weight = wte.forward_tied(idx, positions, add_in_place=True)
         else:
             x, head_weight = wte(idx, positions), self.lm_head.weight
         return self.transformer.drop(x), head_weight

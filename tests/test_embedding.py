@@ -259,12 +259,15 @@ def test_module_is_an_nn_embedding_with_its_state_dict(device):
 
 def test_gpt_token_table_gradient_through_the_kernel(monkeypatch, device):
     """The GPT's token table takes the lookup's gradient from the kernel on the triton backend, added
-    into (a copy of) the tied LM head's (one launch, accumulating), and the position table the sum
+    into the tied LM head's in place (one launch, accumulating), and the position table the sum
     over the batch; both equal the torch backend's."""
-    calls = []
-    launch = kernels.embedding_bwd
-    monkeypatch.setattr(kernels, "embedding_bwd",
-                        lambda dy, idx, rows, out=None: calls.append((rows, out is not None)) or launch(dy, idx, rows, out))
+    from fastgpt.kernels import cross_entropy as ce_kernels
+    calls, head_grads = [], []
+    launch, scale = kernels.embedding_bwd, ce_kernels.scale_gradient
+    monkeypatch.setattr(kernels, "embedding_bwd", lambda dy, idx, rows, out=None: calls.append(
+        (rows, None if out is None else out.data_ptr())) or launch(dy, idx, rows, out))
+    monkeypatch.setattr(ce_kernels, "scale_gradient", lambda *args, **kw: head_grads.append(scale(*args, **kw))
+                        or head_grads[-1])
     cfg = fastgpt.GPTConfig(block_size=16, vocab_size=40, n_layer=1, n_head=2, n_embd=32, bias=True)
     model = fastgpt.GPT(cfg).to(device)
     idx = torch.randint(0, 40, (2, 16), device=device)
@@ -275,7 +278,8 @@ def test_gpt_token_table_gradient_through_the_kernel(monkeypatch, device):
             _, loss = model(idx, idx)
         loss.backward()
         grads[backend] = (model.transformer.wte.weight.grad.clone(), model.transformer.wpe.weight.grad.clone())
-    assert calls == [(40, True)]
+    # one launch, adding into the LM head's own gradient (no copy): GPT passes add_in_place
+    assert calls == [(40, head_grads[-1].data_ptr())] and head_grads[-1].shape == (40, 32)
     for ours, ref, name in zip(grads["triton"], grads["torch"], ("wte", "wpe")):
         assert_rel_close(ours, ref, 1e-4, f"{name} gradient")
 
@@ -292,3 +296,35 @@ def test_fused_tied_embedding_leaves_the_incoming_gradient_alone(device):
     assert torch.equal(dhead, kept)
     assert_rel_close(dw, _reference(dx.reshape(4, 8), idx.reshape(-1), 9) + dhead.double(), REL_TOL[torch.float32],
                      "tied gradient")
+
+
+
+class _FreshGradient(torch.autograd.Function):
+    """y = w.sum(1), a stand-in head whose backward makes a fresh gradient and records where it lives."""
+    pointers = []
+
+    @staticmethod
+    def forward(ctx, w):
+        return w.sum(1)
+
+    @staticmethod
+    def backward(ctx, g):
+        grad = g[:, None] * torch.ones(1, 8, device=g.device, dtype=g.dtype)
+        _FreshGradient.pointers.append(grad.data_ptr())
+        return grad
+
+
+@pytest.mark.parametrize("add_in_place", [False, True])
+def test_fused_tied_embedding_add_in_place(add_in_place, device):
+    """add_in_place: the lookup's rows go into the head's own gradient (its memory is the result);
+    without it into a copy. The sum is the same either way."""
+    weight = torch.randn(9, 8, device=device, requires_grad=True)
+    idx = torch.tensor([[1, 4, 4, 0]], device=device)
+    with fastgpt.use_backend("triton"):
+        x, head_weight = fused_tied_embedding(idx, weight, add_in_place=add_in_place)
+    _FreshGradient.pointers.clear()
+    dx, dlogit = torch.randn(1, 4, 8, device=device), torch.randn(9, device=device)
+    (dw,) = torch.autograd.grad((x, _FreshGradient.apply(head_weight)), weight, (dx, dlogit))
+    assert (_FreshGradient.pointers == [dw.data_ptr()]) == add_in_place
+    expect = _reference(dx.reshape(4, 8), idx.reshape(-1), 9) + dlogit.double()[:, None].expand(9, 8)
+    assert_rel_close(dw, expect, REL_TOL[torch.float32], "tied gradient")

@@ -12,9 +12,10 @@ Tied tables (fused_tied_embedding): a GPT's LM head shares the token table, so a
 two (V, C) gradients for it and add them (a pass over 3 x 77 MB at GPT-2's size in bf16), after
 the lookup's backward had zero-filled its own (77 MB more). fused_tied_embedding returns the table
 a second time, for the head to use: the head's gradient then reaches this op's backward as that
-output's gradient, which copies it once (2 x 77 MB: it may be the caller's tensor, or shared with
-another node, so it is never written) and adds the lookup's row sums into the copy, only in the
-looked-up rows.
+output's gradient, and the lookup's row sums are added into it, only in the looked-up rows. By
+default into a copy (2 x 77 MB: the incoming gradient may be the caller's tensor, or shared with
+another node); with add_in_place=True, which GPT passes (it uses the table once, in its LM head,
+and never hands it out), into the head's fresh gradient itself.
 
 Layers: `fused_embedding` / `fused_tied_embedding` (public, documented, validate) -> the
 `embedding` Op of the backend switch -> for the triton backend the autograd Function
@@ -41,8 +42,12 @@ embedding = Op("embedding")
 _KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
+# how the tied op sums the head's gradient with the lookup's: None (not tied), or one of these
+TIED_COPY, TIED_IN_PLACE = "copy", "in_place"
+
+
 @embedding.register("torch")
-def embedding_reference(idx, weight, positions=None, tied=False):
+def embedding_reference(idx, weight, positions=None, tied=None):
     x = F.embedding(idx, weight)
     if positions is not None:
         x = x + positions
@@ -97,25 +102,30 @@ def fused_embedding(idx: torch.Tensor, weight: torch.Tensor, positions: torch.Te
         ValueError: weight not 2-D, positions not (T, embedding_dim), tensors on different devices.
     """
     _check("fused_embedding", idx, weight, positions)
-    return embedding(idx, weight, positions, False, device=weight.device)
+    return embedding(idx, weight, positions, None, device=weight.device)
 
 
-def fused_tied_embedding(idx: torch.Tensor, weight: torch.Tensor, positions: torch.Tensor | None = None
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+def fused_tied_embedding(idx: torch.Tensor, weight: torch.Tensor, positions: torch.Tensor | None = None,
+                         *, add_in_place: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """fused_embedding for a table that an LM head shares: returns (x, head_weight).
 
     x is fused_embedding(idx, weight, positions); head_weight is `weight` itself (a view of it),
     for the LM head to use instead of weight. The gradient the head gives head_weight then comes
-    back into this op's backward, which adds the lookup's row sums to a copy of it, only in the
-    rows idx looked up, and returns the sum as weight's gradient: autograd neither zero-fills a
+    back into this op's backward, which adds the lookup's row sums to a copy of it (or to it, with
+    add_in_place), only in the rows idx looked up, and returns the sum as weight's gradient:
+    autograd neither zero-fills a
     (V, C) table for the lookup nor adds two (V, C) gradients (on the triton and cuda backends;
     the torch backend returns weight as it is and leaves the sum to autograd). The gradient is
     that of the two uses of weight, as if the head had used weight directly.
 
-    Args, raises: as fused_embedding.
+    Args, raises: as fused_embedding, and
+        add_in_place: add the lookup's rows into head_weight's incoming gradient itself, saving a
+            (V, C) copy. Only for a caller that owns that gradient: head_weight used once, by an op
+            whose backward makes a fresh tensor (fused_linear_cross_entropy, F.linear), and never
+            handed out, as GPT does. Not while torch.compile traces (a copy then).
     """
     _check("fused_tied_embedding", idx, weight, positions)
-    return embedding(idx, weight, positions, True, device=weight.device)
+    return embedding(idx, weight, positions, TIED_IN_PLACE if add_in_place else TIED_COPY, device=weight.device)
 
 
 class FusedEmbedding(nn.Embedding):
@@ -128,10 +138,11 @@ class FusedEmbedding(nn.Embedding):
     def forward(self, idx: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         return fused_embedding(idx, self.weight, positions)
 
-    def forward_tied(self, idx: torch.Tensor, positions: torch.Tensor | None = None
+    def forward_tied(self, idx: torch.Tensor, positions: torch.Tensor | None = None, *, add_in_place: bool = False
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-        """fused_tied_embedding(idx, self.weight, positions): (x, the table for the tied LM head)."""
-        return fused_tied_embedding(idx, self.weight, positions)
+        """fused_tied_embedding(idx, self.weight, positions, add_in_place=...): (x, the table for the
+        tied LM head)."""
+        return fused_tied_embedding(idx, self.weight, positions, add_in_place=add_in_place)
 
 
 # ---- triton backend
@@ -174,7 +185,8 @@ def _(dy, idx, dw):
 
 
 class _EmbeddingFunction(torch.autograd.Function):
-    """(idx, weight, positions, tied) -> x, or (x, weight as the head's table) when tied."""
+    """(idx, weight, positions, tied) -> x, or (x, weight as the head's table) when tied (TIED_COPY
+    or TIED_IN_PLACE)."""
 
     @staticmethod
     def forward(ctx, idx, weight, positions, tied):
@@ -183,6 +195,7 @@ class _EmbeddingFunction(torch.autograd.Function):
         ctx.save_for_backward(flat)
         ctx.table = (weight.shape[0], weight.dtype)
         ctx.positions = None if positions is None else positions.shape[0]
+        ctx.in_place = tied == TIED_IN_PLACE and not torch.compiler.is_compiling()
         ctx.set_materialize_grads(False)     # an unused output's gradient stays None
         x = x.view(*idx.shape, weight.shape[1])
         # weight returned as an output of this node: the head's gradient of it comes to backward
@@ -204,23 +217,24 @@ class _EmbeddingFunction(torch.autograd.Function):
         elif dhead is None:
             dw = call_custom_op(_embedding_bwd, _embedding_bwd_impl, dy, flat, num_embeddings).to(dtype)
         else:
-            # a copy of the head's gradient (it may be the caller's tensor, or shared with another
-            # node: never written), the lookup's rows added into it. Adding in place where
-            # autograd's own ownership test (use counts 1) passed was tried: the counts a Python
-            # backward sees differ between torch builds (run 82), so it stays a copy
-            dw = dhead.to(dtype=dtype, memory_format=torch.contiguous_format, copy=True)
+            # the lookup's rows added into the head's gradient where the caller owns it, else into
+            # a copy (it may be the caller's tensor, or shared with another node). Telling the two
+            # apart here, by autograd's own test (use counts of 1), was tried: the counts a Python
+            # backward sees differ between torch builds (run 82)
+            in_place = ctx.in_place and dhead.dtype == dtype and dhead.is_contiguous()
+            dw = dhead if in_place else dhead.to(dtype=dtype, memory_format=torch.contiguous_format, copy=True)
             call_custom_op(_embedding_bwd_accumulate, _embedding_bwd_accumulate_impl, dy, flat, dw)
         return None, dw, dpos, None
 
 
-def _kernel_problem(idx, weight, positions=None, tied=False) -> str | None:
+def _kernel_problem(idx, weight, positions=None, tied=None) -> str | None:
     if weight.dtype not in _KERNEL_DTYPES:
         return f"the embedding kernel takes float16, bfloat16 or float32 tables, not {weight.dtype}"
     return None
 
 
 @embedding.register("triton", unsupported=_kernel_problem)
-def embedding_triton(idx, weight, positions=None, tied=False):
+def embedding_triton(idx, weight, positions=None, tied=None):
     why = _kernel_problem(idx, weight)
     if why is not None:      # the backend chosen by name ("auto" has run the torch one instead)
         raise TypeError(f"fused_embedding: {why}")
