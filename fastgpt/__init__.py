@@ -18,5 +18,6 @@ __all__ = [
     "BackendError", "FusedAddLayerNorm", "FusedCausalSelfAttention", "FusedEmbedding", "FusedMLP", "GPT", "GPTConfig",
     "GPT_PRESETS", "flash_attention", "flash_attention_qkvpacked", "fused_add_layernorm", "fused_embedding", "fused_linear",
     "fused_linear_cross_entropy",
-    "fused_linear_gelu", "fused_tied_embedding", "fused_mlp", "get_backend", "MLPOptions", "gpt_preset", "set_backend", "use_backend",
+    "fused_linear_gelu", "fused_tied_embedding", "fused_mlp", "get_backend", "MLPOptions", "gpt_preset",
+    "set_backend", "use_backend",
 ]

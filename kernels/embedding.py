@@ -218,7 +218,8 @@ def embedding_fwd(idx: torch.Tensor, weight: torch.Tensor, positions: torch.Tens
     index_64 = max(out.numel(), weight.stride(0) * weight.shape[0]) >= _INT32_LIMIT
     pos = weight if positions is None else positions      # stands in when HAS_POS is off; never read
     _embedding_fwd_kernel[(triton.cdiv(n, block_r), triton.cdiv(c, block_c))](
-        idx, weight, weight.stride(0), weight.shape[0], pos, pos.stride(0), 1 if positions is None else positions.shape[0],
+        idx, weight, weight.stride(0), weight.shape[0],
+        pos, pos.stride(0), 1 if positions is None else positions.shape[0],
         out, n, c, HAS_POS=positions is not None, BLOCK_R=block_r, BLOCK_C=block_c, INDEX_64=index_64,
         num_warps=warps)
     return out

@@ -113,10 +113,10 @@ def fused_tied_embedding(idx: torch.Tensor, weight: torch.Tensor, positions: tor
     for the LM head to use instead of weight. The gradient the head gives head_weight then comes
     back into this op's backward, which adds the lookup's row sums to a copy of it (or to it, with
     add_in_place), only in the rows idx looked up, and returns the sum as weight's gradient:
-    autograd neither zero-fills a
-    (V, C) table for the lookup nor adds two (V, C) gradients (on the triton and cuda backends;
-    the torch backend returns weight as it is and leaves the sum to autograd). The gradient is
-    that of the two uses of weight, as if the head had used weight directly.
+    autograd neither zero-fills a (V, C) table for the lookup nor adds two (V, C) gradients (on
+    the triton and cuda backends; the torch backend returns weight as it is and leaves the sum to
+    autograd). The gradient is that of the two uses of weight, as if the head had used weight
+    directly.
 
     Args, raises: as fused_embedding, and
         add_in_place: add the lookup's rows into head_weight's incoming gradient itself, saving a
