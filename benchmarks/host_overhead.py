@@ -109,14 +109,15 @@ def _stub_matmul(a, b, prologue_gelu=False, schedule=None):
     return a.new_empty(a.shape[0], b.shape[1])
 
 
-def _stub_gelu_bwd(dh, pre, store_gelu=False, bias_grad=False, overwrite_dh=False):
+def _stub_gelu_bwd(dh, pre, store_gelu=False, bias_grad=False, overwrite_dh=False, bias_dtype=torch.float32):
     dpre = dh if overwrite_dh else torch.empty_like(pre)
     h = torch.empty_like(pre) if store_gelu else None
-    return dpre, h, pre.new_empty(pre.shape[1], dtype=torch.float32) if bias_grad else None
+    return dpre, h, pre.new_empty(pre.shape[1], dtype=bias_dtype) if bias_grad else None
 
 
-def _stub_matmul_gelu_grad(dy, weight, pre, store_gelu=False, bias_grad=False, schedule=None, kernel="triton"):
-    return _stub_gelu_bwd(torch.empty_like(pre), pre, store_gelu, bias_grad, overwrite_dh=True)
+def _stub_matmul_gelu_grad(dy, weight, pre, store_gelu=False, bias_grad=False, schedule=None, kernel="triton",
+                           bias_dtype=torch.float32):
+    return _stub_gelu_bwd(torch.empty_like(pre), pre, store_gelu, bias_grad, overwrite_dh=True, bias_dtype=bias_dtype)
 
 
 def _stub_linear_cross_entropy_fwd_bwd(x, weight, targets, ignore_index, compute_dtype, need_grad_x,

@@ -336,11 +336,12 @@ def _empty(like: torch.Tensor, m: int, n: int) -> torch.Tensor:
     return like.new_empty(m, n)
 
 
-def _column_total(partial: torch.Tensor) -> torch.Tensor:
-    """The fp32 bias-gradient partials summed over their rows in a fixed order (fp32, (N,)), by the
-    shared small kernel (kernels/common.sum_partials): PyTorch's generic reduction over the
-    (M / 64, N) partials took 11.7 us a call in the GPT-2 step (run 32's kernel profile)."""
-    return sum_partials(partial, partial.new_empty(partial.shape[1]))
+def _column_total(partial: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The fp32 bias-gradient partials summed over their rows in a fixed order ((N,) in dtype: the
+    bias's, so no cast kernel follows), by the shared small kernel (kernels/common.sum_partials):
+    PyTorch's generic reduction over the (M / 64, N) partials took 11.7 us a call in the GPT-2 step
+    (run 32's kernel profile)."""
+    return sum_partials(partial, partial.new_empty(partial.shape[1], dtype=dtype))
 
 
 def _empty_partials(like: torch.Tensor, rows: int, n: int) -> torch.Tensor:
@@ -369,12 +370,13 @@ def _use_tma(a, b, *outs) -> tuple[bool, bool]:
 
 def _gemm(a: torch.Tensor, b: torch.Tensor, *, bias=None, epilogue="linear", pre=None,
           store_pre=False, store_gelu=False, bias_grad=False, prologue_gelu=False,
-          schedule: str = DEFAULT_SCHEDULE):
+          schedule: str = DEFAULT_SCHEDULE, bias_dtype: torch.dtype = torch.float32):
     """The one GEMM launcher: a (M, K) @ b (K, N) with the requested prologue/epilogue.
 
     schedule: "tiled" (a program per tile), "persistent" (a few programs per SM looping over
     tiles), "persistent_tma" (persistent, with TMA loads and stores where the layouts allow;
-    otherwise as "persistent"). Returns (c, pre, gelu, dbias): the outputs not asked for are None.
+    otherwise as "persistent"). Returns (c, pre, gelu, dbias): the outputs not asked for are None;
+    dbias in bias_dtype.
     """
     _check(a, b)
     if schedule not in SCHEDULES:
@@ -388,7 +390,7 @@ def _gemm(a: torch.Tensor, b: torch.Tensor, *, bias=None, epilogue="linear", pre
     partial = (torch.zeros(triton.cdiv(M, _BLOCK_M_MIN), N, device=a.device, dtype=torch.float32)
                if bias_grad else None)
     if M == 0 or N == 0:
-        return c, pre_out, gelu_out, None if partial is None else _column_total(partial)
+        return c, pre_out, gelu_out, None if partial is None else _column_total(partial, bias_dtype)
     dummy = c   # stands in for pointers a flag switches off; never read or written
     pre_strides = pre_arg.stride() if pre_arg is not None else (0, 0)
     gelu_strides = gelu_out.stride() if gelu_out is not None else (0, 0)
@@ -412,7 +414,7 @@ def _gemm(a: torch.Tensor, b: torch.Tensor, *, bias=None, epilogue="linear", pre
         INPUT_PRECISION=_input_precision(a.dtype), INDEX_64=_needs_int64(a, b, c, pre_arg),
         FLATTEN=persistent, TMA=tma, B_NK=b_nk, WARP_SPECIALIZE=False,
     )
-    return c, pre_out, gelu_out, None if partial is None else _column_total(partial)
+    return c, pre_out, gelu_out, None if partial is None else _column_total(partial, bias_dtype)
 
 
 def best_config(schedule: str = DEFAULT_SCHEDULE):
@@ -448,32 +450,33 @@ def matmul(a: torch.Tensor, b: torch.Tensor, prologue_gelu: bool = False,
 
 def matmul_gelu_grad(dy: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor,
                      store_gelu: bool = False, bias_grad: bool = False, schedule: str = DEFAULT_SCHEDULE,
-                     kernel: str = "triton"):
+                     kernel: str = "triton", bias_dtype: torch.dtype = torch.float32):
     """dpre = (dy (M, N_out) @ weight (N_out, H)) * gelu_tanh'(pre (M, H)) -> (dpre, h, dbias).
 
-    h = gelu_tanh(pre) when store_gelu, dbias = dpre.sum(0) in fp32 when bias_grad, else None.
-    kernel="gluon" runs kernels/mlp_gluon.py's ping-pong kernel where it applies (a Hopper GPU,
+    h = gelu_tanh(pre) when store_gelu, dbias = dpre.sum(0) (summed in fp32, returned in
+    bias_dtype) when bias_grad, else None. kernel="gluon" runs kernels/mlp_gluon.py's ping-pong kernel where it applies (a Hopper GPU,
     16-bit row-major operands, h not stored), else cuBLAS's dh and gelu_bwd's pass.
     """
     if kernel == "gluon":
         if store_gelu or not mlp_gluon.applies_gelu_grad(dy, weight, pre):
-            return gelu_bwd(torch.mm(dy, weight), pre, store_gelu=store_gelu, bias_grad=bias_grad, overwrite_dh=True)
+            return gelu_bwd(torch.mm(dy, weight), pre, store_gelu=store_gelu, bias_grad=bias_grad, overwrite_dh=True,
+                            bias_dtype=bias_dtype)
         M, N = pre.shape
         dpre = _empty(pre, M, N)
         partial = _empty_partials(pre, mlp_gluon.partial_rows(M), N) if bias_grad else None
         mlp_gluon.launch_matmul_gelu_grad(dy, weight, pre, dpre, partial)
-        return dpre, None, None if partial is None else _column_total(partial)
+        return dpre, None, None if partial is None else _column_total(partial, bias_dtype)
     dpre, _, h, dbias = _gemm(dy, weight, epilogue="gelu_grad", pre=pre, store_gelu=store_gelu,
-                              bias_grad=bias_grad, schedule=schedule)
+                              bias_grad=bias_grad, schedule=schedule, bias_dtype=bias_dtype)
     return dpre, h, dbias
 
 
 def gelu_bwd(dh: torch.Tensor, pre: torch.Tensor, store_gelu: bool = False, bias_grad: bool = False,
-             overwrite_dh: bool = False):
+             overwrite_dh: bool = False, bias_dtype: torch.dtype = torch.float32):
     """dpre = dh * gelu_tanh'(pre), both (M, N) -> (dpre, h, dbias), one elementwise pass.
 
-    h = gelu_tanh(pre) when store_gelu, dbias = dpre.sum(0) in fp32 when bias_grad (per-program
-    partial sums, then a fixed-order sum: deterministic), else None. overwrite_dh writes dpre
+    h = gelu_tanh(pre) when store_gelu, dbias = dpre.sum(0) in bias_dtype when bias_grad (fp32
+    per-program partial sums, then a fixed-order sum: deterministic), else None. overwrite_dh writes dpre
     into dh's buffer (dh is then gone): the MLP's backward passes its own temporary dh this way,
     so the cuBLAS dpre path holds no more (M, N) buffers than the fused GEMM.
     """
@@ -496,4 +499,4 @@ def gelu_bwd(dh: torch.Tensor, pre: torch.Tensor, store_gelu: bool = False, bias
             h_strides[0], h_strides[1],
             STORE_GELU=h is not None, BIAS_GRAD=partial is not None, INDEX_64=_needs_int64(dh, pre),
             BLOCK_M=block_m, BLOCK_N=block_n, num_warps=4)
-    return dpre, h, None if partial is None else _column_total(partial)
+    return dpre, h, None if partial is None else _column_total(partial, bias_dtype)

@@ -209,6 +209,10 @@ def test_gelu_bwd_pass_matches_float64(dtype, M, N, store_gelu, bias_grad, monke
         if bias_grad:
             assert dbias.dtype == torch.float32
             assert_rel_close(dbias, dpre64.sum(0), REL_TOL[dtype], "db_fc")
+    if bias_grad:   # summed straight into the bias's dtype (no cast kernel after)
+        dbias = kernels.gelu_bwd(dh.clone(), pre, bias_grad=True, bias_dtype=dtype)[2]
+        assert dbias.dtype == dtype
+        assert_rel_close(dbias, dpre64.sum(0), REL_TOL[dtype], "db_fc in the bias's dtype")
 
 
 def test_gelu_bwd_bias_grad_is_deterministic(device):
@@ -476,13 +480,14 @@ def test_gluon_gelu_grad_matches_float64(schedule, dtype, M, K, N, bias_grad, mo
     w = (torch.randn(K, N, generator=g) * K ** -0.5).to("cuda", dtype)
     pre = (torch.randn(M, N, generator=g) * 2).to("cuda", dtype)
     assert kernels.mlp_gluon.applies_gelu_grad(dy, w, pre)
-    dpre, h, db = kernels.matmul_gelu_grad(dy, w, pre, bias_grad=bias_grad, kernel="gluon")
+    dpre, h, db = kernels.matmul_gelu_grad(dy, w, pre, bias_grad=bias_grad, kernel="gluon", bias_dtype=dtype)
     pre64 = pre.double().requires_grad_()
     gelu64 = torch.nn.functional.gelu(pre64, approximate="tanh")
     dpre64, = torch.autograd.grad(gelu64, pre64, dy.double() @ w.double())
     assert h is None
     assert_rel_close(dpre, dpre64, REL_TOL[dtype], "dpre")
     if bias_grad:
+        assert db.dtype == dtype      # the partials summed straight into the bias's dtype
         assert_rel_close(db, dpre64.sum(0), REL_TOL[dtype], "db")
     else:
         assert db is None

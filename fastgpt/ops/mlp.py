@@ -268,7 +268,7 @@ def _linear_gelu_bwd_impl(dh: torch.Tensor, x: torch.Tensor, weight: torch.Tenso
                      has_bias: bool, dgrad: str, wgrad: str, schedule: str
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from fastgpt.kernels import mlp as kernels
-    dpre, _, dbias = kernels.gelu_bwd(dh, pre, bias_grad=has_bias)
+    dpre, _, dbias = kernels.gelu_bwd(dh, pre, bias_grad=has_bias, bias_dtype=weight.dtype)
     dx = _matmul(dpre, weight, dgrad, schedule)
     dweight = _matmul(dpre.t(), x, "torch" if wgrad == "torch" else "triton", schedule)
     return dx, dweight, dbias.to(weight.dtype) if has_bias else absent(x)
@@ -309,7 +309,8 @@ def _mlp_bwd_impl(dy: torch.Tensor, x: torch.Tensor, fc_weight: torch.Tensor, pr
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     from fastgpt.kernels import mlp as kernels
     have_h = saved_gelu.numel() > 0
-    flags = dict(store_gelu=not have_h and wgrad != "recompute", bias_grad=has_fc_bias and bias_grad == "fused")
+    flags = dict(store_gelu=not have_h and wgrad != "recompute", bias_grad=has_fc_bias and bias_grad == "fused",
+                 bias_dtype=x.dtype)   # the partials summed straight into the bias's dtype: no cast kernel
     if gelu_grad == "cublas":    # dh by cuBLAS, then one pass: dpre (over dh), h, db_fc partials
         dpre, h, dfc_bias = kernels.gelu_bwd(torch.mm(dy, proj_weight), pre, overwrite_dh=True, **flags)
     else:
