@@ -167,14 +167,10 @@ def _embedding_bwd_kernel(
 # launcher: plain tensor-in / tensor-out
 
 
-def _empty(v: int, c: int, like: torch.Tensor) -> torch.Tensor:
-    """The output buffer, before its zero-fill (tests swap in a NaN-filled one)."""
-    return like.new_empty(v, c)
-
-
-def _empty_rows(n: int, c: int, like: torch.Tensor) -> torch.Tensor:
-    """The forward's output buffer (tests swap in a NaN-filled one)."""
-    return like.new_empty(n, c)
+def _empty(rows: int, c: int, like: torch.Tensor) -> torch.Tensor:
+    """Both launchers' output buffers: the forward's (N, C), the backward's (V, C) before its
+    zero-fill (tests swap in NaN-filled ones)."""
+    return like.new_empty(rows, c)
 
 
 def runs(idx: torch.Tensor, num_embeddings: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -211,7 +207,7 @@ def embedding_fwd(idx: torch.Tensor, weight: torch.Tensor, positions: torch.Tens
         weight = weight.contiguous()
     if positions is not None and positions.stride(1) != 1:
         positions = positions.contiguous()
-    out = _empty_rows(n, c, weight)
+    out = _empty(n, c, weight)
     if n == 0 or c == 0:
         return out
     block_r, block_c, warps = _FWD_TILE

@@ -88,9 +88,8 @@ def test_backward_kernel_accumulates_into_a_given_table(dtype, shape, device):
 @pytest.mark.parametrize("with_positions", [False, True], ids=["lookup", "positions"])
 @pytest.mark.parametrize("shape", [(1, 5, 3), (3 * 37, 11, 50), (2 * 300, 7, 33)] + [
     pytest.param((32 * 512, 50304, 768), marks=pytest.mark.skipif(not HAS_CUDA, reason="GPU sizes"))])
-def test_forward_kernel_matches_float64(dtype, with_positions, shape, monkeypatch, device):
+def test_forward_kernel_matches_float64(dtype, with_positions, shape, poisoned, device):
     """embedding_fwd against a float64 gather (+ positions[r % T]), the output poisoned first."""
-    monkeypatch.setattr(kernels, "_empty_rows", lambda n, c, like: poison_(like.new_empty(n, c)))
     tokens, rows, width = shape
     T = tokens if tokens < 8 else tokens // (3 if tokens % 3 == 0 else 2 if tokens % 2 == 0 else 1)
     idx = _indices(tokens, rows, device)

@@ -271,7 +271,7 @@ def _linear_gelu_bwd_impl(dh: torch.Tensor, x: torch.Tensor, weight: torch.Tenso
     dpre, _, dbias = kernels.gelu_bwd(dh, pre, bias_grad=has_bias, bias_dtype=weight.dtype)
     dx = _matmul(dpre, weight, dgrad, schedule)
     dweight = _matmul(dpre.t(), x, "torch" if wgrad == "torch" else "triton", schedule)
-    return dx, dweight, dbias.to(weight.dtype) if has_bias else absent(x)
+    return dx, dweight, dbias if has_bias else absent(x)
 
 
 _linear_gelu_bwd = torch.library.custom_op("fastgpt::linear_gelu_bwd", mutates_args=())(_linear_gelu_bwd_impl)
@@ -325,8 +325,8 @@ def _mlp_bwd_impl(dy: torch.Tensor, x: torch.Tensor, fc_weight: torch.Tensor, pr
     del h
     dx = _matmul(dpre, fc_weight, dgrad, schedule)
     dfc_weight = _matmul(dpre.t(), x, "torch" if wgrad == "torch" else "triton", schedule)
-    if has_fc_bias:
-        dfc_bias = dfc_bias.to(x.dtype) if dfc_bias is not None else bias_grad_reference(dpre, x.dtype)
+    if has_fc_bias and dfc_bias is None:    # the kernels' sums come in x's dtype already
+        dfc_bias = bias_grad_reference(dpre, x.dtype)
     return (dx, dfc_weight, dfc_bias if has_fc_bias else absent(x), dproj_weight,
             linear_bias_grad(dy, x.dtype, proj_bias_kernel) if has_proj_bias else absent(x))
 
