@@ -29,12 +29,13 @@ online softmax, so the scores never leave the chip. It writes O and the per-row 
              (B, T, 3, H, D) qkv; the backward writes dq, dk, dv into one (B, T, 3, H, D) buffer.
   bias grad  (BIAS_GRAD constexpr, no dropout) the gradient of a bias the projection added to
              qkv, from tiles the backward holds anyway: d(bq) = the column sums of dQ (the dQ
-             kernel's tiles), d(bk) = 0 (softmax is shift-invariant per row, and the rows of
-             dS sum to 0), d(bv) = the column sums of dO (P's rows sum to 1; also the dQ kernel's
-             tiles). Each kernel writes its tile's sums as partials, one slot per PARTIAL_ROWS
-             rows (zeros in the other slots a bigger tile spans, so the layout does not follow the
-             autotuner's pick), and kernels/common.sum_partials adds them up in a fixed order, in
-             the bias's dtype: no pass over d(qkv) for the bias.
+             kernel's tiles, as stored), d(bk) = 0 (softmax is shift-invariant per row, and the
+             rows of dS sum to 0), d(bv) = the column sums of dO (P's rows sum to 1; also the dQ
+             kernel's tiles). Each program writes its tile's sums as partials, summed on the tensor
+             cores (ones @ tile), one slot per PARTIAL_ROWS rows (zeros in the other slots a bigger
+             tile spans, so the layout does not follow the autotuner's pick), and
+             kernels/common.sum_partials adds them up in a fixed order, in the bias's dtype: no
+             pass over d(qkv) for the bias.
 
 Limits. q, k, v of one shape (B, H, T, D), one dtype (float16, bfloat16, float32), D in
 HEAD_DIMS; any T >= 1 (ragged ends are masked); any strides (passed to the kernels, so the
@@ -63,37 +64,44 @@ LOG2E = 1.4426950408889634
 _INTERPRET = interpreter_mode()
 
 
-def _config(block_m: int, block_n: int, warps: int, stages: int) -> triton.Config:
-    return triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n}, num_warps=warps, num_stages=stages)
+def _config(block_m: int, block_n: int, warps: int, stages: int, maxnreg: int | None = None) -> triton.Config:
+    return triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n}, num_warps=warps, num_stages=stages,
+                         maxnreg=maxnreg)
 
 
-def _configs(gpu: list[tuple[int, int, int, int]], pinned: tuple[int, int, int, int],
+def _configs(gpu: list[tuple[int, ...]], pinned: tuple[int, int, int, int],
              interpreter: tuple[int, int]) -> list[triton.Config]:
     return tuning_configs([_config(*c) for c in gpu], _config(*pinned), _config(*interpreter, 4, 1))
 
 
-# (BLOCK_M, BLOCK_N, num_warps, num_stages); at most 7 per kernel (autotuning time counts). Each
+def tile_config(tile: tuple[int, ...]) -> dict:
+    """A (BLOCK_M, BLOCK_N, num_warps, num_stages[, maxnreg]) tile as the launchers' `config`."""
+    return dict(zip(("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "maxnreg"), tile))
+
+
+# (BLOCK_M, BLOCK_N, num_warps, num_stages[, maxnreg]); at most 7 per kernel (autotuning time counts). Each
 # was compiled offline for sm_90 with triton 3.6 (D = 64, bf16, causal): all use wgmma (HGMMA)
-# and cp.async, and none spills registers. Dropped for spilling: fwd (128, 128, 4 warps); dK/dV
-# (32, 128, 4), the tutorial's tile (160 us against 118 for (16, 64, 4, 4) at GPT-2's step shape,
-# run 72), (64, 128, 4), (128, 128, 8); dQ (128, 64, 4). Run 72 timed 135 tiles of the three kernels
-# at that shape (B 32, T 512, H 12): the autotuner's picks were within 2.5% of the best.
-# Forward: the tutorial's Hopper choice, 128-query tiles on 8 warps (127 registers: two CTAs per
-# SM) with 64- or 128-key tiles, and 4-warp 64 / 128-query tiles.
-FWD_CONFIGS = _configs(
-    [(128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 3), (128, 64, 4, 3), (128, 32, 4, 3),
-     (64, 64, 4, 3), (64, 64, 4, 4)],
-    pinned=(128, 32, 4, 3), interpreter=(64, 32))
+# and cp.async. Dropped for spilling: fwd (128, 128, 4 warps); dK/dV (32, 128, 4), the tutorial's
+# tile (160 us against 118 for (16, 64, 4, 4) at GPT-2's step shape, run 72), (64, 128, 4),
+# (128, 128, 8); dQ (128, 64, 4). Run 72 timed 135 tiles of the three kernels at that shape (B 32,
+# T 512, H 12): the autotuner's picks were within 2.5% of the best.
+# maxnreg caps the registers a thread where ptxas takes more than the tile needs, so that one more
+# CTA fits an SM: dQ (128, 64, 8 warps) with the qkv bias partials takes 206 registers uncapped
+# (127 without), one CTA an SM: 131.6 us against 101.2 capped at 128 (run 92); the forward's
+# (128, 32, 4 warps) 164 -> 128 registers, three CTAs an SM -> four: 70.0 -> 67.7 us (7 spilled
+# words). Capped and uncapped timed side by side at the step's shape: runs 91 and 92
+# (benchmarks/results/runs/logs/run9[12]-attention_tiles.log).
+FWD_TILES = [(128, 64, 8, 3), (128, 64, 8, 4), (128, 32, 4, 3, 128), (128, 64, 4, 3), (128, 32, 4, 3),
+             (64, 64, 4, 3), (64, 64, 4, 4)]
+FWD_CONFIGS = _configs(FWD_TILES, pinned=(128, 32, 4, 3), interpreter=(64, 32))
 # dK/dV: BLOCK_N keys stay resident, BLOCK_M queries stream.
-DKDV_CONFIGS = _configs(
-    [(32, 64, 4, 3), (32, 64, 4, 4), (64, 64, 4, 3), (64, 128, 8, 3), (64, 128, 8, 4), (16, 128, 4, 4),
-     (16, 64, 4, 4)],
-    pinned=(32, 64, 4, 3), interpreter=(32, 64))
+DKDV_TILES = [(32, 64, 4, 3), (32, 64, 4, 4), (64, 64, 4, 3), (64, 128, 8, 3), (64, 128, 8, 4), (16, 128, 4, 4),
+              (16, 64, 4, 4)]
+DKDV_CONFIGS = _configs(DKDV_TILES, pinned=(32, 64, 4, 3), interpreter=(32, 64))
 # dQ: BLOCK_M queries stay resident, BLOCK_N keys stream (the tutorial's 128 / 32, w4, s5).
-DQ_CONFIGS = _configs(
-    [(64, 32, 4, 3), (128, 32, 4, 4), (128, 32, 4, 5), (128, 64, 8, 3), (128, 64, 8, 4), (64, 64, 4, 3),
-     (128, 128, 8, 3)],
-    pinned=(64, 32, 4, 3), interpreter=(64, 32))
+DQ_TILES = [(64, 32, 4, 3), (64, 32, 4, 4), (128, 32, 4, 4), (128, 32, 4, 5), (128, 64, 8, 3, 128),
+            (128, 64, 8, 4, 128), (64, 64, 4, 3, 128)]
+DQ_CONFIGS = _configs(DQ_TILES, pinned=(64, 32, 4, 3), interpreter=(64, 32))
 _TUNE_KEY = ["T_BUCKET", "HEAD_DIM", "CAUSAL", "DROPOUT"]
 
 
@@ -167,22 +175,37 @@ def _head(bh, H, Q, K, V, DO, stride_qb, stride_qh, stride_kb, stride_kh, stride
 
 @triton.jit
 def _store_bias_grad_partials(Partials, tile, start, T, bh, H, which: tl.constexpr, HEAD_DIM: tl.constexpr,
-                              BLOCK: tl.constexpr, PARTIAL_ROWS: tl.constexpr):
-    """The column sums of a (BLOCK, D) gradient tile of rows start.. (rows >= T left out) as the
-    bias gradient's partials: Partials is (B, cdiv(T, PARTIAL_ROWS), 3, H, D) fp32, slot `which`
-    (0 q, 1 k, 2 v) of head bh; the sums go to the tile's first PARTIAL_ROWS slot, zeros to the
-    others it spans, so every slot is written whatever tile the autotuner picked."""
+                              BLOCK: tl.constexpr, PARTIAL_ROWS: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """The column sums of a (BLOCK, D) gradient tile of rows start.. (rows >= T left out; tile in the
+    dtype the gradient is stored in) as the bias gradient's partials: Partials is (B, cdiv(T,
+    PARTIAL_ROWS), 3, H, D) fp32, slot `which` (0 q, 1 k, 2 v) of head bh; the sums go to the tile's
+    first PARTIAL_ROWS slot, zeros to the others it spans, so every slot is written whatever tile
+    the autotuner picked. The sums run on the tensor cores, ones (16, BLOCK) @ tile with fp32
+    accumulation (every row of the product the column sums; row 0 stored). A tl.sum over the rows
+    went across lanes and warps: ~700 instructions a program more than without the partials (offline
+    sm_90 compile), and the dQ kernel took 110 us at the step's shape with them, 93 without (run
+    91); with the sums on the tensor cores 99.7 (run 92)."""
     tl.static_assert(BLOCK % PARTIAL_ROWS == 0)
     rows = start + tl.arange(0, BLOCK)
-    sums = tl.sum(tl.where(rows[:, None] < T, tile, 0.0), 0)
+    ones = tl.full([16, BLOCK], 1.0, tile.dtype)
+    sums = tl.dot(ones, tl.where(rows[:, None] < T, tile, 0.0).to(tile.dtype), input_precision=DOT_PRECISION)
     n_part = tl.cdiv(T, PARTIAL_ROWS)
     base = Partials + ((bh // H).to(tl.int64) * n_part * 3 + which) * H * HEAD_DIM + (bh % H) * HEAD_DIM
     offs = tl.arange(0, HEAD_DIM)
-    for i in tl.static_range(BLOCK // PARTIAL_ROWS):
-        part = start // PARTIAL_ROWS + i
-        values = sums if i == 0 else tl.zeros_like(sums)
-        inside = part + tl.zeros_like(offs) < n_part      # a vector: the interpreter takes no scalar mask
-        tl.store(base + part.to(tl.int64) * 3 * H * HEAD_DIM + offs, values, mask=inside)
+    first = start // PARTIAL_ROWS
+    lanes = tl.arange(0, 16)
+    tl.store(base + first.to(tl.int64) * 3 * H * HEAD_DIM + lanes[:, None] * 0 + offs[None, :], sums,
+             mask=(lanes[:, None] == 0) & (first + offs[None, :] * 0 < n_part))
+    for i in tl.static_range(1, BLOCK // PARTIAL_ROWS):
+        _store_zero_partials(base, first + i, n_part, H, HEAD_DIM)
+
+
+@triton.jit
+def _store_zero_partials(Base, part, n_part, H, HEAD_DIM: tl.constexpr):
+    """Zeros into partial slot `part` of the head and slot Base points at (if the slot exists)."""
+    offs = tl.arange(0, HEAD_DIM)
+    inside = part + tl.zeros_like(offs) < n_part      # a vector: the interpreter takes no scalar mask
+    tl.store(Base + part.to(tl.int64) * 3 * H * HEAD_DIM + offs, tl.zeros([HEAD_DIM], tl.float32), mask=inside)
 
 
 @triton.jit
@@ -424,10 +447,12 @@ def _attention_bwd_dq_kernel(Q, K, V, DO, Out, DQ, LSE, Delta, BiasPartials,
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
     tl.store(Delta + rows, delta, mask=rows < T)
     if BIAS_GRAD:   # d(bk) = 0 and d(bv) = dO's column sums (the header says why)
-        _store_bias_grad_partials(BiasPartials, tl.zeros_like(do).to(tl.float32), start_m, T, bh, H, 1, HEAD_DIM,
-                                  BLOCK_M, PARTIAL_ROWS)
-        _store_bias_grad_partials(BiasPartials, do.to(tl.float32), start_m, T, bh, H, 2, HEAD_DIM, BLOCK_M,
-                                  PARTIAL_ROWS)
+        k_slots = BiasPartials + ((bh // H).to(tl.int64) * tl.cdiv(T, PARTIAL_ROWS) * 3 + 1) * H * HEAD_DIM \
+            + (bh % H) * HEAD_DIM
+        for i in tl.static_range(BLOCK_M // PARTIAL_ROWS):
+            _store_zero_partials(k_slots, start_m // PARTIAL_ROWS + i, tl.cdiv(T, PARTIAL_ROWS), H, HEAD_DIM)
+        _store_bias_grad_partials(BiasPartials, do, start_m, T, bh, H, 2, HEAD_DIM, BLOCK_M, PARTIAL_ROWS,
+                                  DOT_PRECISION)
     dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     full_hi, end = _key_split(start_m, T, BLOCK_M, BLOCK_N, CAUSAL)
     dq = _attention_bwd_dq_inner(dq, q, do, lse, delta, K, V, stride_kt, stride_kd, stride_vt, stride_vd,
@@ -436,10 +461,11 @@ def _attention_bwd_dq_kernel(Q, K, V, DO, Out, DQ, LSE, Delta, BiasPartials,
     dq = _attention_bwd_dq_inner(dq, q, do, lse, delta, K, V, stride_kt, stride_kd, stride_vt, stride_vd,
                                  rows, full_hi, end, T, qk_scale, dropout_p, seed, rng_base,
                                  HEAD_DIM, BLOCK_N, CAUSAL, DROPOUT, True, DOT_PRECISION)
-    dq = dq * sm_scale
+    dq = (dq * sm_scale).to(DQ.dtype.element_ty)
     _store_tile(DQ, rows, stride_dqt, stride_dqd, T, dq, HEAD_DIM)
-    if BIAS_GRAD:   # d(bq) = dQ's column sums
-        _store_bias_grad_partials(BiasPartials, dq, start_m, T, bh, H, 0, HEAD_DIM, BLOCK_M, PARTIAL_ROWS)
+    if BIAS_GRAD:   # d(bq) = dQ's column sums, of dQ as stored (as PyTorch sums the rounded d(qkv))
+        _store_bias_grad_partials(BiasPartials, dq, start_m, T, bh, H, 0, HEAD_DIM, BLOCK_M, PARTIAL_ROWS,
+                                  DOT_PRECISION)
 
 
 @triton.jit(do_not_specialize=["seed"])
@@ -472,7 +498,8 @@ def _dot_precision(dtype: torch.dtype) -> str:
 
 
 def _launch(kernel, grid, config: dict | None, *args, **meta):
-    """Run an autotuned kernel, or with one explicit config (BLOCK_M, BLOCK_N, num_warps, num_stages)."""
+    """Run an autotuned kernel, or with one explicit config (tile_config: BLOCK_M, BLOCK_N, num_warps,
+    num_stages[, maxnreg])."""
     if config is None:
         kernel[grid](*args, **meta)
     else:

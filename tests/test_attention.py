@@ -285,6 +285,41 @@ def test_qkvpacked_bias_gradient_from_the_kernels_tiles(T, causal, device):
     assert_rel_close(dbias[0::2].double(), dqkv.double().sum((0, 1))[0::2], 1e-2, "against our own d(qkv)")
 
 
+def _autotuned_tiles():
+    from fastgpt.kernels import attention as kernels
+    return ([("fwd", t) for t in kernels.FWD_TILES] + [("dkdv", t) for t in kernels.DKDV_TILES]
+            + [("dq", t) for t in kernels.DQ_TILES])
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="the GPU tile lists (the interpreter runs one small tile)")
+@pytest.mark.parametrize("kernel, tile", _autotuned_tiles() if HAS_CUDA else [], ids=str)
+def test_every_autotuned_tile_matches_reference(kernel, tile, device):
+    """Each tile the autotuner may pick (registers capped by maxnreg in some), launched explicitly
+    on a packed bf16 qkv with the bias partials, the other two kernels on their pinned tiles, against
+    float64: T ragged against every tile (200) and the step's shape of one head (512)."""
+    kernels = _kernels()
+    config = kernels.tile_config(tile)
+    for T in (200, 512):
+        qkv = torch.randn(2, T, 3, 3, 64, device=device).to(torch.bfloat16)
+        q, k, v = kernels.qkv_views(qkv)
+        out = poison_(torch.empty(2, T, 3, 64, device=device, dtype=torch.bfloat16))
+        _, lse = kernels.attention_fwd(q, k, v, True, 0.125, out=out.transpose(1, 2),
+                                       config=config if kernel == "fwd" else None)
+        dout = torch.randn_like(out)
+        grads = tuple(poison_(g) for g in kernels.qkv_views(torch.empty_like(qkv)))
+        partials = poison_(kernels.bias_grad_partials(q))
+        kernels.attention_bwd(dout.transpose(1, 2), q, k, v, out.transpose(1, 2), lse, True, 0.125, grads=grads,
+                              partials=partials, dkdv_config=config if kernel == "dkdv" else None,
+                              dq_config=config if kernel == "dq" else None)
+        ref = _reference(q, k, v, True, 0.125, dout.transpose(1, 2))
+        _check(out.transpose(1, 2), grads, ref, torch.bfloat16, T)
+        tol = GRAD_TOL_FACTOR * REL_TOL[torch.bfloat16]
+        sums = partials.sum((0, 1))
+        assert_rel_close(sums[0], ref[1].sum((0, 2)), tol, "q bias gradient")
+        assert torch.equal(sums[1], torch.zeros_like(sums[1]))
+        assert_rel_close(sums[2], ref[3].sum((0, 2)), tol, "v bias gradient")
+
+
 def test_qkvpacked_bias_gradient_partials_every_element_written(device):
     """The partial sums are written without a zero fill: into a NaN-poisoned buffer every element is
     overwritten (T ragged against the partial rows and the tiles); with dropout the tiles' sums
