@@ -15,6 +15,9 @@ from scaling import scaling_table
 
 HERE = Path(__file__).parent
 OP_RUNS = [
+    ("Causal flash attention at T = 512 (B 128: 65536 tokens) and FusedCausalSelfAttention, session "
+     "15: the dQ kernel's qkv bias partials on the tensor cores, register caps on two tiles",
+     "run92-attention.json"),
     ("Causal flash attention (packed qkv: the model's path; CUDA-graph replay)", "run5-attention.json"),
     ("FusedCausalSelfAttention forward+backward, c_attn's bias gradient by a column sum or from the "
      "attention backward (fuse_qkv_bias_grad); H200", "run29-attention_module.json"),
@@ -55,7 +58,7 @@ OP_RUNS = [
     ("Embedding backward: the two designs that lost to PyTorch, a program per four table rows "
      "(run 50) and a program per sorted position (run 51)", "run51-embedding.json"),
 ]
-TRAIN_STEP_RUN = "run81-train_step"
+TRAIN_STEP_RUN = "run93-train_step"
 TRAIN_STEP_FOLLOWUP_RUN = "run37-train_step"
 TRAIN_STEP_FOLLOWUP_NOTE = """Run 37 (`results/runs/run37-train_step/`, session 8, another call on another H100 of the same
 kind): every configuration of the step, the eager reference and the graphed steps without the
@@ -66,16 +69,23 @@ drawn from it.
 # *-adamwcopy-* is what fastgpt-train runs without gradient accumulation (since session 8).
 HEADLINE = (("triton-adamwcopy-cudagraph", "cuda-adamwcopy-cudagraph"),
             ("reference-compile", "reference-compile-cudagraphs"))
-README_TRAIN_STEP_LEAD = """Run 81 (`benchmarks/results/runs/run81-train_step/`): one device call on one H100, the headline
+README_TRAIN_STEP_LEAD = """Run 93 (`benchmarks/results/runs/run93-train_step/`): one device call on one H100, the headline
 configurations on the same GPU one after the other, with the MLP's two GELU GEMMs on the
 warp-specialised Gluon kernel (sessions 10-12; `triton-tritonmlp-adamwcopy-cudagraph` is the same
 step with session 10's MLP), the LM head's loss kernel on the persistent Gluon kernel (session
-13), and the token + position embedding in one pass whose backward sums the tied table's two
-gradients (session 14); `benchmarks/RESULTS.md` says what each configuration is and keeps the
-earlier tables.
+13), the token + position embedding in one pass whose backward sums the tied table's two
+gradients (session 14), and the attention backward's qkv bias partials on the tensor cores with
+register caps on two attention tiles (session 15); `benchmarks/RESULTS.md` says what each
+configuration is and keeps the earlier tables.
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run81-train_step", "Run 81 (one H100, session 14): the README's table before session 15's "
+     "attention changes (the qkv bias partials summed across lanes and warps in the dQ kernel, no "
+     "register caps on the attention tiles)."),
+    ("run91-train_step", "Run 91 (one H100, session 15): the headline pair, fastgpt's row first, with "
+     "the register caps on the dQ kernel's (128, 64) tiles but the bias partials still summed across "
+     "lanes and warps."),
     ("run86-train_step", "Run 86 (one H100, session 14): the headline pair, the reference first, with "
      "the tied sum added into the LM head's gradient in place (GPT's add_in_place; no copy)."),
     ("run85-train_step", "Run 85 (one H100, session 14): fastgpt's row alone, with the embedding "
@@ -141,7 +151,7 @@ TRAIN_STEP_HISTORY = [
      "suite ran on the other; `cuda-cudagraph` then \"cublaslt_forward\"."),
 ]
 SCALING_RUN = "run44-scaling"
-CONVERGENCE_RUN = "run81-convergence.json"
+CONVERGENCE_RUN = "run93-convergence.json"
 SCALING_NOTE = """The val loss column is each run's own: 300 steps of 16k (1 GPU) or 32k (2 GPUs) tokens pass
 over Tiny Shakespeare's 304k training tokens 16 or 32 times, so the 2-GPU run overfits further.
 The loss check compares like with like: the 2-GPU run against one GPU trained on the same global
@@ -160,7 +170,7 @@ eager; `eager ms` is the plain do_bench median of the same callable. NOTES.md ha
 the log of variants.
 """
 
-TRAIN_STEP_NOTE = """`results/runs/run81-train_step/*.json`: one row per configuration, written by
+TRAIN_STEP_NOTE = """`results/runs/run93-train_step/*.json`: one row per configuration, written by
 bench_train_step.py as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100
 (torch 2.11.0+cu130, triton 3.6.0), one after the other; their pytest-benchmark JSONs are in
 `pytest/` beside them. `*-cudagraph` is the whole step replayed as one CUDA graph
@@ -182,7 +192,9 @@ head's gradient, where autograd had zero-filled one table and added two. Since r
 runs c_fc's forward and the backward's dh GEMM (with gelu' and the c_fc bias partials) on
 kernels/mlp_gluon.py's warp-specialised kernel (MLPOptions' default on Hopper;
 `triton-tritonmlp-*` keeps session 10's Triton GEMM and cuBLAS dh + elementwise pass), and the
-loss's backward scales and casts its stored gradients in one pass each. The eager
+loss's backward scales and casts its stored gradients in one pass each. Since run 93 the
+attention dQ kernel sums c_attn's bias partials on the tensor cores, and the autotuner's lists
+hold two attention tiles under register caps (maxnreg). The eager
 reference is GPU-bound; fastgpt's eager rows are host-bound (41-76 ms in runs 16-27) and not
 repeated here. Command per configuration:
 `FASTGPT_BENCH_OUT=DIR pytest "benchmarks/bench_train_step.py::test_train_step[CONFIG]" --benchmark-only`.
