@@ -189,11 +189,11 @@ def _store_bias_grad_partials(Partials, tile, start, T, bh, H, which: tl.constex
     rows = start + tl.arange(0, BLOCK)
     ones = tl.full([16, BLOCK], 1.0, tile.dtype)
     sums = tl.dot(ones, tl.where(rows[:, None] < T, tile, 0.0).to(tile.dtype), input_precision=DOT_PRECISION)
-    n_part = tl.cdiv(T, PARTIAL_ROWS)
-    base = Partials + ((bh // H).to(tl.int64) * n_part * 3 + which) * H * HEAD_DIM + (bh % H) * HEAD_DIM
-    offs = tl.arange(0, HEAD_DIM)
+    base, n_part = _partials_base(Partials, bh, H, T, which, HEAD_DIM, PARTIAL_ROWS)
     first = start // PARTIAL_ROWS
+    offs = tl.arange(0, HEAD_DIM)
     lanes = tl.arange(0, 16)
+    # (16, D) pointers, every row at the first slot; only row 0 is stored
     tl.store(base + first.to(tl.int64) * 3 * H * HEAD_DIM + lanes[:, None] * 0 + offs[None, :], sums,
              mask=(lanes[:, None] == 0) & (first + offs[None, :] * 0 < n_part))
     for i in tl.static_range(1, BLOCK // PARTIAL_ROWS):
@@ -201,8 +201,15 @@ def _store_bias_grad_partials(Partials, tile, start, T, bh, H, which: tl.constex
 
 
 @triton.jit
+def _partials_base(Partials, bh, H, T, which: tl.constexpr, HEAD_DIM: tl.constexpr, PARTIAL_ROWS: tl.constexpr):
+    """Head bh's first element in slot `which` of the partials, and how many partial rows there are."""
+    n_part = tl.cdiv(T, PARTIAL_ROWS)
+    return Partials + ((bh // H).to(tl.int64) * n_part * 3 + which) * H * HEAD_DIM + (bh % H) * HEAD_DIM, n_part
+
+
+@triton.jit
 def _store_zero_partials(Base, part, n_part, H, HEAD_DIM: tl.constexpr):
-    """Zeros into partial slot `part` of the head and slot Base points at (if the slot exists)."""
+    """Zeros into partial row `part` at Base (_partials_base's; if the row exists)."""
     offs = tl.arange(0, HEAD_DIM)
     inside = part + tl.zeros_like(offs) < n_part      # a vector: the interpreter takes no scalar mask
     tl.store(Base + part.to(tl.int64) * 3 * H * HEAD_DIM + offs, tl.zeros([HEAD_DIM], tl.float32), mask=inside)
@@ -447,10 +454,9 @@ def _attention_bwd_dq_kernel(Q, K, V, DO, Out, DQ, LSE, Delta, BiasPartials,
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
     tl.store(Delta + rows, delta, mask=rows < T)
     if BIAS_GRAD:   # d(bk) = 0 and d(bv) = dO's column sums (the header says why)
-        k_slots = BiasPartials + ((bh // H).to(tl.int64) * tl.cdiv(T, PARTIAL_ROWS) * 3 + 1) * H * HEAD_DIM \
-            + (bh % H) * HEAD_DIM
+        k_slots, n_part = _partials_base(BiasPartials, bh, H, T, 1, HEAD_DIM, PARTIAL_ROWS)
         for i in tl.static_range(BLOCK_M // PARTIAL_ROWS):
-            _store_zero_partials(k_slots, start_m // PARTIAL_ROWS + i, tl.cdiv(T, PARTIAL_ROWS), H, HEAD_DIM)
+            _store_zero_partials(k_slots, start_m // PARTIAL_ROWS + i, n_part, H, HEAD_DIM)
         _store_bias_grad_partials(BiasPartials, do, start_m, T, bh, H, 2, HEAD_DIM, BLOCK_M, PARTIAL_ROWS,
                                   DOT_PRECISION)
     dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
