@@ -199,10 +199,11 @@ def embedding_fwd(idx: torch.Tensor, weight: torch.Tensor, positions: torch.Tens
                                   or n % positions.shape[0] != 0 or positions.dtype != weight.dtype):
         raise ValueError(f"embedding_fwd: positions must be (T, {c}) of {weight.dtype} with T dividing "
                          f"{n}, got {tuple(positions.shape)} of {positions.dtype}")
-    if not idx.is_cuda and n and not 0 <= int(idx.min()) <= int(idx.max()) < weight.shape[0]:
-        # on the GPU the kernel's device_assert says so (a host check would wait for the device)
-        raise IndexError(f"embedding_fwd: indices must lie in [0, {weight.shape[0]}), got values in "
-                         f"[{int(idx.min())}, {int(idx.max())}]")
+    if not idx.is_cuda and n:   # on the GPU the kernel's device_assert says so (a host check would wait)
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= weight.shape[0]:
+            raise IndexError(f"embedding_fwd: indices must lie in [0, {weight.shape[0]}), got values in "
+                             f"[{lo}, {hi}]")
     if weight.stride(1) != 1:
         weight = weight.contiguous()
     if positions is not None and positions.stride(1) != 1:

@@ -454,8 +454,9 @@ def matmul_gelu_grad(dy: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor,
     """dpre = (dy (M, N_out) @ weight (N_out, H)) * gelu_tanh'(pre (M, H)) -> (dpre, h, dbias).
 
     h = gelu_tanh(pre) when store_gelu, dbias = dpre.sum(0) (summed in fp32, returned in
-    bias_dtype) when bias_grad, else None. kernel="gluon" runs kernels/mlp_gluon.py's ping-pong kernel where it applies (a Hopper GPU,
-    16-bit row-major operands, h not stored), else cuBLAS's dh and gelu_bwd's pass.
+    bias_dtype) when bias_grad, else None. kernel="gluon" runs kernels/mlp_gluon.py's ping-pong
+    kernel where it applies (a Hopper GPU, 16-bit row-major operands, h not stored), else cuBLAS's
+    dh and gelu_bwd's pass.
     """
     if kernel == "gluon":
         if store_gelu or not mlp_gluon.applies_gelu_grad(dy, weight, pre):
@@ -476,9 +477,9 @@ def gelu_bwd(dh: torch.Tensor, pre: torch.Tensor, store_gelu: bool = False, bias
     """dpre = dh * gelu_tanh'(pre), both (M, N) -> (dpre, h, dbias), one elementwise pass.
 
     h = gelu_tanh(pre) when store_gelu, dbias = dpre.sum(0) in bias_dtype when bias_grad (fp32
-    per-program partial sums, then a fixed-order sum: deterministic), else None. overwrite_dh writes dpre
-    into dh's buffer (dh is then gone): the MLP's backward passes its own temporary dh this way,
-    so the cuBLAS dpre path holds no more (M, N) buffers than the fused GEMM.
+    per-program partial sums, then a fixed-order sum: deterministic), else None. overwrite_dh
+    writes dpre into dh's buffer (dh is then gone): the MLP's backward passes its own temporary dh
+    this way, so the cuBLAS dpre path holds no more (M, N) buffers than the fused GEMM.
     """
     _check(dh, pre)
     if dh.shape != pre.shape:
