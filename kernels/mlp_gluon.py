@@ -21,6 +21,11 @@ way CUTLASS's Hopper "ping-pong" GEMMs are built:
                    ones @ out from that shared-memory tile. h = gelu_tanh(pre) is not written:
                    the MLP keeps h from its forward (MLPOptions.save_gelu)
 
+  EXP_SHIFT        (the LM head, kernels/cross_entropy.py's exp-logits path) out = exp(min(acc -
+                   shift[row], CAP)), one output, and each row's sum of out (as stored) over the
+                   tile's columns, into (M, cdiv(N, BLOCK_N)) fp32 row sums: no loss pass over the
+                   logits after the GEMM.
+
 The two consumers' K loops strictly alternate (an ordering barrier pair, `turn`): a slot's
 `ready` barrier can then never be more than one phase behind the count a consumer waits for.
 The bias partials' wgmma is issued asynchronously and waited for after the next turn's wait.
@@ -194,6 +199,24 @@ if HAVE_GLUON:
         return gl.expand_dims(gl.load(Bias + cols, mask=cols < N, other=0.0).to(gl.float32), 0)
 
     @gluon.jit
+    def _exp_shift_half(acc, row, off_n, M, N, out_desc, c_buf, Shift, RowSums, CAP: gl.constexpr):
+        """EXP_SHIFT epilogue of rows row.. (64 of them): out = exp(min(acc - shift_row, CAP)),
+        and each row's sum of out over the tile's columns (as stored, rounded; columns past N left
+        out) into RowSums[row, off_n // BN] (fp32, (M, cdiv(N, BN)))."""
+        HALF: gl.constexpr = out_desc.block_type.shape[0]
+        BN: gl.constexpr = out_desc.block_type.shape[1]
+        layout: gl.constexpr = acc.type.layout
+        rows = row + gl.arange(0, HALF, layout=gl.SliceLayout(1, layout))
+        cols = off_n + gl.arange(0, BN, layout=gl.SliceLayout(0, layout))
+        shift = gl.load(Shift + rows, mask=rows < M, other=0.0)
+        z = gl.minimum(acc - gl.expand_dims(shift, 1), CAP)
+        e = gl.exp2(z * 1.4426950408889634).to(out_desc.dtype)
+        _store_tile(out_desc, c_buf, e, row, off_n, 1)
+        sums = gl.sum(gl.where(gl.expand_dims(cols < N, 0), e.to(gl.float32), 0.0), axis=1)
+        n_tiles = gl.cdiv(N, BN)
+        gl.store(RowSums + rows.to(gl.int64) * n_tiles + off_n // BN, sums, mask=rows < M)
+
+    @gluon.jit
     def _epilogue_half(acc, h: gl.constexpr, out_desc, aux_desc, c_bufs, pre_ready, off_m, off_n, phase,
                        GELU_GRAD: gl.constexpr, WHICH: gl.constexpr):
         """Rows off_m + 64h.. of the tile: acc (64, BN) fp32 (the bias added) -> the output(s)."""
@@ -245,7 +268,8 @@ if HAVE_GLUON:
     @gluon.jit
     def _mlp_consumer(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
                       turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr,
-                      BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, WHICH: gl.constexpr):
+                      BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, WHICH: gl.constexpr,
+                      EXP_SHIFT: gl.constexpr = False, CAP: gl.constexpr = 0.0):
         """One warpgroup (WHICH = 0 or 1), 128 rows x BN per tile as two 64-row accumulators.
         Ping-pong: the K loop and the epilogue of every other tile (the epilogue finishes one half,
         freeing its registers, before it starts the other). COOPERATIVE: rows 128 WHICH.. of every
@@ -293,8 +317,15 @@ if HAVE_GLUON:
                 acc1 = acc1 + bias
             # epilogue (ping-pong: the other warpgroup's K loop runs meanwhile)
             phase = (idx // STEP) & 1
-            _epilogue_half(acc0, 0, out_desc, aux_desc, c_bufs, pre_ready, off_m, off_n, phase, GELU_GRAD, WHICH)
-            _epilogue_half(acc1, 1, out_desc, aux_desc, c_bufs, pre_ready, off_m, off_n, phase, GELU_GRAD, WHICH)
+            if EXP_SHIFT:   # Bias: the per-row shift; Partials: the row sums
+                _exp_shift_half(acc0, off_m, off_n, M, N, out_desc, c_bufs.index(2 * WHICH), Bias, Partials, CAP)
+                _exp_shift_half(acc1, off_m + HALF, off_n, M, N, out_desc, c_bufs.index(2 * WHICH + 1), Bias,
+                                Partials, CAP)
+            else:
+                _epilogue_half(acc0, 0, out_desc, aux_desc, c_bufs, pre_ready, off_m, off_n, phase, GELU_GRAD,
+                               WHICH)
+                _epilogue_half(acc1, 1, out_desc, aux_desc, c_bufs, pre_ready, off_m, off_n, phase, GELU_GRAD,
+                               WHICH)
             if BIAS_GRAD:   # TMA zero-fills rows past M: out is 0 there. One partials row per 128 rows
                 sums = _column_sums_async(c_bufs.index(2 * WHICH), c_bufs.index(2 * WHICH + 1))
             if not SHARED_TILE and idx + STEP < my_tiles:   # the next tile's turn, while the sums run
@@ -306,16 +337,19 @@ if HAVE_GLUON:
     @gluon.jit
     def _mlp_consumer1(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
                        turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr,
-                       BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, WHICH: gl.constexpr):
+                       BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, WHICH: gl.constexpr,
+                       EXP_SHIFT: gl.constexpr, CAP: gl.constexpr):
         """The second consumer partition (a partition is a function: this one runs WHICH = 1)."""
         _mlp_consumer(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
-                      turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD, B_NK, COOPERATIVE, 1)
+                      turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD, B_NK, COOPERATIVE, 1,
+                      EXP_SHIFT, CAP)
 
     @gluon.jit
     def _mlp_gluon_kernel(a_desc, b_desc, out_desc, aux_desc, pre_desc, Bias, Partials, M, N, K,
                           GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr,
                           B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, NUM_STAGES: gl.constexpr,
-                          CONSUMER_REGS: gl.constexpr, PRODUCER_REGS: gl.constexpr):
+                          CONSUMER_REGS: gl.constexpr, PRODUCER_REGS: gl.constexpr, EXP_SHIFT: gl.constexpr = False,
+                          CAP: gl.constexpr = 0.0):
         dtype: gl.constexpr = a_desc.dtype
         a_bufs = gl.allocate_shared_memory(dtype, [NUM_STAGES] + a_desc.block_type.shape, a_desc.layout)
         b_bufs = gl.allocate_shared_memory(dtype, [NUM_STAGES] + b_desc.block_type.shape, b_desc.layout)
@@ -337,10 +371,10 @@ if HAVE_GLUON:
         gl.warp_specialize([
             (_mlp_consumer, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty,
                              pre_ready, turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD,
-                             B_NK, COOPERATIVE, 0)),
+                             B_NK, COOPERATIVE, 0, EXP_SHIFT, CAP)),
             (_mlp_consumer1, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty,
                               pre_ready, turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD,
-                              B_NK, COOPERATIVE, 1)),
+                              B_NK, COOPERATIVE, 1, EXP_SHIFT, CAP)),
             (_mlp_producer, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty,
                              pre_ready, turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD,
                              B_NK, COOPERATIVE)),
@@ -373,7 +407,8 @@ def partial_rows(M: int, schedule: str | None = None) -> int:
     return triton.cdiv(M, block_m) * block_m // 128
 
 
-def _launch(a, b, b_nk, out, aux, gelu_grad, bias=None, pre=None, partials=None, schedule=None, stages=None):
+def _launch(a, b, b_nk, out, aux, gelu_grad, bias=None, pre=None, partials=None, schedule=None, stages=None,
+            exp_shift=None, row_sums=None, cap=0.0):
     schedule = schedule or SCHEDULE     # read at the call: tests switch it
     M, K = a.shape
     N = out.shape[1]
@@ -384,10 +419,12 @@ def _launch(a, b, b_nk, out, aux, gelu_grad, bias=None, pre=None, partials=None,
     _mlp_gluon_kernel[(min(tiles, sm_count(a.device, interpreter_programs=1)),)](
         _descriptor(a, [block_m, BLOCK_K]), _descriptor(b, b_block), _descriptor(out, [HALF, BLOCK_N]),
         _descriptor(aux, [HALF, BLOCK_N]), _descriptor(pre if pre is not None else aux, [HALF, BLOCK_N]),
-        bias if bias is not None else dummy, partials if partials is not None else dummy, M, N, K,
+        bias if bias is not None else exp_shift if exp_shift is not None else dummy,
+        partials if partials is not None else row_sums if row_sums is not None else dummy, M, N, K,
         GELU_GRAD=gelu_grad, HAS_BIAS=bias is not None, BIAS_GRAD=partials is not None, B_NK=b_nk,
         COOPERATIVE=schedule == "cooperative", NUM_STAGES=stages or STAGES[schedule],
-        CONSUMER_REGS=CONSUMER_REGS, PRODUCER_REGS=PRODUCER_REGS, num_warps=4, maxnreg=MAX_REGS)
+        CONSUMER_REGS=CONSUMER_REGS, PRODUCER_REGS=PRODUCER_REGS, EXP_SHIFT=exp_shift is not None, CAP=cap,
+        num_warps=4, maxnreg=MAX_REGS)
 
 
 def launch_linear_gelu(x, weight, bias, h, pre, schedule: str | None = None, stages: int | None = None) -> None:
@@ -407,3 +444,11 @@ def launch_matmul_gelu_grad(dy, weight, pre, dpre, partials=None, schedule: str 
     ((partial_rows(M), N) fp32) the column sums of dpre per 128 rows (kernels/mlp.matmul_gelu_grad's
     kernel="gluon"; `applies_gelu_grad` must hold)."""
     _launch(dy, weight, False, dpre, dpre, True, pre=pre, partials=partials, schedule=schedule, stages=stages)
+
+
+def launch_linear_exp(x, weight, shift, out, row_sums, cap: float, schedule: str | None = None,
+                      stages: int | None = None) -> None:
+    """out = exp(min(x (M, K) @ weight (N, K)^T - shift[:, None], cap)) into out (M, N), and its row
+    sums over each BLOCK_N columns (as stored) into row_sums ((M, cdiv(N, BLOCK_N)) fp32)."""
+    _launch(x, weight, True, out, out, False, schedule=schedule, stages=stages, exp_shift=shift, row_sums=row_sums,
+            cap=cap)

@@ -448,3 +448,114 @@ def test_gpu_gluon_and_triton_kernels_agree(V):
     assert_rel_close(out["gluon"][1], out["triton"][1], 2 ** -8, "gradient, gluon against triton")
     assert torch.equal(out[None][0], out["gluon"][0]) and torch.equal(out[None][1], out["gluon"][1])
     assert torch.count_nonzero(out["gluon"][1][::97]) == 0
+
+
+# ---- the exp-logits path (kernels/cross_entropy.py's header): the GEMM writes exp(logits - the
+# target's logit) and its row sums; on CPU its PyTorch stand-in, the Triton kernels interpreted ----
+
+def _exp_path(x, w, targets, ignore_index=-1, chunk_rows=4096, exp_logits=True):
+    from fastgpt.kernels.cross_entropy import linear_cross_entropy_fwd_bwd
+    return linear_cross_entropy_fwd_bwd(x.detach(), w.detach(), targets, ignore_index, x.dtype, True, True,
+                                        chunk_rows, exp_logits=exp_logits)
+
+
+EXP_DTYPES = [torch.float32, torch.bfloat16]
+
+
+@pytest.mark.parametrize("dtype", EXP_DTYPES)
+@pytest.mark.parametrize("N, V, chunk_rows", [(1, 65, 4096), (33, 1000, 4096), (257, 1031, 100)])
+def test_exp_logits_path_matches_float64_reference(N, V, chunk_rows, dtype):
+    """Loss and both gradients against float64: one row, a vocab past a 128-column tile's edge, and
+    several chunks with a partial last one; every fourth target ignored."""
+    x, w, targets = make_inputs(N, 24, V, dtype, ignore_every=4 if N > 1 else 0)
+    loss, grad_x, grad_w = _exp_path(x, w, targets, chunk_rows=chunk_rows)
+    ref_loss, ref_gx, ref_gw = reference_float64(x, w, targets)
+    tol = REL_TOL[dtype]
+    assert_rel_close(loss, ref_loss, tol, "loss")
+    assert_rel_close(grad_x, ref_gx, tol, "grad of x")
+    assert_rel_close(grad_w, ref_gw, tol, "grad of W")
+    assert grad_x.dtype == dtype and grad_w.dtype == torch.float32
+
+
+def test_exp_logits_path_large_logits_and_all_ignored():
+    """Logits spread over tens of nats (below the cap) stay exact in fp32; all targets ignored gives
+    NaN as torch, with zero gradients (no 0 * inf)."""
+    x, w, targets = make_inputs(40, 16, 300, torch.float32)
+    w = (w * 4).detach()             # some target logits ~52 nats below their row's largest
+    loss, grad_x, grad_w = _exp_path(x, w, targets)
+    ref_loss, ref_gx, ref_gw = reference_float64(x, w.requires_grad_(), targets)
+    assert_rel_close(loss, ref_loss, 1e-5, "loss")
+    assert_rel_close(grad_x, ref_gx, 1e-4, "grad of x")
+    assert_rel_close(grad_w, ref_gw, 1e-4, "grad of W")
+    loss, grad_x, grad_w = _exp_path(x, w, torch.full_like(targets, -1))
+    assert torch.isnan(loss)
+    assert torch.count_nonzero(grad_x) == 0 and torch.count_nonzero(grad_w) == 0
+
+
+def test_exp_logits_path_saturates_past_the_cap():
+    """A row whose logits pass its target's by more than EXP_CAP nats: its exponentials are capped, so
+    its loss saturates near EXP_CAP + log(the capped count), finite, and so do the gradients; the
+    other rows are exact. The documented limit of the path (rows with a loss over ~70 nats)."""
+    from fastgpt.kernels.cross_entropy import EXP_CAP
+    x, w, targets = make_inputs(8, 16, 200, torch.float32)
+    x, w = x.detach(), w.detach()
+    logits = x @ w.t()
+    targets[0] = int(logits[0].argmin())
+    x[0] *= (EXP_CAP + 40) / float(logits[0].max() - logits[0].min())      # row 0: a ~110-nat loss
+    loss_rows = F.cross_entropy((x.double() @ w.double().t()), targets, reduction="none")
+    assert loss_rows[0] > EXP_CAP + 30
+    loss, grad_x, grad_w = _exp_path(x, w, targets)
+    assert torch.isfinite(grad_x).all() and torch.isfinite(grad_w).all()
+    capped = (loss * 8 - loss_rows[1:].sum()).item()          # row 0's loss as the path computed it
+    assert EXP_CAP <= capped <= EXP_CAP + math.log(200) + 1e-3
+    rest = _exp_path(x[1:], w, targets[1:])
+    assert_rel_close(rest[0], loss_rows[1:].mean(), 1e-5, "the other rows' loss")
+
+
+def test_exp_logits_default_only_where_the_gluon_gemm_runs():
+    """None picks the path where exp_logits_applies (bf16 on a Hopper GPU with Gluon), never fp16
+    (exp(EXP_CAP) is past fp16's range) nor off the GPU."""
+    from fastgpt.kernels import cross_entropy as ce_kernels
+    x = torch.randn(4, 16, device=DEVICE)
+    w = torch.randn(64, 16, device=DEVICE)
+    assert not ce_kernels.exp_logits_applies(x.half(), w.half())
+    assert not ce_kernels.exp_logits_applies(x, w)
+    hopper = HAS_CUDA and ce_kernels.mlp_gluon.available()
+    assert ce_kernels.exp_logits_applies(x.bfloat16(), w.bfloat16()) == hopper
+
+
+@requires_cuda
+@pytest.mark.skipif(not (HAS_CUDA and cross_entropy_gluon.available()), reason="needs Gluon and a Hopper GPU")
+@pytest.mark.parametrize("M, N, K", [(300, 1000, 24), (4096, 50304, 768), (1, 136, 64)])
+def test_gpu_gluon_exp_gemm_matches_its_reference(M, N, K):
+    """mlp_gluon.launch_linear_exp (the EXP_SHIFT epilogue) against exp_logits_reference: E within
+    bf16 rounding of the fp32 product's exponential, the row sums of E as stored within fp32
+    rounding; rows and columns past the tiles' edges (M = 300, N = 1000, 136), poisoned outputs."""
+    from fastgpt.kernels import cross_entropy as ce_kernels, mlp_gluon
+    g = torch.Generator().manual_seed(M + N)
+    x = torch.randn(M, K, generator=g).to("cuda", torch.bfloat16)
+    w = (torch.randn(N, K, generator=g) * (3 / math.sqrt(K))).to("cuda", torch.bfloat16)
+    shift = torch.randn(M, generator=g).cuda()
+    tiles = math.ceil(N / mlp_gluon.BLOCK_N)
+    e, sums = poison_(torch.empty(M, N, device="cuda", dtype=torch.bfloat16)), poison_(torch.empty(M, tiles, device="cuda"))
+    mlp_gluon.launch_linear_exp(x, w, shift, e, sums, ce_kernels.EXP_CAP)
+    ref_e, ref_sums = torch.empty_like(e), torch.empty_like(sums)
+    ce_kernels.exp_logits_reference(x, w, shift, ref_e, ref_sums, ce_kernels.EXP_CAP, mlp_gluon.BLOCK_N)
+    assert_rel_close(e, ref_e, 2 ** -8, "E")
+    own = torch.nn.functional.pad(e.float(), (0, tiles * mlp_gluon.BLOCK_N - N)).view(M, tiles, -1).sum(2)
+    assert_rel_close(sums, own, 1e-6, "row sums of E as stored")
+
+
+@requires_cuda
+@pytest.mark.parametrize("N, V", [(4096, 50304), (1000, 50257)])
+def test_gpu_exp_logits_path_at_gpt2_vocab(N, V):
+    """The path as the GPT-2 head runs it on the GPU (bf16; Gluon's GEMM on Hopper, else the
+    PyTorch stand-in) against float64 and against the loss kernel's path."""
+    x, w, targets = make_inputs(N, 768, V, torch.bfloat16, device="cuda", ignore_every=9)
+    w = (w * 0.3).detach()
+    exp_path = _exp_path(x, w, targets, chunk_rows=1024)
+    loss_kernel = _exp_path(x, w, targets, chunk_rows=1024, exp_logits=False)
+    ref = reference_float64(x, w.requires_grad_(), targets)
+    for name, out, ref_out, other in zip(("loss", "grad of x", "grad of W"), exp_path, ref, loss_kernel):
+        assert_rel_close(out, ref_out, 5e-3, name)
+        assert_rel_close(out, other, 1e-2, name + " against the loss kernel's path")
