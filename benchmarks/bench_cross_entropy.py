@@ -7,7 +7,8 @@ GPT-2 small's head at 16384 tokens (32 x 512), C = 768, V = 50304, bf16 inputs: 
     compile  torch.compile of the same function (fullgraph)
     triton   fastgpt's chunked fused op, at several chunk sizes (256 rows is Liger-Kernel's
              default budget of logits about the size of x; `default` is fastgpt's heuristic)
-Also timed, to show where the time of the fused op goes: its three GEMMs alone at the same chunk
+Also timed: the op's two paths side by side (the exp-logits path, the default for bf16 on Hopper
+since session 16, and the loss kernel's), and, to show where the time of the fused op goes: its three GEMMs alone at the same chunk
 size, and its loss + gradient kernel alone over (N, V) bf16 logits: the default (on Hopper the
 persistent Gluon kernel, kernels/cross_entropy_gluon.py, which streams the next row into shared
 memory while it computes this one) against the Triton kernel's single pass (the row in registers,
@@ -67,6 +68,22 @@ def test_lm_head_loss_triton(benchmark, chunk_rows):
         rows = default_chunk_rows(N, V, DTYPE.itemsize)
     measure(benchmark, forward_backward(loss_fn, x, w, targets), flops=FLOPS, impl="triton",
             chunk_rows=rows, tokens=N, n_embd=C, vocab=V)
+
+
+@pytest.mark.parametrize("path", ["exp-logits", "loss kernel"])
+def test_lm_head_loss_paths(benchmark, path):
+    """The op's forward (which computes both gradients) on each path at 4096-row chunks: the
+    exp-logits path (the GEMM's epilogue writes exp(logits - the target's logit), no loss pass;
+    the default for bf16 on Hopper) against the loss kernel's (cuBLAS logits, then the pass)."""
+    from fastgpt.kernels.cross_entropy import exp_logits_applies, linear_cross_entropy_fwd_bwd
+
+    x, w, targets = setup()
+    x, w = x.detach(), w.detach()
+    if path == "exp-logits" and not exp_logits_applies(x, w):
+        pytest.skip("the exp-logits path's GEMM needs a Hopper GPU and triton with Gluon")
+    measure(benchmark, lambda: linear_cross_entropy_fwd_bwd(x, w, targets, -1, DTYPE, True, True, 4096,
+                                                            exp_logits=path == "exp-logits"),
+            flops=FLOPS, impl=f"triton, {path}", chunk_rows=4096, tokens=N, n_embd=C, vocab=V)
 
 
 @pytest.mark.parametrize("chunk_rows", [256, 2048, 4096, 8192])
