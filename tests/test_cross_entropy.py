@@ -559,3 +559,13 @@ def test_gpu_exp_logits_path_at_gpt2_vocab(N, V):
     for name, out, ref_out, other in zip(("loss", "grad of x", "grad of W"), exp_path, ref, loss_kernel):
         assert_rel_close(out, ref_out, 5e-3, name)
         assert_rel_close(out, other, 1e-2, name + " against the loss kernel's path")
+
+
+def test_exp_logits_path_strided_inputs():
+    """x and W as transposed views (column stride != 1): the same result as contiguous copies."""
+    x, w, targets = make_inputs(20, 24, 130, torch.float32, ignore_every=3)
+    x, w = x.detach(), w.detach()
+    x_t, w_t = x.t().contiguous().t(), w.t().contiguous().t()
+    assert x_t.stride(1) != 1 and w_t.stride(1) != 1
+    for got, ref in zip(_exp_path(x_t, w_t, targets), _exp_path(x, w, targets)):
+        assert torch.equal(got, ref)
