@@ -86,6 +86,8 @@ pass: the logits GEMM's Gluon epilogue writes exp(logits - the target's logit) a
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run105-train_step", "Run 105 (one H100, session 16, the call after run 104): the headline pair, "
+     "the reference first, with the LM head's exp epilogue in log2 units (~20 us a chunk faster)."),
     ("run93-train_step", "Run 93 (one H100, session 15): the README's table before session 16's "
      "exp-logits LM head (the logits by cuBLAS, then the persistent Gluon loss kernel's pass)."),
     ("run81-train_step", "Run 81 (one H100, session 14): the README's table before session 15's "

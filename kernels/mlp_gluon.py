@@ -22,9 +22,9 @@ way CUTLASS's Hopper "ping-pong" GEMMs are built:
                    the MLP keeps h from its forward (MLPOptions.save_gelu)
 
   EXP_SHIFT        (the LM head, kernels/cross_entropy.py's exp-logits path) out = exp(min(acc -
-                   shift[row], CAP)), one output, and each row's sum of out (as stored) over the
-                   tile's columns, into (M, cdiv(N, BLOCK_N)) fp32 row sums: no loss pass over the
-                   logits after the GEMM.
+                   shift[row], CAP)), one output, and each row's sum of out (before rounding) over
+                   the tile's columns, into (M, cdiv(N, BLOCK_N)) fp32 row sums: no loss pass over
+                   the logits after the GEMM.
 
 The two consumers' K loops strictly alternate (an ordering barrier pair, `turn`): a slot's
 `ready` barrier can then never be more than one phase behind the count a consumer waits for.
@@ -201,20 +201,23 @@ if HAVE_GLUON:
     @gluon.jit
     def _exp_shift_half(acc, row, off_n, M, N, out_desc, c_buf, Shift, RowSums, CAP: gl.constexpr):
         """EXP_SHIFT epilogue of rows row.. (64 of them): out = exp(min(acc - shift_row, CAP)),
-        and each row's sum of out over the tile's columns (as stored, rounded; columns past N left
-        out) into RowSums[row, off_n // BN] (fp32, (M, cdiv(N, BN)))."""
+        and each row's sum of out (before rounding; columns past N left out) over the tile's
+        columns into RowSums[row, off_n // BN] (fp32, (M, cdiv(N, BN))). In log2 units: one FMA,
+        a min and ex2 an element."""
         HALF: gl.constexpr = out_desc.block_type.shape[0]
         BN: gl.constexpr = out_desc.block_type.shape[1]
+        LOG2E: gl.constexpr = 1.4426950408889634
         layout: gl.constexpr = acc.type.layout
         rows = row + gl.arange(0, HALF, layout=gl.SliceLayout(1, layout))
-        cols = off_n + gl.arange(0, BN, layout=gl.SliceLayout(0, layout))
-        shift = gl.load(Shift + rows, mask=rows < M, other=0.0)
-        z = gl.minimum(acc - gl.expand_dims(shift, 1), CAP)
-        e = gl.exp2(z * 1.4426950408889634).to(out_desc.dtype)
+        shift = gl.load(Shift + rows, mask=rows < M, other=0.0) * LOG2E
+        e = gl.exp2(gl.minimum(acc * LOG2E - gl.expand_dims(shift, 1), CAP * LOG2E))
         _store_tile(out_desc, c_buf, e, row, off_n, 1)
-        sums = gl.sum(gl.where(gl.expand_dims(cols < N, 0), e.to(gl.float32), 0.0), axis=1)
-        n_tiles = gl.cdiv(N, BN)
-        gl.store(RowSums + rows.to(gl.int64) * n_tiles + off_n // BN, sums, mask=rows < M)
+        if off_n + BN <= N:
+            sums = gl.sum(e, axis=1)
+        else:       # the last column tile: TMA zero-filled W's rows past N, so exp(-shift) there
+            cols = off_n + gl.arange(0, BN, layout=gl.SliceLayout(0, layout))
+            sums = gl.sum(gl.where(gl.expand_dims(cols < N, 0), e, 0.0), axis=1)
+        gl.store(RowSums + rows.to(gl.int64) * gl.cdiv(N, BN) + off_n // BN, sums, mask=rows < M)
 
     @gluon.jit
     def _epilogue_half(acc, h: gl.constexpr, out_desc, aux_desc, c_bufs, pre_ready, off_m, off_n, phase,
@@ -449,6 +452,7 @@ def launch_matmul_gelu_grad(dy, weight, pre, dpre, partials=None, schedule: str 
 def launch_linear_exp(x, weight, shift, out, row_sums, cap: float, schedule: str | None = None,
                       stages: int | None = None) -> None:
     """out = exp(min(x (M, K) @ weight (N, K)^T - shift[:, None], cap)) into out (M, N), and its row
-    sums over each BLOCK_N columns (as stored) into row_sums ((M, cdiv(N, BLOCK_N)) fp32)."""
+    sums (fp32, before out's rounding) over each BLOCK_N columns into row_sums ((M, cdiv(N,
+    BLOCK_N)))."""
     _launch(x, weight, True, out, out, False, schedule=schedule, stages=stages, exp_shift=shift, row_sums=row_sums,
             cap=cap)

@@ -529,8 +529,10 @@ def test_exp_logits_default_only_where_the_gluon_gemm_runs():
 @pytest.mark.parametrize("M, N, K", [(300, 1000, 24), (4096, 50304, 768), (1, 136, 64)])
 def test_gpu_gluon_exp_gemm_matches_its_reference(M, N, K):
     """mlp_gluon.launch_linear_exp (the EXP_SHIFT epilogue) against exp_logits_reference: E within
-    bf16 rounding of the fp32 product's exponential, the row sums of E as stored within fp32
-    rounding; rows and columns past the tiles' edges (M = 300, N = 1000, 136), poisoned outputs."""
+    bf16 rounding of the fp32 product's exponential, the row sums (of the exponentials before
+    rounding) within the fp32 product's accumulation order and ex2.approx (run 105: 1.03e-5 at
+    GPT-2's shape); rows and columns past the tiles' edges
+    (M = 300, N = 1000, 136), poisoned outputs."""
     from fastgpt.kernels import cross_entropy as ce_kernels, mlp_gluon
     g = torch.Generator().manual_seed(M + N)
     x = torch.randn(M, K, generator=g).to("cuda", torch.bfloat16)
@@ -542,8 +544,7 @@ def test_gpu_gluon_exp_gemm_matches_its_reference(M, N, K):
     ref_e, ref_sums = torch.empty_like(e), torch.empty_like(sums)
     ce_kernels.exp_logits_reference(x, w, shift, ref_e, ref_sums, ce_kernels.EXP_CAP, mlp_gluon.BLOCK_N)
     assert_rel_close(e, ref_e, 2 ** -8, "E")
-    own = torch.nn.functional.pad(e.float(), (0, tiles * mlp_gluon.BLOCK_N - N)).view(M, tiles, -1).sum(2)
-    assert_rel_close(sums, own, 1e-6, "row sums of E as stored")
+    assert_rel_close(sums, ref_sums, 1e-4, "row sums")
 
 
 @requires_cuda
