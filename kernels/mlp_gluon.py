@@ -46,7 +46,11 @@ scheduler and stalled on dependencies and barriers; the GELU by exp and a divisi
 instructions of tanh.approx (the step went from 28.76 to 28.00 ms with it, runs 62 and 65). The
 cooperative schedule reads a third less operand data but was no faster (runs 59, 64, 66), nor
 was a third, "handoff" schedule (cooperative tiles, the epilogue in its own warpgroup; runs
-63-66; removed after, commit e6357e7 has it).
+63-66; removed after, commit e6357e7 has it). Sessions 15-16 (runs 89-97) read it differently at
+the step's shapes: its main loop with one output runs at cuBLAS's speed, and the kernel is bound
+by its L2 traffic, which cuBLAS halves by TMA multicast (not in Gluon 3.6). The LM head's
+EXP_SHIFT GEMM (run 105, a 4096 x 768 x 50304 chunk): 522-542 us against cuBLAS's plain GEMM's
+507-527.
 
 Limits: Hopper only (wgmma, TMA, setmaxnreg), triton >= 3.6 with Gluon; bf16/fp16 operands and
 outputs, row-major, 16-byte aligned; any M, N, K (TMA zero-fills loads past the edges and clips
@@ -419,11 +423,14 @@ def _launch(a, b, b_nk, out, aux, gelu_grad, bias=None, pre=None, partials=None,
     b_block = [BLOCK_N, BLOCK_K] if b_nk else [BLOCK_K, BLOCK_N]
     tiles = triton.cdiv(M, block_m) * triton.cdiv(N, BLOCK_N)
     dummy = out   # stands in for pointers a flag switches off; never read or written
+    # the kernel's Bias: the bias (HAS_BIAS) or the per-row shift (EXP_SHIFT); its Partials: the bias
+    # gradient's partials (BIAS_GRAD) or the row sums (EXP_SHIFT)
+    vector = next((t for t in (bias, exp_shift) if t is not None), dummy)
+    sums = next((t for t in (partials, row_sums) if t is not None), dummy)
     _mlp_gluon_kernel[(min(tiles, sm_count(a.device, interpreter_programs=1)),)](
         _descriptor(a, [block_m, BLOCK_K]), _descriptor(b, b_block), _descriptor(out, [HALF, BLOCK_N]),
         _descriptor(aux, [HALF, BLOCK_N]), _descriptor(pre if pre is not None else aux, [HALF, BLOCK_N]),
-        bias if bias is not None else exp_shift if exp_shift is not None else dummy,
-        partials if partials is not None else row_sums if row_sums is not None else dummy, M, N, K,
+        vector, sums, M, N, K,
         GELU_GRAD=gelu_grad, HAS_BIAS=bias is not None, BIAS_GRAD=partials is not None, B_NK=b_nk,
         COOPERATIVE=schedule == "cooperative", NUM_STAGES=stages or STAGES[schedule],
         CONSUMER_REGS=CONSUMER_REGS, PRODUCER_REGS=PRODUCER_REGS, EXP_SHIFT=exp_shift is not None, CAP=cap,
