@@ -86,6 +86,10 @@ pass: the logits GEMM's Gluon epilogue writes exp(logits - the target's logit) a
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run107-train_step", "Run 107 (one H100, session 16): the headline pair, the reference first, with "
+     "the LM head's GEMM in tile groups of 32 rows (slower on the GEMM by ~15 us a chunk; not kept)."),
+    ("run106-train_step", "Run 106 (one H100, session 16, after the whole GPU test suite passed): the "
+     "headline pair, fastgpt's row first, with session 16's committed code."),
     ("run105-train_step", "Run 105 (one H100, session 16, the call after run 104): the headline pair, "
      "the reference first, with the LM head's exp epilogue in log2 units (~20 us a chunk faster)."),
     ("run93-train_step", "Run 93 (one H100, session 15): the README's table before session 16's "
