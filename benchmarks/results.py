@@ -15,9 +15,11 @@ from scaling import scaling_table
 
 HERE = Path(__file__).parent
 OP_RUNS = [
-    ("Fused LM head + cross-entropy (session 16): the exp-logits path (the default for bf16 on Hopper: "
-     "the logits GEMM's Gluon epilogue writes exp(logits - the target's logit) and its row sums, no "
-     "loss pass) beside the loss kernel's path, the chunk sizes, the GEMMs alone and the loss kernels",
+    ("Fused LM head + cross-entropy (session 16, run 108): the exp-logits path (the default for bf16 on "
+     "Hopper: the logits GEMM's Gluon epilogue writes exp(logits - the target's logit) and its row sums, "
+     "no loss pass) beside the loss kernel's path, the chunk sizes, the GEMMs alone and the loss kernels",
+     "run108-cross_entropy.json"),
+    ("The same benchmark in run 104, before the exp epilogue in log2 units and grad_x's row-scale kernel",
      "run104-cross_entropy.json"),
     ("Causal flash attention at T = 512 (B 128: 65536 tokens) and FusedCausalSelfAttention, session "
      "15: the dQ kernel's qkv bias partials on the tensor cores, register caps on two tiles",
@@ -62,19 +64,19 @@ OP_RUNS = [
     ("Embedding backward: the two designs that lost to PyTorch, a program per four table rows "
      "(run 50) and a program per sorted position (run 51)", "run51-embedding.json"),
 ]
-TRAIN_STEP_RUN = "run104-train_step"
+TRAIN_STEP_RUN = "run108-train_step"
 TRAIN_STEP_FOLLOWUP_RUN = "run37-train_step"
 TRAIN_STEP_FOLLOWUP_NOTE = """Run 37 (`results/runs/run37-train_step/`, session 8, another call on another H100 of the same
 kind): every configuration of the step, the eager reference and the graphed steps without the
 parameter copies included, before the embedding backward kernel (session 9). The plot below is
-drawn from run 104's table (`python benchmarks/plot_train_step.py
-benchmarks/results/runs/run104-train_step -o benchmarks/results/train_step.png`).
+drawn from run 108's table (`python benchmarks/plot_train_step.py
+benchmarks/results/runs/run108-train_step -o benchmarks/results/train_step.png`).
 """
 # fastgpt's graphed steps against each compiled reference: the ratios the README states, computed.
 # *-adamwcopy-* is what fastgpt-train runs without gradient accumulation (since session 8).
 HEADLINE = (("triton-adamwcopy-cudagraph", "cuda-adamwcopy-cudagraph"),
             ("reference-compile", "reference-compile-cudagraphs"))
-README_TRAIN_STEP_LEAD = """Run 104 (`benchmarks/results/runs/run104-train_step/`): one device call on one H100, the headline
+README_TRAIN_STEP_LEAD = """Run 108 (`benchmarks/results/runs/run108-train_step/`): one device call on one H100, the headline
 configurations on the same GPU one after the other, with the MLP's two GELU GEMMs on the
 warp-specialised Gluon kernel (sessions 10-12; `triton-tritonmlp-adamwcopy-cudagraph` is the same
 step with session 10's MLP), the token + position embedding in one pass whose backward sums the
@@ -86,6 +88,8 @@ pass: the logits GEMM's Gluon epilogue writes exp(logits - the target's logit) a
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run104-train_step", "Run 104 (one H100, session 16): the exp-logits LM head's first full table, "
+     "before its epilogue in log2 units (run 105) and grad_x's row-scale kernel."),
     ("run107-train_step", "Run 107 (one H100, session 16): the headline pair, the reference first, with "
      "the LM head's GEMM in tile groups of 32 rows (slower on the GEMM by ~15 us a chunk; not kept)."),
     ("run106-train_step", "Run 106 (one H100, session 16, after the whole GPU test suite passed): the "
@@ -165,7 +169,7 @@ TRAIN_STEP_HISTORY = [
      "suite ran on the other; `cuda-cudagraph` then \"cublaslt_forward\"."),
 ]
 SCALING_RUN = "run44-scaling"
-CONVERGENCE_RUN = "run104-convergence.json"
+CONVERGENCE_RUN = "run108-convergence.json"
 SCALING_NOTE = """The val loss column is each run's own: 300 steps of 16k (1 GPU) or 32k (2 GPUs) tokens pass
 over Tiny Shakespeare's 304k training tokens 16 or 32 times, so the 2-GPU run overfits further.
 The loss check compares like with like: the 2-GPU run against one GPU trained on the same global
