@@ -234,8 +234,8 @@ def _exp_logits_finish_kernel(RowSums, n_tiles, E, stride_e, Targets, X, stride_
                               RowScale, NValid, C, ignore_index, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
     """One row of the exp-logits path, after the GEMM wrote E = exp(logits - shift) and its tile
     row sums: S = the row's sum (tiles added in one fixed order), loss = log S (the shift being the
-    target's logit), E[target] -= S (so E / S - onehot, the softmax gradient, is E's row over S:
-    the cancellation at the target happens here in fp32, as PyTorch's does in softmax - onehot),
+    target's logit), E[target] -= S (so that E's row over S is softmax - onehot, the logits'
+    gradient, its cancellation at the target done here in fp32 as PyTorch's softmax - onehot does),
     RowScale = 1 / (S n_valid), XScaled = x RowScale (dW's right operand). Ignored rows: loss 0,
     scale 0, E untouched."""
     row = tl.program_id(0).to(tl.int64)
