@@ -570,3 +570,17 @@ def test_exp_logits_path_strided_inputs():
     assert x_t.stride(1) != 1 and w_t.stride(1) != 1
     for got, ref in zip(_exp_path(x_t, w_t, targets), _exp_path(x, w, targets)):
         assert torch.equal(got, ref)
+
+
+def test_exp_logits_path_fp32_inputs_bf16_compute():
+    """x and W in fp32 with bf16 GEMMs (autocast's arrangement): grad_x comes back in x's dtype."""
+    from fastgpt.kernels.cross_entropy import linear_cross_entropy_fwd_bwd
+    x, w, targets = make_inputs(50, 24, 300, torch.float32, ignore_every=7)
+    loss, grad_x, grad_w = linear_cross_entropy_fwd_bwd(x.detach(), w.detach(), targets, -1, torch.bfloat16,
+                                                        True, True, 4096, exp_logits=True)
+    ref_loss, ref_gx, ref_gw = reference_float64(x, w, targets)
+    assert grad_x.dtype == torch.float32 and grad_w.dtype == torch.float32
+    tol = REL_TOL[torch.bfloat16]
+    assert_rel_close(loss, ref_loss, tol, "loss")
+    assert_rel_close(grad_x, ref_gx, tol, "grad of x")
+    assert_rel_close(grad_w, ref_gw, tol, "grad of W")
