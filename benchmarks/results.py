@@ -15,6 +15,14 @@ from scaling import scaling_table
 
 HERE = Path(__file__).parent
 OP_RUNS = [
+    ("The step's plain GEMMs (session 17, run 121, the final code): PyTorch's call (`torch`) against "
+     "kernels/gemm.py's timed cuBLASLt choice (`fastgpt`; the choice and every candidate's timed median in "
+     "extra_info), each replayed alone in a CUDA graph. Within ~6% either way (the LM head's dX runs the "
+     "same kernel in both rows: 441 against 469 us is this table's noise); summed over a step the two are "
+     "equal here, where the graphed step itself ran 0.11-0.18 ms faster with the choices in four "
+     "alternating A/B sets (runs 113, 114, 119, 121)", "run121-gemm.json"),
+    ("The same benchmark in run 120, the choice timed without queueing each round behind a GPU sleep "
+     "(the host's launch then counted in a short GEMM's time)", "run120-gemm.json"),
     ("Fused LM head + cross-entropy (session 16, run 108): the exp-logits path (the default for bf16 on "
      "Hopper: the logits GEMM's Gluon epilogue writes exp(logits - the target's logit) and its row sums, "
      "no loss pass) beside the loss kernel's path, the chunk sizes, the GEMMs alone and the loss kernels",
@@ -64,21 +72,26 @@ OP_RUNS = [
     ("Embedding backward: the two designs that lost to PyTorch, a program per four table rows "
      "(run 50) and a program per sorted position (run 51)", "run51-embedding.json"),
 ]
-TRAIN_STEP_RUN = "run108-train_step"
-TRAIN_STEP_FOLLOWUP_RUN = "run37-train_step"
-TRAIN_STEP_FOLLOWUP_NOTE = """Run 37 (`results/runs/run37-train_step/`, session 8, another call on another H100 of the same
-kind): every configuration of the step, the eager reference and the graphed steps without the
-parameter copies included, before the embedding backward kernel (session 9). The plot below is
-drawn from run 108's table (`python benchmarks/plot_train_step.py
-benchmarks/results/runs/run108-train_step -o benchmarks/results/train_step.png`).
+TRAIN_STEP_RUN = "run118-train_step"
+TRAIN_STEP_FOLLOWUP_RUN = "run108-train_step"
+TRAIN_STEP_FOLLOWUP_NOTE = """Run 108 (`results/runs/run108-train_step/`, session 16, another H100 of the same kind): the
+previous table, before kernels/gemm.py's timed cuBLASLt algorithms (session 17). The step's
+machine-to-machine spread is as large as that change (-0.1 to -0.2 ms, measured in alternating
+processes on one machine: NOTES.md, session 17), so the two tables compare machines as much as
+code. The plot below is drawn from run 118's table (`python benchmarks/plot_train_step.py
+benchmarks/results/runs/run118-train_step -o benchmarks/results/train_step.png`).
 """
 # fastgpt's graphed steps against each compiled reference: the ratios the README states, computed.
 # *-adamwcopy-* is what fastgpt-train runs without gradient accumulation (since session 8).
 HEADLINE = (("triton-adamwcopy-cudagraph", "cuda-adamwcopy-cudagraph"),
             ("reference-compile", "reference-compile-cudagraphs"))
-README_TRAIN_STEP_LEAD = """Run 108 (`benchmarks/results/runs/run108-train_step/`): one device call on one H100, the headline
-configurations on the same GPU one after the other, with the MLP's two GELU GEMMs on the
-warp-specialised Gluon kernel (sessions 10-12; `triton-tritonmlp-adamwcopy-cudagraph` is the same
+README_TRAIN_STEP_LEAD = """Run 118 (`benchmarks/results/runs/run118-train_step/`): one device call on one H100, every
+configuration the issue lists (the eager reference, the reference with torch.compile and with its
+CUDA graphs, fastgpt's triton backend eager, with torch.compile and as fastgpt-train's graphed
+step, the cuda backend) on the same GPU one after the other. fastgpt's graphed steps run their
+plain GEMMs on the cuBLASLt algorithm timed fastest for each shape (kernels/gemm.py, session 17),
+the MLP's two GELU GEMMs on the warp-specialised Gluon kernel (sessions 10-12;
+`triton-tritonmlp-adamwcopy-cudagraph` is the same
 step with session 10's MLP), the token + position embedding in one pass whose backward sums the
 tied table's two gradients (session 14), the attention backward's qkv bias partials on the tensor
 cores with register caps on two attention tiles (session 15), and the LM head without its loss
@@ -88,6 +101,9 @@ pass: the logits GEMM's Gluon epilogue writes exp(logits - the target's logit) a
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run37-train_step", "Run 37 (one H100, session 8): every configuration of that time, the eager "
+     "reference and the graphed steps without the parameter copies included, before the embedding "
+     "backward kernel (session 9)."),
     ("run104-train_step", "Run 104 (one H100, session 16): the exp-logits LM head's first full table, "
      "before its epilogue in log2 units (run 105) and grad_x's row-scale kernel."),
     ("run107-train_step", "Run 107 (one H100, session 16): the headline pair, the reference first, with "
@@ -169,7 +185,7 @@ TRAIN_STEP_HISTORY = [
      "suite ran on the other; `cuda-cudagraph` then \"cublaslt_forward\"."),
 ]
 SCALING_RUN = "run44-scaling"
-CONVERGENCE_RUN = "run108-convergence.json"
+CONVERGENCE_RUN = "run115-convergence.json"
 SCALING_NOTE = """The val loss column is each run's own: 300 steps of 16k (1 GPU) or 32k (2 GPUs) tokens pass
 over Tiny Shakespeare's 304k training tokens 16 or 32 times, so the 2-GPU run overfits further.
 The loss check compares like with like: the 2-GPU run against one GPU trained on the same global
@@ -188,7 +204,7 @@ eager; `eager ms` is the plain do_bench median of the same callable. NOTES.md ha
 the log of variants.
 """
 
-TRAIN_STEP_NOTE = """`results/runs/run93-train_step/*.json`: one row per configuration, written by
+TRAIN_STEP_NOTE = """`results/runs/run118-train_step/*.json`: one row per configuration, written by
 bench_train_step.py as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100
 (torch 2.11.0+cu130, triton 3.6.0), one after the other; their pytest-benchmark JSONs are in
 `pytest/` beside them. `*-cudagraph` is the whole step replayed as one CUDA graph
@@ -212,9 +228,12 @@ kernels/mlp_gluon.py's warp-specialised kernel (MLPOptions' default on Hopper;
 `triton-tritonmlp-*` keeps session 10's Triton GEMM and cuBLAS dh + elementwise pass), and the
 loss's backward scales and casts its stored gradients in one pass each. Since run 93 the
 attention dQ kernel sums c_attn's bias partials on the tensor cores, and the autotuner's lists
-hold two attention tiles under register caps (maxnreg). The eager
-reference is GPU-bound; fastgpt's eager rows are host-bound (41-76 ms in runs 16-27) and not
-repeated here. Command per configuration:
+hold two attention tiles under register caps (maxnreg). Since run 104 the LM head writes
+exp(logits - the target's logit) from its GEMM's epilogue (no loss pass); since run 118 the graphed
+steps' plain GEMMs run on kernels/gemm.py's timed cuBLASLt choices. The eager reference is
+GPU-bound; fastgpt's eager rows (`triton`, and `triton-compile`, torch.compile without CUDA graphs)
+are host-bound: their Python and custom-op dispatch, not the GPU, set their time (41-76 ms in
+runs 16-27 and 116-118). Command per configuration:
 `FASTGPT_BENCH_OUT=DIR pytest "benchmarks/bench_train_step.py::test_train_step[CONFIG]" --benchmark-only`.
 """
 

@@ -81,7 +81,7 @@ import triton
 import triton.language as tl
 
 from fastgpt.backend import interpreter_mode
-from fastgpt.kernels import cross_entropy_gluon, mlp_gluon
+from fastgpt.kernels import cross_entropy_gluon, gemm, mlp_gluon
 
 # Two-pass path: the widest vocab block one program holds in registers, 32768 fp32 over 32 warps
 # is 32 values per thread (Liger's limit; wider blocks spill).
@@ -300,13 +300,12 @@ def chunk_rows(n_rows: int, vocab: int, itemsize: int) -> int:
 
 
 def _accumulate_grad_weight(grad_weight: torch.Tensor, dlogits: torch.Tensor, x_chunk: torch.Tensor,
-                            first: bool) -> None:
+                            first: bool, tuned: bool = False) -> None:
     """grad_weight (V, C, fp32) += dlogits^T @ x_chunk, without a V x C temporary on CUDA; the
     first chunk overwrites (beta = 0: the uninitialised buffer is never read, no zero-fill)."""
     beta = 0 if first else 1
     if grad_weight.is_cuda and dlogits.dtype in (torch.float16, torch.bfloat16):
-        torch.addmm(grad_weight, dlogits.t(), x_chunk, beta=beta, out_dtype=torch.float32,
-                    out=grad_weight)
+        gemm.matmul(dlogits.t(), x_chunk, out=grad_weight, beta=beta, out_dtype=torch.float32, tuned=tuned)
     elif dlogits.dtype == torch.float32:
         grad_weight.addmm_(dlogits.t(), x_chunk, beta=beta)
     elif first:   # CPU has no mixed-dtype addmm
@@ -338,7 +337,7 @@ def exp_logits_reference(x: torch.Tensor, weight: torch.Tensor, shift: torch.Ten
 
 
 def _exp_logits_chunks(xc, wc, targets, ignore_index, n_valid, loss_rows, grad_x, grad_w, logits_buffer,
-                       need_grad_x, need_grad_weight):
+                       need_grad_x, need_grad_weight, tuned_gemms):
     """linear_cross_entropy_fwd_bwd's chunks on the exp-logits path (the header's steps 1-5); its
     kernels read rows of unit column stride."""
     xc, wc = xc.contiguous(), wc.contiguous()
@@ -368,11 +367,11 @@ def _exp_logits_chunks(xc, wc, targets, ignore_index, n_valid, loss_rows, grad_x
                                            BLOCK_T=triton.next_power_of_2(n_tiles), BLOCK_C=block_c)
         if need_grad_x:     # (E @ W in fp32) * 1 / (S n_valid), rounded once into grad_x (PyTorch's
             # broadcast multiply with the cast took 17 us a chunk, run 104's profile)
-            product, out = _mm_fp32(e, wc), grad_x[start:end]
+            product, out = _mm_fp32(e, wc, tuned_gemms), grad_x[start:end]
             _scale_rows_kernel[(rows,)](product, product.stride(0), row_scale[start:end], out, out.stride(0), C,
                                         BLOCK_C=block_c)
         if need_grad_weight:
-            _accumulate_grad_weight(grad_w, e, x_scaled[:rows], first=start == 0)
+            _accumulate_grad_weight(grad_w, e, x_scaled[:rows], first=start == 0, tuned=tuned_gemms)
 
 
 @triton.jit
@@ -384,24 +383,26 @@ def _scale_rows_kernel(In, stride_in, Scale, Out, stride_out, C, BLOCK_C: tl.con
     tl.store(Out + row * stride_out + cols, (x * tl.load(Scale + row)).to(Out.dtype.element_ty), mask=cols < C)
 
 
-def _mm_fp32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _mm_fp32(a: torch.Tensor, b: torch.Tensor, tuned: bool = False) -> torch.Tensor:
     """a @ b accumulated and returned in fp32 (16-bit operands on CUDA read as they are)."""
     if a.is_cuda:
-        return torch.mm(a, b, out_dtype=torch.float32)
+        return gemm.matmul(a, b, out_dtype=torch.float32, tuned=tuned)
     return torch.mm(a.float(), b.float())
 
 
 def linear_cross_entropy_fwd_bwd(x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                                  ignore_index: int, compute_dtype: torch.dtype,
                                  need_grad_x: bool, need_grad_weight: bool, rows_per_chunk: int,
-                                 exp_logits: bool | None = None):
+                                 exp_logits: bool | None = None, tuned_gemms: bool = False):
     """Mean cross-entropy of x (N, C) @ weight (V, C)^T against targets (N,), and its gradients.
 
     The GEMMs run in compute_dtype (inputs are cast to it); the loss is accumulated in fp32.
     Returns (loss: 0-d fp32, grad_x: like x or empty, grad_weight: weight's shape in fp32 (the
     accumulator, cast by the backward's scale_gradient) or empty), the gradients being those of the
     loss itself (grad_output = 1). exp_logits: the exp-logits path (header; bf16 only), the loss
-    kernel's, or None: exp-logits where exp_logits_applies (with gradients).
+    kernel's, or None: exp-logits where exp_logits_applies (with gradients). tuned_gemms: the
+    exp path's dX and dW GEMMs on kernels/gemm.py's timed choices (for callers whose launches
+    are free), else PyTorch's calls.
     """
     n_rows, _ = x.shape
     vocab = weight.shape[0]
@@ -422,7 +423,7 @@ def linear_cross_entropy_fwd_bwd(x: torch.Tensor, weight: torch.Tensor, targets:
         exp_logits = compute_grad and exp_logits_applies(xc, wc)
     if exp_logits:
         _exp_logits_chunks(xc, wc, targets, ignore_index, n_valid, loss_rows, grad_x, grad_w, logits_buffer,
-                           need_grad_x, need_grad_weight)
+                           need_grad_x, need_grad_weight, tuned_gemms)
         return loss_rows.sum() / n_valid, grad_x, grad_w
     for start in range(0, n_rows, rows_per_chunk):
         end = min(start + rows_per_chunk, n_rows)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from fastgpt.backend import Op
-from fastgpt.ops.dispatch import call_custom_op
+from fastgpt.ops.dispatch import call_custom_op, launch_bound
 
 linear_cross_entropy = Op("linear_cross_entropy")
 
@@ -38,8 +38,11 @@ def _linear_cross_entropy_fwd_impl(x: torch.Tensor, weight: torch.Tensor, target
     from fastgpt.kernels.cross_entropy import linear_cross_entropy_fwd_bwd  # imports triton
 
     _check_target_range(targets, weight.shape[0], ignore_index)
+    # the gradients are computed here, in the forward (its thread sees replayed_steps()): the
+    # plain GEMMs on their timed choices where launches are free (kernels/gemm.py)
     return linear_cross_entropy_fwd_bwd(x, weight, targets, ignore_index, compute_dtype,
-                                        need_grad_x, need_grad_weight, rows_per_chunk)
+                                        need_grad_x, need_grad_weight, rows_per_chunk,
+                                        tuned_gemms=not launch_bound())
 
 
 _linear_cross_entropy_fwd = torch.library.custom_op("fastgpt::linear_cross_entropy_fwd", mutates_args=())(

@@ -1,7 +1,8 @@
 """A linear layer y = x W^T + b whose bias gradient is a Triton column sum (kernels/linear.py).
 
 The GEMMs stay cuBLAS (forward with the bias in its epilogue, both backward GEMMs as autograd
-would run them); what changes is dbias = dy.sum(0), which PyTorch runs as a generic reduction
+would run them), each on the algorithm kernels/gemm.py timed fastest for its shape; what changes
+is dbias = dy.sum(0), which PyTorch runs as a generic reduction
 well under the copy bandwidth (see kernels/linear.py). FusedCausalSelfAttention's c_attn and
 c_proj go through it, and the MLP's c_proj bias gradient uses the same kernel.
 
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from fastgpt.backend import Op
+from fastgpt.kernels import gemm
 from fastgpt.ops.autocast import autocast_inputs
 from fastgpt.ops.dispatch import call_custom_op, launch_bound
 
@@ -122,14 +124,18 @@ class _LinearFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        return F.linear(x, weight, bias)        # cuBLAS, the bias in the GEMM's epilogue
+        # cuBLAS, the bias in the GEMM's epilogue, the algorithm timed per shape (kernels/gemm.py)
+        # (linear_triton applies this Function only where launches are free: tuned GEMMs too)
+        return gemm.matmul(x.reshape(-1, x.shape[-1]), weight.t(), bias,
+                           tuned=True).view(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
     def backward(ctx, dy):
         x, weight = ctx.saved_tensors
         dy2 = dy.reshape(-1, dy.shape[-1])
-        dx = torch.mm(dy2, weight).view(x.shape) if ctx.needs_input_grad[0] else None
-        dweight = torch.mm(dy2.t(), x.reshape(-1, x.shape[-1])) if ctx.needs_input_grad[1] else None
+        dx = gemm.matmul(dy2, weight, tuned=True).view(x.shape) if ctx.needs_input_grad[0] else None
+        dweight = (gemm.matmul(dy2.t(), x.reshape(-1, x.shape[-1]), tuned=True) if ctx.needs_input_grad[1]
+                   else None)
         # linear_triton applies this Function only where launches are free: the kernel
         dbias = bias_grad(dy2, weight.dtype, kernel=True) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return dx, dweight, dbias

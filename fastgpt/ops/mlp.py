@@ -35,6 +35,8 @@ Which GEMMs run where (`MLPOptions`; benchmarks/bench_mlp.py times every choice 
   dx = dpre W_fc                              cuBLAS ("torch", default) or Triton
   dW_proj, dW_fc (K = M tokens, small output) cuBLAS ("torch", default), Triton ("triton"), or
                                               Triton with h recomputed from pre in the prologue
+  ("torch" is cuBLAS through kernels/gemm.py: PyTorch's call or a cuBLASLt algorithm, whichever
+  the first call timed the faster for the shape)
   db_proj = dy.sum(0), db_fc from fp32 partial column sums in dpre's pass ("fused") or dpre.sum(0)
 Measured at GPT-2's step shapes (16384 tokens, H100, benchmarks/NOTES.md session 11): the Gluon
 fc forward ~160 us against ~195 for the Triton GEMM (cuBLAS's plain GEMM: ~119); the Gluon dpre
@@ -87,6 +89,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastgpt.backend import Op
+from fastgpt.kernels import gemm
 from fastgpt.ops.dispatch import absent, call_custom_op, launch_bound
 from fastgpt.ops.linear import bias_grad as linear_bias_grad
 from fastgpt.ops.linear import bias_grad_reference, check_linear
@@ -256,10 +259,11 @@ def _(x, weight, bias, save_pre, schedule, fc="triton"):
     return out, torch.empty_like(out) if save_pre else absent(x)
 
 
-def _matmul(a, b, backend: str, schedule: str) -> torch.Tensor:
-    """a @ b for the plain GEMMs of the backward, on the kernel MLPOptions picked."""
+def _matmul(a, b, backend: str, schedule: str, tuned: bool = False) -> torch.Tensor:
+    """a @ b for the plain GEMMs of the backward, on the kernel MLPOptions picked ("torch": cuBLAS,
+    on the algorithm timed per shape where launches are free, kernels/gemm.py)."""
     if backend == "torch":
-        return torch.mm(a, b)
+        return gemm.matmul(a, b, tuned=tuned)
     from fastgpt.kernels import mlp as kernels
     return kernels.matmul(a, b, schedule=schedule)
 
@@ -289,7 +293,7 @@ def _mlp_fwd_impl(x: torch.Tensor, fc_weight: torch.Tensor, fc_bias: Optional[to
     from fastgpt.kernels import mlp as kernels
     h, pre = kernels.linear_gelu(x, fc_weight, fc_bias, store_pre=save_pre, schedule=schedule, kernel=fc)
     y = (kernels.linear(h, proj_weight, proj_bias, schedule=schedule) if proj == "triton"
-         else F.linear(h, proj_weight, proj_bias))
+         else gemm.matmul(h, proj_weight.t(), proj_bias, tuned=not launch_bound()))
     return y, pre if pre is not None else absent(x), h if save_gelu else absent(x)
 
 
@@ -305,14 +309,17 @@ def _(x, fc_weight, fc_bias, proj_weight, proj_bias, save_pre, save_gelu, proj, 
 
 def _mlp_bwd_impl(dy: torch.Tensor, x: torch.Tensor, fc_weight: torch.Tensor, proj_weight: torch.Tensor,
              pre: torch.Tensor, saved_gelu: torch.Tensor, has_fc_bias: bool, has_proj_bias: bool,
-             gelu_grad: str, dgrad: str, wgrad: str, bias_grad: str, schedule: str, proj_bias_kernel: bool
+             gelu_grad: str, dgrad: str, wgrad: str, bias_grad: str, schedule: str, launches_free: bool
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    # launches_free: not launch_bound() in the forward (the backward's thread cannot ask): the
+    # c_proj bias gradient by the column-sum kernel, the plain GEMMs on their timed choices
     from fastgpt.kernels import mlp as kernels
     have_h = saved_gelu.numel() > 0
     flags = dict(store_gelu=not have_h and wgrad != "recompute", bias_grad=has_fc_bias and bias_grad == "fused",
                  bias_dtype=x.dtype)   # the partials summed straight into the bias's dtype: no cast kernel
     if gelu_grad == "cublas":    # dh by cuBLAS, then one pass: dpre (over dh), h, db_fc partials
-        dpre, h, dfc_bias = kernels.gelu_bwd(torch.mm(dy, proj_weight), pre, overwrite_dh=True, **flags)
+        dpre, h, dfc_bias = kernels.gelu_bwd(gemm.matmul(dy, proj_weight, tuned=launches_free), pre,
+                                             overwrite_dh=True, **flags)
     else:
         dpre, h, dfc_bias = kernels.matmul_gelu_grad(dy, proj_weight, pre, schedule=schedule,
                                                      kernel="gluon" if gelu_grad == "gluon" else "triton", **flags)
@@ -321,21 +328,21 @@ def _mlp_bwd_impl(dy: torch.Tensor, x: torch.Tensor, fc_weight: torch.Tensor, pr
     if wgrad == "recompute" and not have_h:
         dproj_weight = kernels.matmul(dy.t(), pre, prologue_gelu=True, schedule=schedule)
     else:
-        dproj_weight = _matmul(dy.t(), h, "torch" if wgrad == "torch" else "triton", schedule)
+        dproj_weight = _matmul(dy.t(), h, "torch" if wgrad == "torch" else "triton", schedule, launches_free)
     del h
-    dx = _matmul(dpre, fc_weight, dgrad, schedule)
-    dfc_weight = _matmul(dpre.t(), x, "torch" if wgrad == "torch" else "triton", schedule)
+    dx = _matmul(dpre, fc_weight, dgrad, schedule, launches_free)
+    dfc_weight = _matmul(dpre.t(), x, "torch" if wgrad == "torch" else "triton", schedule, launches_free)
     if has_fc_bias and dfc_bias is None:    # the kernels' sums come in x's dtype already
         dfc_bias = bias_grad_reference(dpre, x.dtype)
     return (dx, dfc_weight, dfc_bias if has_fc_bias else absent(x), dproj_weight,
-            linear_bias_grad(dy, x.dtype, proj_bias_kernel) if has_proj_bias else absent(x))
+            linear_bias_grad(dy, x.dtype, launches_free) if has_proj_bias else absent(x))
 
 
 _mlp_bwd = torch.library.custom_op("fastgpt::mlp_bwd", mutates_args=())(_mlp_bwd_impl)
 
 @_mlp_bwd.register_fake
 def _(dy, x, fc_weight, proj_weight, pre, saved_gelu, has_fc_bias, has_proj_bias, gelu_grad, dgrad, wgrad,
-      bias_grad, schedule, proj_bias_kernel):
+      bias_grad, schedule, launches_free):
     return (torch.empty_like(x), torch.empty_like(fc_weight),
             x.new_empty(fc_weight.shape[0]) if has_fc_bias else absent(x),
             torch.empty_like(proj_weight),
@@ -377,7 +384,7 @@ class _MLPFunction(torch.autograd.Function):
         ctx.save_for_backward(x2d, fc_weight, proj_weight, pre, saved_gelu)
         ctx.has_biases, ctx.options = (fc_bias is not None, proj_bias is not None), options
         # decided here: the backward runs on autograd's device thread, blind to replayed_steps()
-        ctx.proj_bias_kernel = not launch_bound()
+        ctx.launches_free = not launch_bound()
         return y.view(*x.shape[:-1], proj_weight.shape[0])
 
     @staticmethod
@@ -386,7 +393,7 @@ class _MLPFunction(torch.autograd.Function):
         o = ctx.options
         dx, dfc_w, dfc_b, dproj_w, dproj_b = call_custom_op(_mlp_bwd, _mlp_bwd_impl,
             _rows(dy), x2d, fc_weight, proj_weight, pre, saved_gelu, *ctx.has_biases,
-            o.gelu_grad, o.dgrad, o.wgrad, o.bias_grad, o.schedule, ctx.proj_bias_kernel)
+            o.gelu_grad, o.dgrad, o.wgrad, o.bias_grad, o.schedule, ctx.launches_free)
         has_fc_bias, has_proj_bias = ctx.has_biases
         return (dx.view(*dy.shape[:-1], x2d.shape[1]), dfc_w, dfc_b if has_fc_bias else None,
                 dproj_w, dproj_b if has_proj_bias else None, None, None)
@@ -448,7 +455,7 @@ class _CudaLinearGeluFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias):
         x2d = _rows(x)
         bias_t = _bias_or_zeros(bias, weight)
-        a = torch.mm(x2d, weight.t())                       # (M, N), no bias
+        a = gemm.matmul(x2d, weight.t())                       # (M, N), no bias
         h = call_custom_op(_bias_gelu_fwd, _bias_gelu_fwd_impl, a, bias_t)
         ctx.save_for_backward(x2d, weight, a, bias_t)
         ctx.has_bias = bias is not None
@@ -458,8 +465,8 @@ class _CudaLinearGeluFunction(torch.autograd.Function):
     def backward(ctx, dh):
         x2d, weight, a, bias_t = ctx.saved_tensors
         da, dbias = call_custom_op(_bias_gelu_bwd, _bias_gelu_bwd_impl, _rows(dh), a, bias_t)
-        dx = torch.mm(da, weight).view(*dh.shape[:-1], x2d.shape[1])
-        return dx, torch.mm(da.t(), x2d), dbias if ctx.has_bias else None
+        dx = gemm.matmul(da, weight).view(*dh.shape[:-1], x2d.shape[1])
+        return dx, gemm.matmul(da.t(), x2d), dbias if ctx.has_bias else None
 
 
 class _CudaMLPFunction(torch.autograd.Function):
@@ -467,9 +474,9 @@ class _CudaMLPFunction(torch.autograd.Function):
     def forward(ctx, x, fc_weight, fc_bias, proj_weight, proj_bias):
         x2d = _rows(x)
         fc_bias_t = _bias_or_zeros(fc_bias, fc_weight)
-        a = torch.mm(x2d, fc_weight.t())                    # (M, H): kept, as the triton path's pre
+        a = gemm.matmul(x2d, fc_weight.t())                    # (M, H): kept, as the triton path's pre
         h = call_custom_op(_bias_gelu_fwd, _bias_gelu_fwd_impl, a, fc_bias_t)
-        y = F.linear(h, proj_weight, proj_bias)
+        y = gemm.matmul(h, proj_weight.t(), proj_bias)
         ctx.save_for_backward(x2d, fc_weight, fc_bias_t, proj_weight, a)
         ctx.has_biases = (fc_bias is not None, proj_bias is not None)
         return y.view(*x.shape[:-1], proj_weight.shape[0])
@@ -479,13 +486,13 @@ class _CudaMLPFunction(torch.autograd.Function):
         x2d, fc_weight, fc_bias_t, proj_weight, a = ctx.saved_tensors
         dy2d = _rows(dy)
         h = call_custom_op(_bias_gelu_fwd, _bias_gelu_fwd_impl, a, fc_bias_t)   # recomputed, not saved
-        dproj_w = torch.mm(dy2d.t(), h)
+        dproj_w = gemm.matmul(dy2d.t(), h)
         del h
         da, dfc_b = call_custom_op(_bias_gelu_bwd, _bias_gelu_bwd_impl,
-                                   torch.mm(dy2d, proj_weight), a, fc_bias_t)
-        dx = torch.mm(da, fc_weight).view(*dy.shape[:-1], x2d.shape[1])
+                                   gemm.matmul(dy2d, proj_weight), a, fc_bias_t)
+        dx = gemm.matmul(da, fc_weight).view(*dy.shape[:-1], x2d.shape[1])
         has_fc_bias, has_proj_bias = ctx.has_biases
-        return (dx, torch.mm(da.t(), x2d), dfc_b if has_fc_bias else None, dproj_w,
+        return (dx, gemm.matmul(da.t(), x2d), dfc_b if has_fc_bias else None, dproj_w,
                 bias_grad_reference(dy2d, dy.dtype) if has_proj_bias else None)
 
 
@@ -517,12 +524,13 @@ class _CudaLtMLPFunction(torch.autograd.Function):
                                "without it")
         x2d = _rows(x).contiguous()
         h, pre = ext.linear_bias_gelu(x2d, fc_weight, _bias_or_zeros(fc_bias, fc_weight))
-        y = F.linear(h, proj_weight, proj_bias)
+        # decided here: the backward runs on autograd's device thread, blind to replayed_steps();
+        # where launches are free, the bias-gradient kernel and the plain GEMMs' timed choices
+        ctx.bias_kernel = not launch_bound()
+        y = gemm.matmul(h, proj_weight.t(), proj_bias, tuned=ctx.bias_kernel)
         ctx.save_for_backward(x2d, fc_weight, proj_weight, h, pre)
         ctx.has_biases = (fc_bias is not None, proj_bias is not None)
         ctx.backward_kind = backward
-        # decided here: the backward runs on autograd's device thread, blind to replayed_steps()
-        ctx.bias_kernel = not launch_bound()
         return y.view(*x.shape[:-1], proj_weight.shape[0])
 
     @staticmethod
@@ -534,11 +542,11 @@ class _CudaLtMLPFunction(torch.autograd.Function):
             dproj_w, dproj_b = _extension().weight_grad_bias_grad(dy2d, h)           # (C, H), db_proj
         else:   # no c_proj bias (GPT's blocks leave it to the next add+LayerNorm): the plain GEMM,
             # 0.436 ms against BGRADB's 0.489 (run 22)
-            dproj_w = torch.mm(dy2d.t(), h)
+            dproj_w = gemm.matmul(dy2d.t(), h, tuned=ctx.bias_kernel)
             dproj_b = bias_grad_reference(dy2d, dy.dtype) if has_proj_bias else None
         if ctx.backward_kind == "passes":
             # the extension's GELU-backward pass over pre (the bias is in it: a zero bias)
-            dpre, dfc_b = call_custom_op(_bias_gelu_bwd, _bias_gelu_bwd_impl, torch.mm(dy2d, proj_weight), pre,
+            dpre, dfc_b = call_custom_op(_bias_gelu_bwd, _bias_gelu_bwd_impl, gemm.matmul(dy2d, proj_weight, tuned=ctx.bias_kernel), pre,
                                          pre.new_zeros(pre.shape[1]))
         else:
             ext = _extension()
@@ -547,8 +555,8 @@ class _CudaLtMLPFunction(torch.autograd.Function):
             else:
                 dpre = ext.matmul_gelu_grad(dy2d, proj_weight, pre)                  # (M, H)
                 dfc_b = linear_bias_grad(dpre, dy.dtype, ctx.bias_kernel) if has_fc_bias else None
-        dx = torch.mm(dpre, fc_weight).view(*dy.shape[:-1], x2d.shape[1])
-        return (dx, torch.mm(dpre.t(), x2d), dfc_b if has_fc_bias else None, dproj_w,
+        dx = gemm.matmul(dpre, fc_weight, tuned=ctx.bias_kernel).view(*dy.shape[:-1], x2d.shape[1])
+        return (dx, gemm.matmul(dpre.t(), x2d, tuned=ctx.bias_kernel), dfc_b if has_fc_bias else None, dproj_w,
                 dproj_b if has_proj_bias else None, None)
 
 
