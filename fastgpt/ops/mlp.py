@@ -455,7 +455,7 @@ class _CudaLinearGeluFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias):
         x2d = _rows(x)
         bias_t = _bias_or_zeros(bias, weight)
-        a = gemm.matmul(x2d, weight.t())                       # (M, N), no bias
+        a = torch.mm(x2d, weight.t())                       # (M, N), no bias
         h = call_custom_op(_bias_gelu_fwd, _bias_gelu_fwd_impl, a, bias_t)
         ctx.save_for_backward(x2d, weight, a, bias_t)
         ctx.has_bias = bias is not None
@@ -465,8 +465,8 @@ class _CudaLinearGeluFunction(torch.autograd.Function):
     def backward(ctx, dh):
         x2d, weight, a, bias_t = ctx.saved_tensors
         da, dbias = call_custom_op(_bias_gelu_bwd, _bias_gelu_bwd_impl, _rows(dh), a, bias_t)
-        dx = gemm.matmul(da, weight).view(*dh.shape[:-1], x2d.shape[1])
-        return dx, gemm.matmul(da.t(), x2d), dbias if ctx.has_bias else None
+        dx = torch.mm(da, weight).view(*dh.shape[:-1], x2d.shape[1])
+        return dx, torch.mm(da.t(), x2d), dbias if ctx.has_bias else None
 
 
 class _CudaMLPFunction(torch.autograd.Function):
@@ -474,9 +474,9 @@ class _CudaMLPFunction(torch.autograd.Function):
     def forward(ctx, x, fc_weight, fc_bias, proj_weight, proj_bias):
         x2d = _rows(x)
         fc_bias_t = _bias_or_zeros(fc_bias, fc_weight)
-        a = gemm.matmul(x2d, fc_weight.t())                    # (M, H): kept, as the triton path's pre
+        a = torch.mm(x2d, fc_weight.t())                    # (M, H): kept, as the triton path's pre
         h = call_custom_op(_bias_gelu_fwd, _bias_gelu_fwd_impl, a, fc_bias_t)
-        y = gemm.matmul(h, proj_weight.t(), proj_bias)
+        y = F.linear(h, proj_weight, proj_bias)
         ctx.save_for_backward(x2d, fc_weight, fc_bias_t, proj_weight, a)
         ctx.has_biases = (fc_bias is not None, proj_bias is not None)
         return y.view(*x.shape[:-1], proj_weight.shape[0])
@@ -486,13 +486,13 @@ class _CudaMLPFunction(torch.autograd.Function):
         x2d, fc_weight, fc_bias_t, proj_weight, a = ctx.saved_tensors
         dy2d = _rows(dy)
         h = call_custom_op(_bias_gelu_fwd, _bias_gelu_fwd_impl, a, fc_bias_t)   # recomputed, not saved
-        dproj_w = gemm.matmul(dy2d.t(), h)
+        dproj_w = torch.mm(dy2d.t(), h)
         del h
         da, dfc_b = call_custom_op(_bias_gelu_bwd, _bias_gelu_bwd_impl,
-                                   gemm.matmul(dy2d, proj_weight), a, fc_bias_t)
-        dx = gemm.matmul(da, fc_weight).view(*dy.shape[:-1], x2d.shape[1])
+                                   torch.mm(dy2d, proj_weight), a, fc_bias_t)
+        dx = torch.mm(da, fc_weight).view(*dy.shape[:-1], x2d.shape[1])
         has_fc_bias, has_proj_bias = ctx.has_biases
-        return (dx, gemm.matmul(da.t(), x2d), dfc_b if has_fc_bias else None, dproj_w,
+        return (dx, torch.mm(da.t(), x2d), dfc_b if has_fc_bias else None, dproj_w,
                 bias_grad_reference(dy2d, dy.dtype) if has_proj_bias else None)
 
 
