@@ -75,23 +75,29 @@ NVCC_FLAGS = ["-O3", "--use_fast_math", "-lineinfo"]
 DEFAULT_ARCH_LIST = "8.0;9.0"
 
 
-def cublaslt_build_flags(cuda_home: str | None) -> tuple[list[str], list[str]]:
-    """(include folders, linker flags) for the cuBLASLt half of csrc/fastgpt/mlp.cu: the
-    nvidia-cublas wheel torch's CUDA builds depend on first (the header and library torch runs
-    with), else the CUDA toolkit's; ([], []) when neither has cublasLt.h, and mlp.cu then builds
-    without those GEMMs (fastgpt._C.gemm_epilogues is False)."""
-    candidates = []
+def cublaslt_installs(cuda_home: str | None) -> list[tuple[Path | None, Path]]:
+    """(include folder or None when it has no cublasLt.h, library) of each cuBLASLt found: the
+    nvidia-cublas wheels torch's CUDA builds depend on first, then the CUDA toolkit's. Used by the
+    build below and by kernels/gemm.py, which loads the library."""
+    installs = []
     spec = importlib.util.find_spec("nvidia")
-    for root in (spec.submodule_search_locations or []) if spec is not None else []:
-        for header in sorted(Path(root).glob("*/include/cublasLt.h")):
-            libs = sorted(header.parent.parent.glob("lib/libcublasLt.so*"))
-            if libs:
-                candidates.append((header.parent, libs[0]))
+    roots = [Path(root) for root in (spec.submodule_search_locations or [])] if spec is not None else []
+    dirs = [(package / "include", package / "lib") for root in roots for package in sorted(root.glob("*"))]
     if cuda_home is not None:
-        home = Path(cuda_home)
-        libs = sorted((home / "lib64").glob("libcublasLt.so*"))
-        if (home / "include" / "cublasLt.h").is_file() and libs:
-            candidates.append((home / "include", libs[0]))
+        dirs.append((Path(cuda_home) / "include", Path(cuda_home) / "lib64"))
+    for include, lib in dirs:
+        libs = sorted(lib.glob("libcublasLt.so*"))
+        if libs:
+            installs.append((include if (include / "cublasLt.h").is_file() else None, libs[0]))
+    return installs
+
+
+def cublaslt_build_flags(cuda_home: str | None) -> tuple[list[str], list[str]]:
+    """(include folders, linker flags) for the cuBLASLt half of csrc/fastgpt/mlp.cu: the first of
+    cublaslt_installs with its header (the wheel's: the header and library torch runs with, else
+    the CUDA toolkit's); ([], []) when none has cublasLt.h, and mlp.cu then builds without those
+    GEMMs (fastgpt._C.gemm_epilogues is False)."""
+    candidates = [(include, library) for include, library in cublaslt_installs(cuda_home) if include is not None]
     if not candidates:
         return [], []
     include, library = candidates[0]

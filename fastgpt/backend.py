@@ -70,6 +70,15 @@ def interpreter_mode() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+def autotuning() -> bool:
+    """False when FASTGPT_AUTOTUNE=0: every autotuned kernel then runs one pinned configuration.
+
+    For test runs on a GPU: each test shape would otherwise compile and time every configuration
+    (minutes over the suite) to check results that do not depend on the tile. Read when a kernel
+    family is imported, like TRITON_INTERPRET."""
+    return os.environ.get("FASTGPT_AUTOTUNE", "1") not in ("0", "")
+
+
 def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 

@@ -4,13 +4,12 @@ dbias / dx_bias, the linear family's and the MLP's bias gradients, the attention
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 import triton
 import triton.language as tl
 
-from fastgpt.backend import interpreter_mode
+from fastgpt.backend import autotuning, interpreter_mode
 
 
 @triton.jit
@@ -102,15 +101,6 @@ def tma_row_major(t: torch.Tensor) -> bool:
     column stride, 16-byte aligned base and row stride."""
     return (t.dim() == 2 and t.stride(1) == 1 and t.data_ptr() % 16 == 0
             and (t.stride(0) * t.element_size()) % 16 == 0)
-
-
-def autotuning() -> bool:
-    """False when FASTGPT_AUTOTUNE=0: every autotuned kernel then runs one pinned configuration.
-
-    For test runs on a GPU: each test shape would otherwise compile and time every configuration
-    (minutes over the suite) to check results that do not depend on the tile. Read when a kernel
-    family is imported, like TRITON_INTERPRET."""
-    return os.environ.get("FASTGPT_AUTOTUNE", "1") not in ("0", "")
 
 
 def tuning_configs(configs: list, pinned, interpreter) -> list:

@@ -37,13 +37,15 @@ Launcher (tensor in, tensor out):
 from __future__ import annotations
 
 import ctypes
-import glob
 import os
 import statistics
 import threading
 from dataclasses import dataclass
 
 import torch
+
+from fastgpt import _cuda
+from fastgpt.backend import autotuning
 
 # cuBLASLt's enum values (cublasLt.h, cublas_api.h, library_types.h; stable since CUDA 11)
 _COMPUTE_32F = 68
@@ -75,26 +77,14 @@ class _Heuristic(ctypes.Structure):             # cublasLtMatmulHeuristicResult_
 def enabled() -> bool:
     """Whether matmul may use cuBLASLt: off under FASTGPT_CUBLASLT=0 (PyTorch's call everywhere,
     for comparisons) and FASTGPT_AUTOTUNE=0 (no timing anywhere: GPU test runs)."""
-    # read like kernels/common.autotuning (not imported: this module does not need triton)
-    return (os.environ.get("FASTGPT_CUBLASLT", "1") not in ("0", "")
-            and os.environ.get("FASTGPT_AUTOTUNE", "1") not in ("0", ""))
+    return os.environ.get("FASTGPT_CUBLASLT", "1") not in ("0", "") and autotuning()
 
 
 def _library_paths() -> list[str]:
     """The cuBLASLt library: the soname torch's CUDA build links (already loaded with torch, so
-    this is the same library), then the nvidia-cublas wheel's, then the CUDA toolkit's."""
-    paths = []
-    if torch.version.cuda:
-        paths.append(f"libcublasLt.so.{torch.version.cuda.split('.')[0]}")
-    try:
-        import nvidia
-        for root in nvidia.__path__:
-            paths += sorted(glob.glob(os.path.join(root, "*", "lib", "libcublasLt.so*")))
-    except ImportError:
-        pass
-    if os.environ.get("CUDA_HOME"):
-        paths += sorted(glob.glob(os.path.join(os.environ["CUDA_HOME"], "lib64", "libcublasLt.so*")))
-    return paths
+    this is the same library), then where the extension's build looks (fastgpt._cuda)."""
+    soname = [f"libcublasLt.so.{torch.version.cuda.split('.')[0]}"] if torch.version.cuda else []
+    return soname + [str(library) for _, library in _cuda.cublaslt_installs(os.environ.get("CUDA_HOME"))]
 
 
 class _CublasLt:
@@ -267,6 +257,16 @@ def _make_problem(lt: _CublasLt, a, b, out_ld, bias_type, out_dtype, align) -> _
     return _Problem(desc, tuple(layouts), [r.algo for r in usable], [r.workspace_size for r in usable])
 
 
+def _problem(lt: _CublasLt, a, b, bias, out, beta, out_dtype) -> _Problem:
+    """These operands' problem from the process's table, made (descriptors, candidates) at first."""
+    key = _key(a, b, bias, out, beta, out_dtype)
+    if key not in _state.problems:
+        out_ld = b.shape[1] if out is None else out.stride(0)
+        _state.problems[key] = _make_problem(lt, a, b, out_ld, None if bias is None else _CUDA_TYPES[bias.dtype],
+                                             out_dtype, key[-1])
+    return _state.problems[key]
+
+
 def _workspace(device: torch.device, stream: int, nbytes: int) -> torch.Tensor:
     """A workspace of at least nbytes for cuBLASLt on (device, stream) (GEMMs on two streams must
     not share one), grown only to what the chosen algorithms need (most need none). A replaced
@@ -375,14 +375,8 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, o
     lt = _state.library()
     if lt is None:
         return _torch_matmul(a, b, bias, out, beta, out_dtype)
-    key = _key(a, b, bias, out, beta, out_dtype)
-    out_ld, align = (b.shape[1] if out is None else out.stride(0)), key[-1]
     with _state.lock:
-        problem = _state.problems.get(key)
-        if problem is None:
-            problem = _make_problem(lt, a, b, out_ld, None if bias is None else _CUDA_TYPES[bias.dtype],
-                                    out_dtype, align)
-            _state.problems[key] = problem
+        problem = _problem(lt, a, b, bias, out, beta, out_dtype)
         if out is None:
             out = torch.empty(a.shape[0], b.shape[1], dtype=out_dtype, device=a.device)
         index = algorithm
@@ -400,10 +394,11 @@ def candidates(a, b, bias=None, out=None, beta=0.0, out_dtype=None) -> int:
     """How many cuBLASLt algorithms matmul may choose among for these operands (0 where cuBLASLt
     does not apply or is not found). For tests: each is checked against PyTorch's result."""
     out_dtype = out_dtype or (out.dtype if out is not None else a.dtype)
-    if not _applies(a, b, bias, out, beta, out_dtype) or _state.library() is None:
+    lt = _state.library() if _applies(a, b, bias, out, beta, out_dtype) else None
+    if lt is None:
         return 0
-    matmul(a, b, bias, out, beta, out_dtype, algorithm=-1)      # makes the problem's descriptors
-    return len(_state.problems[_key(a, b, bias, out, beta, out_dtype)].algos)
+    with _state.lock:
+        return len(_problem(lt, a, b, bias, out, beta, out_dtype).algos)
 
 
 def tuned_problems() -> list[dict]:

@@ -223,3 +223,22 @@ def test_gpt_step_with_timed_choices_matches_pytorch_calls(monkeypatch):
     assert abs(loss_lt.item() - loss_torch.item()) < 1e-3 * abs(loss_torch.item())
     for (name, _), g_lt, g_torch in zip(model.named_parameters(), grads_lt, grads_torch):
         assert_rel_close(g_lt, g_torch, BF16_TOL, name)
+
+
+def test_library_search_is_the_extension_builds_after_torchs_soname(tmp_path, monkeypatch):
+    """gemm loads the soname torch links first, then each library fastgpt._cuda's search finds, a
+    wheel without the header included (loading needs no header, the build does)."""
+    import sys
+    from fastgpt import _cuda
+    lib = tmp_path / "site" / "nvidia" / "cublaslib" / "lib"
+    lib.mkdir(parents=True)
+    (lib / "libcublasLt.so.13").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "nvidia", raising=False)
+    assert (None, lib / "libcublasLt.so.13") in _cuda.cublaslt_installs(None)
+    includes, flags = _cuda.cublaslt_build_flags(None)
+    assert not any(str(lib) in flag for flag in includes + flags)   # no header: not for the build
+    paths = gemm._library_paths()
+    assert str(lib / "libcublasLt.so.13") in paths
+    if torch.version.cuda:
+        assert paths[0] == f"libcublasLt.so.{torch.version.cuda.split('.')[0]}"
