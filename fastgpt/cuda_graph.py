@@ -50,6 +50,7 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 
+from fastgpt import graph_memsets
 from fastgpt.distributed import all_reduce_gradients, average_in_fp32
 from fastgpt.ops.adamw import step_with_copies
 from fastgpt.ops.autocast import ParameterCopies, cast_once_forward
@@ -84,6 +85,19 @@ def _release_generator(device: torch.device) -> None:
     index = device.index if device.index is not None else torch.cuda.current_device()
     generator = torch.cuda.default_generators[index]
     generator.graphsafe_set_state(generator.clone_state())
+
+
+def _rewrite_memsets(graph: torch.cuda.CUDAGraph, device: torch.device) -> int:
+    """fastgpt.graph_memsets.rewrite on a graph kept uninstantiated; how many memsets it replaced.
+    Should the driver refuse an edit, the graph is replayed as it stands (each replacement adds the
+    kernel and its edges before removing the memset, so every state of the graph zeroes the same
+    words in the same order) and a warning says why."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    try:
+        return graph_memsets.rewrite(graph.raw_cuda_graph(), index)
+    except (OSError, RuntimeError, AttributeError) as err:
+        warnings.warn(f"the captured step keeps its memset nodes ({err})", RuntimeWarning, stacklevel=3)
+        return 0
 
 
 class GraphedTrainStep:
@@ -131,6 +145,7 @@ class GraphedTrainStep:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.loss: torch.Tensor | None = None     # the graph's output
         self.capture_error: str | None = None     # why the capture failed (then steps stay eager)
+        self.memsets_rewritten = 0                # memset nodes made kernel nodes (fastgpt.graph_memsets)
         self.steps = 0
 
     @staticmethod
@@ -237,7 +252,8 @@ class GraphedTrainStep:
         """Record the step; if something in it cannot be captured, say so once and stay eager
         (nothing ran during the capture, so the model and optimizer are as they were)."""
         self._zero_grad()                 # the backward allocates the gradients in the graph's pool
-        graph = torch.cuda.CUDAGraph()
+        edit = graph_memsets.enabled() and graph_memsets.supported()
+        graph = torch.cuda.CUDAGraph(keep_graph=True) if edit else torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
                 loss = self._forward_backward()
@@ -248,4 +264,7 @@ class GraphedTrainStep:
             warnings.warn(f"could not capture the training step as a CUDA graph ({self.capture_error}); "
                           "training continues without it", RuntimeWarning, stacklevel=3)
             return
+        if edit:    # cuBLAS's small memsets as kernel nodes, then the instantiation capture_end left
+            self.memsets_rewritten = _rewrite_memsets(graph, self.lr.device)
+            graph.instantiate()
         self.graph, self.loss = graph, loss
