@@ -94,7 +94,8 @@ def _rewrite_memsets(graph: torch.cuda.CUDAGraph, device: torch.device) -> int:
     words in the same order) and a warning says why."""
     index = device.index if device.index is not None else torch.cuda.current_device()
     try:
-        return graph_memsets.rewrite(graph.raw_cuda_graph(), index)
+        hoist_past = graph_memsets.fastgpt_kernel_names() if graph_memsets.hoisting() else frozenset()
+        return graph_memsets.rewrite(graph.raw_cuda_graph(), index, hoist_past, graph_memsets.reusable_ranges(index))
     except (OSError, RuntimeError, AttributeError) as err:
         warnings.warn(f"the captured step keeps its memset nodes ({err})", RuntimeWarning, stacklevel=3)
         return 0

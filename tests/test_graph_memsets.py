@@ -76,8 +76,9 @@ def test_rewritten_graph_replays_the_captured_work():
 
 @requires_cuda
 def test_graphed_step_trains_the_same_with_its_memsets_rewritten(monkeypatch):
-    """The graphed training step (triton backend, parameter copies) over five steps, with and without
-    the rewrite: bitwise the same losses (the same kernels on the same data; only the zeroing differs)."""
+    """The graphed training step (triton backend, parameter copies) over five steps with the rewrite
+    (fills beside the kernels before them where allowed), with each fill in its memset's place, and
+    as captured: bitwise the same losses (the same kernels on the same data; only the zeroing differs)."""
     if not graph_memsets.supported():
         pytest.skip("this torch cannot keep a captured graph for editing")
     config = fastgpt.GPTConfig(block_size=64, vocab_size=96, n_layer=2, n_head=2, n_embd=128, dropout=0.0)
@@ -85,7 +86,7 @@ def test_graphed_step_trains_the_same_with_its_memsets_rewritten(monkeypatch):
     batches = [(torch.randint(0, 96, (8, 64), device="cuda", generator=g),
                 torch.randint(0, 96, (8, 64), device="cuda", generator=g)) for _ in range(5)]
     losses, rewritten = {}, {}
-    for setting in ("1", "0"):
+    for setting in ("1", "inline", "0"):
         monkeypatch.setenv("FASTGPT_GRAPH_MEMSETS", setting)
         torch.manual_seed(0)
         model = GPT(config).cuda()
@@ -96,5 +97,19 @@ def test_graphed_step_trains_the_same_with_its_memsets_rewritten(monkeypatch):
             losses[setting] = [step([batch], 1e-3).item() for batch in batches]
         assert step.graph is not None
         rewritten[setting] = step.memsets_rewritten
-    assert rewritten["0"] == 0
-    assert losses["1"] == losses["0"]
+    assert rewritten["0"] == 0 and rewritten["1"] == rewritten["inline"]
+    assert losses["1"] == losses["inline"] == losses["0"]
+
+
+def test_fastgpt_kernels_are_named_for_hoisting():
+    from fastgpt.kernels import layernorm  # noqa: F401 - the names come from imported kernel modules
+    names = graph_memsets.fastgpt_kernel_names()
+    assert {"_add_layernorm_fwd_kernel", "_add_layernorm_bwd_kernel", "sum_partials_kernel"} <= names
+    assert not any(name.startswith("nvjet") for name in names)
+
+
+@pytest.mark.parametrize("name, gemm", [("nvjet_sm90_tst_128x128_64x6_2x1_v_bz_NNT", True),
+                                        ("sm90_xmma_gemm_bf16bf16_bf16f32", True),
+                                        ("_add_layernorm_fwd_kernel", False), (None, False)])
+def test_cublas_gemms_are_told_by_name(name, gemm):
+    assert graph_memsets._cublas_gemm(name) == gemm
