@@ -72,24 +72,27 @@ OP_RUNS = [
     ("Embedding backward: the two designs that lost to PyTorch, a program per four table rows "
      "(run 50) and a program per sorted position (run 51)", "run51-embedding.json"),
 ]
-TRAIN_STEP_RUN = "run118-train_step"
-TRAIN_STEP_FOLLOWUP_RUN = "run108-train_step"
-TRAIN_STEP_FOLLOWUP_NOTE = """Run 108 (`results/runs/run108-train_step/`, session 16, another H100 of the same kind): the
-previous table, before kernels/gemm.py's timed cuBLASLt algorithms (session 17). The step's
-machine-to-machine spread is as large as that change (-0.1 to -0.2 ms, measured in alternating
-processes on one machine: NOTES.md, session 17), so the two tables compare machines as much as
-code. The plot below is drawn from run 118's table (`python benchmarks/plot_train_step.py
-benchmarks/results/runs/run118-train_step -o benchmarks/results/train_step.png`).
+TRAIN_STEP_RUN = "run126-train_step"
+TRAIN_STEP_FOLLOWUP_RUN = "run118-train_step"
+TRAIN_STEP_FOLLOWUP_NOTE = """Run 118 (`results/runs/run118-train_step/`, session 17, another H100 of the same kind): the
+previous table, before the captured step's memsets became kernel nodes (fastgpt/graph_memsets.py,
+session 18: -0.15 ms in alternating processes on one machine, run 124). Both tables hold every
+configuration the issue lists; they compare machines as well as code (session 17 measured the same
+code 0.2-0.25 ms apart on two machines). The plot below is drawn from run 126's table (`python
+benchmarks/plot_train_step.py benchmarks/results/runs/run126-train_step -o
+benchmarks/results/train_step.png`).
 """
 # fastgpt's graphed steps against each compiled reference: the ratios the README states, computed.
 # *-adamwcopy-* is what fastgpt-train runs without gradient accumulation (since session 8).
 HEADLINE = (("triton-adamwcopy-cudagraph", "cuda-adamwcopy-cudagraph"),
             ("reference-compile", "reference-compile-cudagraphs"))
-README_TRAIN_STEP_LEAD = """Run 118 (`benchmarks/results/runs/run118-train_step/`): one device call on one H100, every
+README_TRAIN_STEP_LEAD = """Run 126 (`benchmarks/results/runs/run126-train_step/`): one device call on one H100, every
 configuration the issue lists (the eager reference, the reference with torch.compile and with its
 CUDA graphs, fastgpt's triton backend eager, with torch.compile and as fastgpt-train's graphed
 step, the cuda backend) on the same GPU one after the other. fastgpt's graphed steps run their
-plain GEMMs on the cuBLASLt algorithm timed fastest for each shape (kernels/gemm.py, session 17),
+plain GEMMs on the cuBLASLt algorithm timed fastest for each shape (kernels/gemm.py, session 17)
+and replay a graph whose small memsets (cuBLAS's, before most GEMMs) are kernel nodes
+(fastgpt/graph_memsets.py, session 18),
 the MLP's two GELU GEMMs on the warp-specialised Gluon kernel (sessions 10-12;
 `triton-tritonmlp-adamwcopy-cudagraph` is the same
 step with session 10's MLP), the token + position embedding in one pass whose backward sums the
@@ -101,6 +104,8 @@ pass: the logits GEMM's Gluon epilogue writes exp(logits - the target's logit) a
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run108-train_step", "Run 108 (one H100, session 16): the README's table before kernels/gemm.py's "
+     "timed cuBLASLt algorithms (session 17)."),
     ("run37-train_step", "Run 37 (one H100, session 8): every configuration of that time, the eager "
      "reference and the graphed steps without the parameter copies included, before the embedding "
      "backward kernel (session 9)."),
@@ -204,7 +209,7 @@ eager; `eager ms` is the plain do_bench median of the same callable. NOTES.md ha
 the log of variants.
 """
 
-TRAIN_STEP_NOTE = """`results/runs/run118-train_step/*.json`: one row per configuration, written by
+TRAIN_STEP_NOTE = """`results/runs/run126-train_step/*.json`: one row per configuration, written by
 bench_train_step.py as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100
 (torch 2.11.0+cu130, triton 3.6.0), one after the other; their pytest-benchmark JSONs are in
 `pytest/` beside them. `*-cudagraph` is the whole step replayed as one CUDA graph
