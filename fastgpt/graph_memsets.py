@@ -42,7 +42,7 @@ BLOCK = 256                  # the kernel's one block; it loops over the words
 _NODE_KERNEL, _NODE_MEMSET = 0, 2       # CUgraphNodeType
 
 # fill_words(dst, word, nwords): dst[i] = word for i < nwords, by one block of BLOCK threads
-_PTX = rb"""
+_PTX_SOURCE = """
 .version 7.0
 .target sm_70
 .address_size 64
@@ -63,12 +63,13 @@ LOOP:
     shl.b64 %rd4, %rd3, 2;
     add.s64 %rd5, %rd1, %rd4;
     st.global.u32 [%rd5], %r1;
-    add.s64 %rd3, %rd3, 256;
+    add.s64 %rd3, %rd3, BLOCK_THREADS;
     bra LOOP;
 DONE:
     ret;
 }
 """
+_PTX = _PTX_SOURCE.replace("BLOCK_THREADS", str(BLOCK)).encode()
 
 
 class _MemsetParams(ctypes.Structure):          # CUDA_MEMSET_NODE_PARAMS
