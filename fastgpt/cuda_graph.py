@@ -16,6 +16,9 @@ How (PyTorch's whole-network capture recipe, torch.cuda.graphs):
   learning rate is a device tensor (AdamW capturable=True) so the schedule goes on changing it;
 - every later step copies its batches in, sets the learning rate and replays the graph; the
   step's loss is a static output, cloned so that the caller may keep it.
+Before the graph is instantiated, its small memset nodes (cuBLAS zeroes a word before most GEMMs)
+become one-block kernel nodes (fastgpt.graph_memsets): a memset node leaves the GPU idle around it
+(run 122: 0.42 ms of a GPT-2 step's 0.60 ms of gaps).
 
 Several GPUs (torchrun): each rank captures its own step, and the step averages the gradients
 over the ranks itself (`average_over_ranks`): one NCCL all-reduce of the buffer that holds all
@@ -90,8 +93,8 @@ def _release_generator(device: torch.device) -> None:
 def _rewrite_memsets(graph: torch.cuda.CUDAGraph, device: torch.device) -> int:
     """fastgpt.graph_memsets.rewrite on a graph kept uninstantiated; how many memsets it replaced.
     Should the driver refuse an edit, the graph is replayed as it stands (each replacement adds the
-    kernel and its edges before removing the memset, so every state of the graph zeroes the same
-    words in the same order) and a warning says why."""
+    kernel and its edges before removing the memset, so in every state of the graph each word is
+    zeroed before the GEMM that reads it) and a warning says why."""
     index = device.index if device.index is not None else torch.cuda.current_device()
     try:
         hoist_past = graph_memsets.fastgpt_kernel_names() if graph_memsets.hoisting() else frozenset()
