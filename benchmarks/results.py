@@ -76,7 +76,7 @@ TRAIN_STEP_RUN = "run126-train_step"
 TRAIN_STEP_FOLLOWUP_RUN = "run118-train_step"
 TRAIN_STEP_FOLLOWUP_NOTE = """Run 118 (`results/runs/run118-train_step/`, session 17, another H100 of the same kind): the
 previous table, before the captured step's memsets became kernel nodes (fastgpt/graph_memsets.py,
-session 18: -0.15 ms in alternating processes on one machine, run 124). Both tables hold every
+session 18: -0.12 to -0.15 ms in alternating processes, runs 124 and 136). Both tables hold every
 configuration the issue lists; they compare machines as well as code (session 17 measured the same
 code 0.2-0.25 ms apart on two machines). The plot below is drawn from run 126's table (`python
 benchmarks/plot_train_step.py benchmarks/results/runs/run126-train_step -o

@@ -19,10 +19,12 @@ That is safe because fastgpt's kernels touch only the tensors they are given and
 cuBLAS's (a workspace held for the process); a word inside memory the caching allocator could
 hand out again keeps the fill in place.
 
-Measured (one H100, runs 124-125): the step's graph 82 memsets rewritten, 26.47-26.52 ms a step
-against 26.63-26.70 as captured (alternating processes); idle time plus fills inside the graph
+Measured (H100s, runs 124-136): the step's graph 82 memsets rewritten, 26.47-26.52 ms a step
+against 26.63-26.70 as captured (run 124, alternating processes), medians 26.65 against 26.77 over
+six pairs on another machine (run 136); idle time plus fills inside the graph
 259-276 us a step with each fill in place, 186-197 with the fills beside the kernels before them
-(kernel timelines), 600 us of gaps as captured (run 122).
+(kernel timelines, run 125; too small for the processes' A/B to resolve, run 135), 600 us of gaps
+as captured (run 122).
 
 Limits. CUDA only; needs torch's keep_graph (torch >= 2.6) and the driver's graph-editing calls;
 where either is missing, or FASTGPT_GRAPH_MEMSETS=0, the graph is left as captured
