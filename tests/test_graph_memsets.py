@@ -83,8 +83,9 @@ def test_graphed_step_trains_the_same_with_its_memsets_rewritten(monkeypatch):
         pytest.skip("this torch cannot keep a captured graph for editing")
     config = fastgpt.GPTConfig(block_size=64, vocab_size=96, n_layer=2, n_head=2, n_embd=128, dropout=0.0)
     g = torch.Generator(device="cuda").manual_seed(1)
-    batches = [(torch.randint(0, 96, (8, 64), device="cuda", generator=g),
-                torch.randint(0, 96, (8, 64), device="cuda", generator=g)) for _ in range(5)]
+    # 16384 tokens a step: at 512 the graph held no memset to rewrite (H100, run 137: 0, here 6)
+    batches = [(torch.randint(0, 96, (256, 64), device="cuda", generator=g),
+                torch.randint(0, 96, (256, 64), device="cuda", generator=g)) for _ in range(5)]
     losses, rewritten = {}, {}
     for setting in ("1", "inline", "0"):
         monkeypatch.setenv("FASTGPT_GRAPH_MEMSETS", setting)
@@ -97,7 +98,7 @@ def test_graphed_step_trains_the_same_with_its_memsets_rewritten(monkeypatch):
             losses[setting] = [step([batch], 1e-3).item() for batch in batches]
         assert step.graph is not None
         rewritten[setting] = step.memsets_rewritten
-    assert rewritten["0"] == 0 and rewritten["1"] == rewritten["inline"]
+    assert rewritten["0"] == 0 and rewritten["1"] == rewritten["inline"] > 0
     assert losses["1"] == losses["inline"] == losses["0"]
 
 
