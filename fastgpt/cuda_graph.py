@@ -97,8 +97,10 @@ def _rewrite_memsets(graph: torch.cuda.CUDAGraph, device: torch.device) -> int:
     zeroed before the GEMM that reads it) and a warning says why."""
     index = device.index if device.index is not None else torch.cuda.current_device()
     try:
-        hoist_past = graph_memsets.fastgpt_kernel_names() if graph_memsets.hoisting() else frozenset()
-        return graph_memsets.rewrite(graph.raw_cuda_graph(), index, hoist_past, graph_memsets.reusable_ranges(index))
+        if not graph_memsets.hoisting():
+            return graph_memsets.rewrite(graph.raw_cuda_graph(), index)
+        return graph_memsets.rewrite(graph.raw_cuda_graph(), index, graph_memsets.fastgpt_kernel_names(),
+                                     graph_memsets.reusable_ranges(index))
     except (OSError, RuntimeError, AttributeError) as err:
         warnings.warn(f"the captured step keeps its memset nodes ({err})", RuntimeWarning, stacklevel=3)
         return 0

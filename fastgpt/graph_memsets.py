@@ -235,7 +235,8 @@ def rewrite(graph: int, device: int, hoist_past: frozenset = frozenset(), reusab
 
 
 def _cublas_gemm(name: str | None) -> bool:
-    return name is not None and name.startswith(("nvjet", "sm90_xmma", "cutlass")) or "gemm" in (name or "")
+    """Whether a kernel's name is one of cuBLAS's GEMMs (its nvjet, xmma and CUTLASS kernels)."""
+    return name is not None and (name.startswith(("nvjet", "sm90_xmma", "cutlass")) or "gemm" in name)
 
 
 def reusable_ranges(device: int) -> list[tuple[int, int]]:

@@ -526,8 +526,8 @@ class _CudaLtMLPFunction(torch.autograd.Function):
         h, pre = ext.linear_bias_gelu(x2d, fc_weight, _bias_or_zeros(fc_bias, fc_weight))
         # decided here: the backward runs on autograd's device thread, blind to replayed_steps();
         # where launches are free, the bias-gradient kernel and the plain GEMMs' timed choices
-        ctx.bias_kernel = not launch_bound()
-        y = gemm.matmul(h, proj_weight.t(), proj_bias, tuned=ctx.bias_kernel)
+        ctx.launches_free = not launch_bound()
+        y = gemm.matmul(h, proj_weight.t(), proj_bias, tuned=ctx.launches_free)
         ctx.save_for_backward(x2d, fc_weight, proj_weight, h, pre)
         ctx.has_biases = (fc_bias is not None, proj_bias is not None)
         ctx.backward_kind = backward
@@ -542,22 +542,22 @@ class _CudaLtMLPFunction(torch.autograd.Function):
             dproj_w, dproj_b = _extension().weight_grad_bias_grad(dy2d, h)           # (C, H), db_proj
         else:   # no c_proj bias (GPT's blocks leave it to the next add+LayerNorm): the plain GEMM,
             # 0.436 ms against BGRADB's 0.489 (run 22)
-            dproj_w = gemm.matmul(dy2d.t(), h, tuned=ctx.bias_kernel)
+            dproj_w = gemm.matmul(dy2d.t(), h, tuned=ctx.launches_free)
             dproj_b = bias_grad_reference(dy2d, dy.dtype) if has_proj_bias else None
         if ctx.backward_kind == "passes":
             # the extension's GELU-backward pass over pre (the bias is in it: a zero bias)
-            dpre, dfc_b = call_custom_op(_bias_gelu_bwd, _bias_gelu_bwd_impl, gemm.matmul(dy2d, proj_weight, tuned=ctx.bias_kernel), pre,
-                                         pre.new_zeros(pre.shape[1]))
+            dh = gemm.matmul(dy2d, proj_weight, tuned=ctx.launches_free)
+            dpre, dfc_b = call_custom_op(_bias_gelu_bwd, _bias_gelu_bwd_impl, dh, pre, pre.new_zeros(pre.shape[1]))
         else:
             ext = _extension()
             if ctx.backward_kind == "epilogues":
                 dpre, dfc_b = ext.matmul_gelu_grad_bias_grad(dy2d, proj_weight, pre)  # (M, H), db_fc
             else:
                 dpre = ext.matmul_gelu_grad(dy2d, proj_weight, pre)                  # (M, H)
-                dfc_b = linear_bias_grad(dpre, dy.dtype, ctx.bias_kernel) if has_fc_bias else None
-        dx = gemm.matmul(dpre, fc_weight, tuned=ctx.bias_kernel).view(*dy.shape[:-1], x2d.shape[1])
-        return (dx, gemm.matmul(dpre.t(), x2d, tuned=ctx.bias_kernel), dfc_b if has_fc_bias else None, dproj_w,
-                dproj_b if has_proj_bias else None, None)
+                dfc_b = linear_bias_grad(dpre, dy.dtype, ctx.launches_free) if has_fc_bias else None
+        dx = gemm.matmul(dpre, fc_weight, tuned=ctx.launches_free).view(*dy.shape[:-1], x2d.shape[1])
+        dfc_w = gemm.matmul(dpre.t(), x2d, tuned=ctx.launches_free)
+        return dx, dfc_w, dfc_b if has_fc_bias else None, dproj_w, dproj_b if has_proj_bias else None, None
 
 
 def _cublaslt_applies(x, fc_weight, proj_weight) -> bool:
