@@ -18,8 +18,8 @@ zero_grad. Configurations:
                         where the extension was built without cublasLt.h); cuda-cublaslt_dgelu-*:
                         the dh GEMM's DGELU epilogue without the bias gradient ("cublaslt_dgelu")
     bias gradients      fastgpt's backends by default take c_attn's bias gradient from the attention
-                        backward's dQ and dO tiles (fuse_qkv_bias_grad) and leave the c_proj biases
-                        to the next add+LayerNorm (Block.proj_bias_in_layernorm); the reference
+                        backward's dQ and dO tiles (fuse_qkv_bias_grad) and the c_proj biases' from
+                        the next LayerNorm (Block.proj_bias_grad_in_layernorm); the reference
                         configurations run nanoGPT's arrangement (each bias in its own GEMM and
                         column sum), as do *-biassum-* (the session-6 step); *-qkvbias-*: c_attn's
                         from the attention, c_proj's by column sums
@@ -71,7 +71,7 @@ class Config(NamedTuple):
     # arrangement for the reference): c_attn's from the attention backward, c_proj's by the next
     # add+LayerNorm
     fuse_qkv_bias_grad: bool | None = None
-    proj_bias_in_layernorm: bool | None = None
+    proj_bias_grad_in_layernorm: bool | None = None
     optimizer_writes_copies: bool = False  # GraphedTrainStep's AdamW step writing the bf16 copies
 
 
@@ -95,13 +95,13 @@ CONFIGS = {
     # the bias gradients placed otherwise than by default: every one a column sum (session 6's
     # step), and c_attn's alone from the attention backward (session 7's first measurement)
     "triton-biassum-cudagraph": Config("triton", cuda_graph=True, fuse_qkv_bias_grad=False,
-                                       proj_bias_in_layernorm=False),
+                                       proj_bias_grad_in_layernorm=False),
     "cuda-biassum-cudagraph": Config("cuda", cuda_graph=True, fuse_qkv_bias_grad=False,
-                                     proj_bias_in_layernorm=False),
+                                     proj_bias_grad_in_layernorm=False),
     "triton-qkvbias-cudagraph": Config("triton", cuda_graph=True, fuse_qkv_bias_grad=True,
-                                       proj_bias_in_layernorm=False),
+                                       proj_bias_grad_in_layernorm=False),
     "cuda-qkvbias-cudagraph": Config("cuda", cuda_graph=True, fuse_qkv_bias_grad=True,
-                                     proj_bias_in_layernorm=False),
+                                     proj_bias_grad_in_layernorm=False),
     # the AdamW step reading the bf16 gradients and writing the bf16 parameter copies (no casts)
     "triton-adamwcopy-cudagraph": Config("triton", cuda_graph=True, optimizer_writes_copies=True),
     "cuda-adamwcopy-cudagraph": Config("cuda", cuda_graph=True, optimizer_writes_copies=True),
@@ -131,8 +131,8 @@ def build(setup: Config):
             block.mlp.options = setup.mlp
         if setup.fuse_qkv_bias_grad is not None:
             block.attn.fuse_qkv_bias_grad = setup.fuse_qkv_bias_grad
-        if setup.proj_bias_in_layernorm is not None:
-            block.proj_bias_in_layernorm = setup.proj_bias_in_layernorm
+        if setup.proj_bias_grad_in_layernorm is not None:
+            block.proj_bias_grad_in_layernorm = setup.proj_bias_grad_in_layernorm
     optimizer = model.configure_optimizer(weight_decay=0.1, learning_rate=6e-4, betas=(0.9, 0.95),
                                           device_type="cuda")
     g = torch.Generator(device="cuda").manual_seed(0)

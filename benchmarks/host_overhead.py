@@ -296,7 +296,7 @@ def mlp_case(B: int = 2, T: int = 8, C: int = 32) -> tuple[str, dict]:
 
     layers = {
         "public": _grad_call(lambda: fastgpt.fused_mlp(x, fw, fb, pw, pb), inputs, (dy,)),
-        "function": _grad_call(lambda: mlp._MLPFunction.apply(x, fw, fb, pw, pb, o, True), inputs, (dy,)),
+        "function": _grad_call(lambda: mlp._MLPFunction.apply(x, fw, fb, pw, pb, None, o, True), inputs, (dy,)),
         "ops": lambda: run(torch.ops.fastgpt.mlp_fwd, torch.ops.fastgpt.mlp_bwd),
         "impl": (lambda: run(fwd_impl, bwd_impl)) if fwd_impl and bwd_impl else None,
         "launchers": launchers,

@@ -4,11 +4,13 @@ Pre-LN transformer: token + position embeddings (the tables' gradients by fastgp
 backward), n_layer blocks of causal self-attention and a 4x GELU MLP, a final LayerNorm and an
 LM head tied to the token embedding.
 
-The residual stream is carried as (out, out_bias, resid): each LayerNorm first adds the
-previous sublayer's output, and that sublayer's c_proj bias, to the residual, so the add of one
-sublayer fuses with the norm of the next (fastgpt.ops.layernorm), and the projection's bias
-gradient comes out of that norm's backward instead of a pass of its own
-(Block.proj_bias_in_layernorm). Parameter names follow nanoGPT, so nanoGPT
+The residual stream is carried as (s, s_bias): each sublayer's c_proj adds its output, and its
+bias, to the stream in its GEMM's epilogue (fastgpt.ops.linear's residual), so the LayerNorm
+after it reads the one tensor s (run 140: 5 us less a boundary than adding in the norm); s_bias
+is that bias, added without its gradient, which the norm's backward returns as the column sum
+it makes anyway (fastgpt.ops.layernorm's bias_grad_for; Block.proj_bias_grad_in_layernorm). Each
+norm passes s on as its second output, so the stream's two gradients (the norm's and the next
+projection's) are summed in the norm's backward kernel. Parameter names follow nanoGPT, so nanoGPT
 and Hugging Face GPT-2 state dicts load unchanged (HF's Conv1D weights transposed).
 
 Which kernels run is decided by the backend switch (fastgpt.backend), not here.
@@ -37,18 +39,19 @@ class Block(nn.Module):
         self.attn = FusedCausalSelfAttention(config)
         self.ln_2 = FusedAddLayerNorm(config.n_embd, bias=config.bias)
         self.mlp = FusedMLP(config)
-        # the sublayers' c_proj biases added by the next add+LayerNorm (False: by their own GEMMs)
-        self.proj_bias_in_layernorm = True
+        # the sublayers' c_proj bias gradients from the next LayerNorm's backward (False: each
+        # c_proj's own column sum)
+        self.proj_bias_grad_in_layernorm = True
 
-    def forward(self, out, out_bias, resid, cache: KVCache | None = None):
-        # out: previous sublayer's output (B, T, C); out_bias: its c_proj bias (C,) not yet added,
-        # or None; resid: residual stream before it (or None)
-        h, resid = self.ln_1(out, resid, out_bias)   # resid = resid + out + out_bias; h = ln_1(resid)
-        out, out_bias = self.attn.forward_branch(h, cache, self.proj_bias_in_layernorm)
-        h, resid = self.ln_2(out, resid, out_bias)   # resid = resid + attn + its bias; h = ln_2(resid)
-        # the add of the mlp output (and its bias) happens in the next norm
-        out, out_bias = self.mlp.forward_branch(h, self.proj_bias_in_layernorm)
-        return out, out_bias, resid
+    def forward(self, s, s_bias, cache: KVCache | None = None):
+        # s: the residual stream (B, T, C); s_bias: the c_proj bias the last sublayer added into it
+        # whose gradient the next norm returns, or None
+        leave = self.proj_bias_grad_in_layernorm
+        h, s = self.ln_1(s, bias_grad_for=s_bias)                   # h = ln_1(s), s passed on
+        s, s_bias = self.attn.forward_branch(h, cache, s, leave)    # s = s + attn(h), in c_proj's GEMM
+        h, s = self.ln_2(s, bias_grad_for=s_bias)
+        s, s_bias = self.mlp.forward_branch(h, s, leave)            # s = s + mlp(h)
+        return s, s_bias
 
 
 class GPT(nn.Module):
@@ -99,11 +102,11 @@ class GPT(nn.Module):
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of length {start + T} is longer than the model's "
                              f"block_size {self.config.block_size}")
-        x, head_weight = self._embed(idx, start)                          # (B, T, C), (V, C)
-        out, out_bias, resid = x, None, None
+        s, head_weight = self._embed(idx, start)                          # (B, T, C), (V, C)
+        s_bias = None
         for i, block in enumerate(self.transformer.h):
-            out, out_bias, resid = block(out, out_bias, resid, caches[i] if caches else None)
-        x, _ = self.transformer.ln_f(out, resid, out_bias)                # (B, T, C)
+            s, s_bias = block(s, s_bias, caches[i] if caches else None)
+        x, _ = self.transformer.ln_f(s, bias_grad_for=s_bias)             # (B, T, C)
         if targets is not None:
             return None, fused_linear_cross_entropy(x, head_weight, targets, ignore_index=-1)
         return F.linear(x[:, [-1], :], head_weight), None                  # (B, 1, V)
@@ -128,11 +131,11 @@ class GPT(nn.Module):
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} is longer than block_size {self.config.block_size}")
-        x, head_weight = self._embed(idx, 0)
-        out, out_bias, resid = x, None, None
+        s, head_weight = self._embed(idx, 0)
+        s_bias = None
         for block in self.transformer.h:
-            out, out_bias, resid = block(out, out_bias, resid)
-        x, _ = self.transformer.ln_f(out, resid, out_bias)
+            s, s_bias = block(s, s_bias)
+        x, _ = self.transformer.ln_f(s, bias_grad_for=s_bias)
         return F.linear(x, head_weight)
 
     def crop_block_size(self, block_size: int) -> None:
@@ -152,13 +155,12 @@ class GPT(nn.Module):
     def fuse_bias_gradients(self, enabled: bool = True) -> None:
         """Where the blocks' bias gradients are computed: enabled (the default), in the fused ops
         (c_attn's from the attention backward, FusedCausalSelfAttention.fuse_qkv_bias_grad; each
-        c_proj's bias added and differentiated by the next add+LayerNorm,
-        Block.proj_bias_in_layernorm); disabled, each bias in its own GEMM and column sum, as in
-        nanoGPT. Outputs and gradients agree either way (tests/test_model.py); the benchmarks and
+        c_proj's from the next LayerNorm's backward, Block.proj_bias_grad_in_layernorm); disabled,
+        each bias by its own column sum, as in nanoGPT. Outputs and gradients agree either way (tests/test_model.py); the benchmarks and
         the convergence check give the torch-backend reference nanoGPT's arrangement."""
         for block in self.transformer.h:
             block.attn.fuse_qkv_bias_grad = enabled
-            block.proj_bias_in_layernorm = enabled
+            block.proj_bias_grad_in_layernorm = enabled
 
     def configure_optimizer(self, weight_decay: float, learning_rate: float, betas, device_type: str):
         """AdamW with decay on matrices only; fused on CUDA."""

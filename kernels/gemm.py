@@ -25,14 +25,16 @@ captured (nothing may be timed then) runs PyTorch's call until it is met outside
 Limits. CUDA tensors; A and B float16 / bfloat16 of one dtype, each with a unit stride in one
 dimension (row-major or a transposed view) and 16-byte aligned leading dimensions and base; the
 output in the operands' dtype or float32, rows contiguous; a bias (N,) only with an output in
-the operands' dtype; beta (accumulate into `out`) 0 or 1. Everything else, and CPU tensors,
+the operands' dtype; beta (accumulate into `out`) 0 or 1; an addend (M, N) (cuBLAS's C, read
+while the result goes to `out`, its D: a residual add in the epilogue) laid out as the output. Everything else, and CPU tensors,
 torch.compile tracing, FASTGPT_AUTOTUNE=0 (tests: one pinned configuration everywhere) and
 FASTGPT_CUBLASLT=0 (the comparison switch), runs PyTorch's call: the same arithmetic (fp32
 accumulation) by another kernel, so results agree to fp32 summation order, not bitwise.
 
 Launcher (tensor in, tensor out):
-    matmul(a, b, bias=None, out=None, beta=0.0, out_dtype=None, *, tuned=False)
-        -> a @ b (+ bias) (+ beta * out); PyTorch's call unless tuned (launches free: graphed steps)
+    matmul(a, b, bias=None, out=None, beta=0.0, out_dtype=None, *, addend=None, tuned=False)
+        -> a @ b (+ bias) (+ beta * out) (+ addend); PyTorch's call unless tuned (launches free:
+        graphed steps)
 """
 from __future__ import annotations
 
@@ -160,11 +162,14 @@ class _State:
 _state = _State()
 
 
-def _torch_matmul(a, b, bias, out, beta, out_dtype):
+def _torch_matmul(a, b, bias, out, beta, out_dtype, addend=None):
     """What matmul computes, as PyTorch runs it (the fallback, and one of the timed candidates)."""
     kwargs = {} if out_dtype == a.dtype else {"out_dtype": out_dtype}
     if out is not None:
         kwargs["out"] = out
+    if addend is not None:      # PyTorch copies the addend into the output, then accumulates
+        result = torch.addmm(addend, a, b, **kwargs)
+        return result if bias is None else result.add_(bias)
     if beta != 0:
         return torch.addmm(out, a, b, beta=beta, **kwargs)
     if bias is not None:
@@ -193,7 +198,7 @@ def _alignment(*tensors) -> int:
     return align if align >= 16 else 0
 
 
-def _applies(a, b, bias, out, beta, out_dtype) -> bool:
+def _applies(a, b, bias, out, beta, out_dtype, addend=None) -> bool:
     if torch.compiler.is_compiling():     # traced: PyTorch's call (pointers are not real then)
         return False
     if not (a.is_cuda and a.dim() == 2 and b.dim() == 2 and a.dtype in (torch.float16, torch.bfloat16)
@@ -206,18 +211,29 @@ def _applies(a, b, bias, out, beta, out_dtype) -> bool:
         return False
     if out is not None and (out.dtype != out_dtype or out.stride(1) != 1 or out.stride(0) < out.shape[1]):
         return False
+    if addend is not None and (beta or addend.dtype != out_dtype or addend.device != a.device
+                               or addend.stride() != _out_strides(a, b, out)):
+        return False
     if _operand(a) is None or _operand(b) is None:
         return False
-    tensors = (a, b) if out is None else (a, b, out)
-    return _alignment(*tensors) >= 16
+    return _alignment(*_gemm_tensors(a, b, out, addend)) >= 16
 
 
-def _key(a, b, bias, out, beta, out_dtype):
-    """What a problem is: sizes, strides, dtypes, the output's row stride, bias, beta, alignment."""
-    out_strides = (b.shape[1], 1) if out is None else out.stride()
-    align = _alignment(a, b) if out is None else _alignment(a, b, out)
-    return (a.device.index, a.shape, a.stride(), b.shape, b.stride(), a.dtype, out_dtype, out_strides,
-            bias is not None, beta, align)
+def _out_strides(a, b, out) -> tuple[int, int]:
+    """The output's strides: out's, or those of the (M, N) tensor matmul allocates."""
+    return (b.shape[1], 1) if out is None else out.stride()
+
+
+def _gemm_tensors(a, b, out, addend) -> tuple[torch.Tensor, ...]:
+    """The matrices cuBLASLt reads or writes whose addresses the alignment promise covers."""
+    return tuple(t for t in (a, b, out, addend) if t is not None)
+
+
+def _key(a, b, bias, out, beta, out_dtype, addend=None):
+    """What a problem is: sizes, strides, dtypes, the output's row stride, bias, beta (1 with an
+    addend: cuBLAS's C is then the addend), alignment."""
+    return (a.device.index, a.shape, a.stride(), b.shape, b.stride(), a.dtype, out_dtype, _out_strides(a, b, out),
+            bias is not None, 1 if addend is not None else beta, _alignment(*_gemm_tensors(a, b, out, addend)))
 
 
 def _make_problem(lt: _CublasLt, a, b, out_ld, bias_type, out_dtype, align) -> _Problem:
@@ -257,9 +273,9 @@ def _make_problem(lt: _CublasLt, a, b, out_ld, bias_type, out_dtype, align) -> _
     return _Problem(desc, tuple(layouts), [r.algo for r in usable], [r.workspace_size for r in usable])
 
 
-def _problem(lt: _CublasLt, a, b, bias, out, beta, out_dtype) -> _Problem:
+def _problem(lt: _CublasLt, a, b, bias, out, beta, out_dtype, addend=None) -> _Problem:
     """These operands' problem from the process's table, made (descriptors, candidates) at first."""
-    key = _key(a, b, bias, out, beta, out_dtype)
+    key = _key(a, b, bias, out, beta, out_dtype, addend)
     if key not in _state.problems:
         out_ld = b.shape[1] if out is None else out.stride(0)
         _state.problems[key] = _make_problem(lt, a, b, out_ld, None if bias is None else _CUDA_TYPES[bias.dtype],
@@ -280,19 +296,21 @@ def _workspace(device: torch.device, stream: int, nbytes: int) -> torch.Tensor:
 
 
 def _run_algo(lt: _CublasLt, problem: _Problem, index: int, a, b, bias, out, beta,
-              workspace: torch.Tensor | None = None) -> None:
+              workspace: torch.Tensor | None = None, addend: torch.Tensor | None = None) -> None:
     lib = lt.lib
     if bias is not None:
         lt.set_attribute(lib.cublasLtMatmulDescSetAttribute, problem.desc, _DESC_BIAS_POINTER,
                          ctypes.c_void_p(bias.data_ptr()))
-    alpha, beta_value = ctypes.c_float(1.0), ctypes.c_float(float(beta))
+    # C: the addend (read; D = out written) or out itself (read only with beta 1)
+    c = out if addend is None else addend
+    alpha, beta_value = ctypes.c_float(1.0), ctypes.c_float(1.0 if addend is not None else float(beta))
     stream = torch.cuda.current_stream(a.device).cuda_stream
     if workspace is None:
         workspace = _workspace(a.device, stream, problem.workspace_sizes[index])
     layout_b, layout_a, layout_c = problem.layouts
     lt.check(lib.cublasLtMatmul(lt.handle, problem.desc, ctypes.byref(alpha), ctypes.c_void_p(b.data_ptr()),
                                 layout_b, ctypes.c_void_p(a.data_ptr()), layout_a, ctypes.byref(beta_value),
-                                ctypes.c_void_p(out.data_ptr()), layout_c, ctypes.c_void_p(out.data_ptr()),
+                                ctypes.c_void_p(c.data_ptr()), layout_c, ctypes.c_void_p(out.data_ptr()),
                                 layout_c, ctypes.byref(problem.algos[index]), ctypes.c_void_p(workspace.data_ptr()),
                                 workspace.numel(), ctypes.c_void_p(stream)), "cublasLtMatmul")
 
@@ -321,20 +339,20 @@ def _median_times(calls: dict) -> dict:
     return {key: statistics.median(s.elapsed_time(e) for s, e in pairs) for key, pairs in events.items()}
 
 
-def _choose(lt: _CublasLt, problem: _Problem, a, b, bias, out, beta, out_dtype) -> int:
+def _choose(lt: _CublasLt, problem: _Problem, a, b, bias, out, beta, out_dtype, addend=None) -> int:
     """Times PyTorch's call and every cuBLASLt candidate on these operands, and returns the
     fastest's index (-1: PyTorch's). They write into `out`, which the real call overwrites next;
     an accumulating call (beta = 1) is timed on `out` too, its values kept in host memory
     meanwhile, so tuning allocates no GPU memory beyond the candidates' workspace."""
     saved = out.cpu() if beta else None
     workspace = torch.empty(max(problem.workspace_sizes, default=0) + 1, dtype=torch.uint8, device=a.device)
-    calls = {-1: lambda: _torch_matmul(a, b, bias, out, beta, out_dtype)}
+    calls = {-1: lambda: _torch_matmul(a, b, bias, out, beta, out_dtype, addend)}
     for index in range(len(problem.algos)):
         try:
-            _run_algo(lt, problem, index, a, b, bias, out, beta, workspace)
+            _run_algo(lt, problem, index, a, b, bias, out, beta, workspace, addend)
         except RuntimeError:            # an algorithm that refuses these operands at run time
             continue
-        calls[index] = (lambda i: lambda: _run_algo(lt, problem, i, a, b, bias, out, beta, workspace))(index)
+        calls[index] = (lambda i: lambda: _run_algo(lt, problem, i, a, b, bias, out, beta, workspace, addend))(index)
     problem.times = _median_times(calls)
     if saved is not None:
         out.copy_(saved)
@@ -342,24 +360,28 @@ def _choose(lt: _CublasLt, problem: _Problem, a, b, bias, out, beta, out_dtype) 
     return best if best != -1 and problem.times[best] < KEEP_MARGIN * problem.times[-1] else -1
 
 
-def choice(a, b, bias=None, out=None, beta=0.0, out_dtype=None) -> int | None:
+def choice(a, b, bias=None, out=None, beta=0.0, out_dtype=None, addend=None) -> int | None:
     """The algorithm matmul runs for these operands: -1 for PyTorch's call, i >= 0 for cuBLASLt's
     i-th candidate, None when not yet timed (or cuBLASLt does not apply). For tests and probes."""
     out_dtype = out_dtype or (out.dtype if out is not None else a.dtype)
-    if not _applies(a, b, bias, out, beta, out_dtype):
+    if not _applies(a, b, bias, out, beta, out_dtype, addend):
         return None
-    problem = _state.problems.get(_key(a, b, bias, out, beta, out_dtype))
+    problem = _state.problems.get(_key(a, b, bias, out, beta, out_dtype, addend))
     return None if problem is None else problem.choice
 
 
 def matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, out: torch.Tensor | None = None,
-           beta: float = 0.0, out_dtype: torch.dtype | None = None, *, tuned: bool = False,
-           algorithm: int | None = None) -> torch.Tensor:
-    """a @ b (+ bias) (+ beta * out), fp32 accumulation, into `out` if given, else a new tensor.
+           beta: float = 0.0, out_dtype: torch.dtype | None = None, *, addend: torch.Tensor | None = None,
+           tuned: bool = False, algorithm: int | None = None) -> torch.Tensor:
+    """a @ b (+ bias) (+ beta * out) (+ addend), fp32 accumulation and one rounding, into `out` if
+    given, else a new tensor.
 
     a (M, K), b (K, N): 2-D, float16 / bfloat16 (other dtypes and devices: PyTorch's call);
     bias (N,) in the output dtype; out (M, N) with contiguous rows; beta 0 or 1 (1 needs out);
     out_dtype the operands' dtype (default, or out's) or torch.float32.
+    addend: (M, N) in the output dtype with the output's strides (beta 0), not modified: a
+    residual added in the GEMM's epilogue (cuBLAS's C, the result its D), so no pass of its own
+    reads the product back. PyTorch's call copies it into the output first (torch.addmm).
     tuned: run the problem's timed choice (timing it at its first call outside a capture), for
     callers whose launches are free (CUDA-graphed steps: not fastgpt.ops.dispatch.launch_bound());
     False is PyTorch's call with nothing else on the host: eager steps are host-bound, and this
@@ -368,37 +390,39 @@ def matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, o
     algorithm: force a candidate (-1 PyTorch's call, i >= 0 cuBLASLt's i-th; for tests).
     """
     out_dtype = out_dtype or (out.dtype if out is not None else a.dtype)
+    if addend is not None and beta:
+        raise ValueError("matmul: an addend and beta (accumulating into out) do not go together")
     if algorithm is None and not (tuned and enabled()):
-        return _torch_matmul(a, b, bias, out, beta, out_dtype)
-    if not _applies(a, b, bias, out, beta, out_dtype):
-        return _torch_matmul(a, b, bias, out, beta, out_dtype)
+        return _torch_matmul(a, b, bias, out, beta, out_dtype, addend)
+    if not _applies(a, b, bias, out, beta, out_dtype, addend):
+        return _torch_matmul(a, b, bias, out, beta, out_dtype, addend)
     lt = _state.library()
     if lt is None:
-        return _torch_matmul(a, b, bias, out, beta, out_dtype)
+        return _torch_matmul(a, b, bias, out, beta, out_dtype, addend)
     with _state.lock:
-        problem = _problem(lt, a, b, bias, out, beta, out_dtype)
+        problem = _problem(lt, a, b, bias, out, beta, out_dtype, addend)
         if out is None:
             out = torch.empty(a.shape[0], b.shape[1], dtype=out_dtype, device=a.device)
         index = algorithm
         if index is None:
             if problem.choice is None and not torch.cuda.is_current_stream_capturing():
-                problem.choice = _choose(lt, problem, a, b, bias, out, beta, out_dtype)
+                problem.choice = _choose(lt, problem, a, b, bias, out, beta, out_dtype, addend)
             index = -1 if problem.choice is None else problem.choice
         if index == -1 or index >= len(problem.algos):
-            return _torch_matmul(a, b, bias, out, beta, out_dtype)
-        _run_algo(lt, problem, index, a, b, bias, out, beta)
+            return _torch_matmul(a, b, bias, out, beta, out_dtype, addend)
+        _run_algo(lt, problem, index, a, b, bias, out, beta, addend=addend)
         return out
 
 
-def candidates(a, b, bias=None, out=None, beta=0.0, out_dtype=None) -> int:
+def candidates(a, b, bias=None, out=None, beta=0.0, out_dtype=None, addend=None) -> int:
     """How many cuBLASLt algorithms matmul may choose among for these operands (0 where cuBLASLt
     does not apply or is not found). For tests: each is checked against PyTorch's result."""
     out_dtype = out_dtype or (out.dtype if out is not None else a.dtype)
-    lt = _state.library() if _applies(a, b, bias, out, beta, out_dtype) else None
+    lt = _state.library() if _applies(a, b, bias, out, beta, out_dtype, addend) else None
     if lt is None:
         return 0
     with _state.lock:
-        return len(_problem(lt, a, b, bias, out, beta, out_dtype).algos)
+        return len(_problem(lt, a, b, bias, out, beta, out_dtype, addend).algos)
 
 
 def tuned_problems() -> list[dict]:

@@ -2,8 +2,9 @@
 
 On the GPU every candidate (PyTorch's call and each cuBLASLt algorithm the heuristic offers) is
 run against a float64 product, for each form the model uses: row-major and transposed operands,
-the bias epilogue, an fp32 output from bf16 operands, accumulation (beta = 1) into fp32, an
-output with a row stride wider than its width; outputs NaN-poisoned (beta = 0). The timed choice,
+the bias epilogue, an addend (a residual: cuBLAS's C, read, with the result in D), an fp32
+output from bf16 operands, accumulation (beta = 1) into fp32, an output with a row stride wider
+than its width; outputs NaN-poisoned (beta = 0). The timed choice,
 its replay inside a CUDA graph, and the fallbacks (sizes cuBLASLt's alignment refuses, fp32,
 FASTGPT_CUBLASLT=0) too. On the CPU: the fallback, and the operand-layout and alignment rules.
 """
@@ -46,16 +47,24 @@ CASES = [("nt", 256, 64, 192), ("nn", 200, 128, 64), ("tn", 64, 256, 128), ("nt"
 @needs_cuda
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_every_candidate_matches_float64(case, with_bias):
+@pytest.mark.parametrize("with_addend", [False, True], ids=["", "addend"])
+def test_every_candidate_matches_float64(case, with_bias, with_addend):
+    """a @ b (+ bias) (+ addend: a block's residual stream, left as it was) by every candidate."""
     form, M, K, N = case
     a, b = _operands(form, M, K, N, "cuda")
     bias = torch.randn(N, device="cuda", dtype=torch.bfloat16) if with_bias else None
-    n = gemm.candidates(a, b, bias)
+    addend = torch.randn(M, N, device="cuda", dtype=torch.bfloat16) if with_addend else None
+    kept = None if addend is None else addend.clone()
+    expected = _reference(a, b, bias) + (0.0 if addend is None else addend.double())
+    n = gemm.candidates(a, b, bias, addend=addend)
     assert n >= 1, "cuBLASLt offered no algorithm for a shape it supports"
     for algorithm in range(-1, n):
         out = poison_(torch.empty(M, N, device="cuda", dtype=torch.bfloat16))
-        gemm.matmul(a, b, bias, out=out, algorithm=algorithm)
-        assert_rel_close(out, _reference(a, b, bias), BF16_TOL, f"{form} {M}x{K}x{N} algorithm {algorithm}")
+        gemm.matmul(a, b, bias, out=out, addend=addend, algorithm=algorithm)
+        assert_rel_close(out, expected, BF16_TOL, f"{form} {M}x{K}x{N} algorithm {algorithm}")
+    assert_rel_close(gemm.matmul(a, b, bias, addend=addend, algorithm=0), expected, BF16_TOL, "new output")
+    if addend is not None:
+        assert torch.equal(addend, kept), "the addend was written"
 
 
 @needs_cuda
@@ -180,6 +189,10 @@ def test_cpu_falls_back_to_pytorch():
     expected = out + a @ b
     gemm.matmul(a, b, out=out, beta=1.0)
     torch.testing.assert_close(out, expected)
+    addend = torch.randn(5, 3)
+    torch.testing.assert_close(gemm.matmul(a, b, bias, addend=addend, tuned=True), addend + torch.addmm(bias, a, b))
+    with pytest.raises(ValueError, match="addend and beta"):
+        gemm.matmul(a, b, out=out, beta=1.0, addend=addend)
 
 
 def test_operand_layouts():

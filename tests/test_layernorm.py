@@ -126,14 +126,15 @@ def test_variants_with_leading_shape(backend, residual, bias, C, device, poisone
     check_against_float64(backend, x, r, w, b, REL_TOL[torch.float16])
 
 
-def check_x_bias_against_float64(backend, x, r, w, b, xb, tol):
-    """With x_bias: y, s and every gradient, x_bias's included, against float64."""
+def check_x_bias_against_float64(backend, x, r, w, b, xb, tol, keyword="x_bias"):
+    """With x_bias (or bias_grad_for, by `keyword`): y, s and every gradient, that bias's
+    included, against float64."""
     gy, gs = torch.randn_like(x), torch.randn_like(x)
 
     def run(fn, tensors):
         leaves = [None if t is None else t.detach().clone().requires_grad_() for t in tensors]
         x_, r_, w_, b_, xb_ = leaves
-        y, s = fn(x_, r_, w_, b_, 1e-5, x_bias=xb_)
+        y, s = fn(x_, r_, w_, b_, 1e-5, **{keyword: xb_})
         ((y.double() * gy.double()).sum() + (s.double() * gs.double()).sum()).backward()
         return [y, s] + [None if t is None else t.grad for t in leaves]
 
@@ -146,6 +147,7 @@ def check_x_bias_against_float64(backend, x, r, w, b, xb, tol):
             continue
         assert o.dtype == (w.dtype if name in ("dweight", "dbias") else x.dtype), name
         assert_rel_close(o, e, tol, name)
+    return out
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -167,12 +169,39 @@ def test_x_bias_bf16_on_gpu(device):
     check_x_bias_against_float64("triton", x, r, w, b, xb, REL_TOL[torch.bfloat16])
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("residual", [False, True], ids=["no_residual", "residual"])
+@pytest.mark.parametrize("shape", [(1, 7), (37, 1000), (3, 5, 768), (1000, 33)], ids=str)
+def test_bias_grad_for_matches_float64_reference(backend, residual, shape, device, poisoned_allocations):
+    """bias_grad_for: a bias x already holds (GPT's blocks: c_proj added it in its GEMM) is not
+    added again; its gradient, s's summed over rows, comes back from the backward. Without a
+    residual (the blocks' case) s is x itself and x gets the whole gradient."""
+    x, r, w, b = make_inputs(shape, torch.float16, device, residual=residual)
+    bias = torch.randn(shape[-1], dtype=torch.float16, device=device)
+    out = check_x_bias_against_float64(backend, x, r, w, b, bias, REL_TOL[torch.float16], keyword="bias_grad_for")
+    if not residual:
+        assert_rel_close(out[1], x, 0.0, "s is x: the bias is not added")
+
+
+@gpu_only
+def test_bias_grad_for_bf16_on_gpu(device):
+    x, _, w, b = make_inputs((4096, 768), torch.bfloat16, device, residual=False, weight_dtype=torch.float32)
+    bias = torch.randn(768, dtype=torch.bfloat16, device=device)
+    check_x_bias_against_float64("triton", x, None, w, b, bias, REL_TOL[torch.bfloat16], keyword="bias_grad_for")
+
+
 def test_x_bias_errors(device):
     x, r, w, b = make_inputs((4, 8), torch.float32, device)
     with pytest.raises(ValueError, match="x_bias has shape"):
         fused_add_layernorm(x, r, w, b, x_bias=torch.zeros(7, device=device))
     with pytest.raises(TypeError, match="x_bias is torch.float16"):
         fused_add_layernorm(x, r, w, b, x_bias=torch.zeros(8, device=device, dtype=torch.float16))
+    with pytest.raises(ValueError, match="bias_grad_for has shape"):
+        fused_add_layernorm(x, r, w, b, bias_grad_for=torch.zeros(7, device=device))
+    with pytest.raises(TypeError, match="bias_grad_for is torch.float16"):
+        fused_add_layernorm(x, r, w, b, bias_grad_for=torch.zeros(8, device=device, dtype=torch.float16))
+    with pytest.raises(ValueError, match="pass one of them"):
+        fused_add_layernorm(x, r, w, b, x_bias=torch.zeros(8, device=device), bias_grad_for=torch.zeros(8, device=device))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -6,6 +6,7 @@ torch.compile(fullgraph=True) through the custom op, and the attention module us
 
 The column sum has no tl.dot, so every dtype runs in the CPU interpreter too.
 """
+import contextlib
 import threading
 
 import pytest
@@ -80,30 +81,39 @@ def test_column_sum_bad_input(device):
         kernels.column_sum(torch.randn(2, 3, device=device, dtype=torch.float64))
 
 
-def reference(x, weight, bias, dy):
-    leaves = [t.detach().double().requires_grad_() for t in (x, weight, bias) if t is not None]
-    y = F.linear(*leaves, None) if bias is None else F.linear(*leaves)
+def reference(x, weight, bias, dy, residual=None):
+    x, weight, bias, residual = (None if t is None else t.detach().double().requires_grad_()
+                                 for t in (x, weight, bias, residual))
+    y = F.linear(x, weight, bias)
+    y = y if residual is None else residual + y
     y.backward(dy.double())
-    return [y] + [t.grad for t in leaves]
+    return [y] + [t.grad for t in (x, weight, bias, residual) if t is not None]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=pytest.mark.skipif(
     not HAS_CUDA, reason="bf16 GEMMs on CPU are slow; the column sum's bf16 is tested above"))])
 @pytest.mark.parametrize("lead", [(1,), (3, 11)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_fused_linear_matches_float64(dtype, lead, bias, poisoned, device):
+@pytest.mark.parametrize("residual", [False, True], ids=["no_residual", "residual"])
+@pytest.mark.parametrize("replayed", [True, False], ids=["replayed", "eager"])
+def test_fused_linear_matches_float64(dtype, lead, bias, residual, replayed, poisoned, device):
+    """The kernel path (replayed steps: cuBLASLt with the bias and the residual in its epilogue on
+    the GPU) and the eager one (F.linear, the residual added by PyTorch): output and gradients,
+    the residual's included."""
     C, N = 48, 100
     x = torch.randn(*lead, C, device=device).to(dtype).requires_grad_()
     weight = (torch.randn(N, C, device=device) * C ** -0.5).to(dtype).requires_grad_()
     b = torch.randn(N, device=device).to(dtype).requires_grad_() if bias else None
+    r = torch.randn(*lead, N, device=device).to(dtype).requires_grad_() if residual else None
     dy = torch.randn(*lead, N, device=device).to(dtype)
-    with fastgpt.use_backend("triton"), replayed_steps():     # the kernel path (not F.linear)
-        y = fused_linear(x, weight, b)
+    with fastgpt.use_backend("triton"), replayed_steps() if replayed else contextlib.nullcontext():
+        y = fused_linear(x, weight, b, r)
     y.backward(dy)
-    ref = reference(x, weight, b, dy)
-    got = [y, x.grad, weight.grad] + ([b.grad] if bias else [])
-    for name, out, r in zip(["y", "dx", "dweight", "dbias"], got, ref):
-        assert_rel_close(out, r, REL_TOL[dtype], name)
+    ref = reference(x, weight, b, dy, r)
+    got = [y, x.grad, weight.grad] + ([b.grad] if bias else []) + ([r.grad] if residual else [])
+    names = ["y", "dx", "dweight"] + (["dbias"] if bias else []) + (["dresidual"] if residual else [])
+    for name, out, expected in zip(names, got, ref, strict=True):
+        assert_rel_close(out, expected, REL_TOL[dtype], name)
 
 
 def _backward_on_another_thread(loss: torch.Tensor) -> None:
@@ -160,6 +170,12 @@ def test_fused_linear_bad_input(device):
         fused_linear(x.long(), w)
     with pytest.raises(TypeError, match="must be tensors"):
         fused_linear(x, [[1.0]])
+    with pytest.raises(ValueError, match=r"residual has shape \(2, 5\), the output's is \(2, 6\)"):
+        fused_linear(x, w, residual=torch.randn(2, 5, device=device))
+    with pytest.raises(TypeError, match="residual is torch.float16"):
+        fused_linear(x, w, residual=torch.randn(2, 6, device=device).half())
+    with pytest.raises(TypeError, match="residual must be a tensor"):
+        fused_linear(x, w, residual=1.0)
 
 
 def test_bias_grad_op_passes_opcheck(device):

@@ -6,6 +6,8 @@ bad input; nanoGPT state dicts; torch.compile(fullgraph=True) through the custom
 On CPU the Triton kernels run in the interpreter (fp32, fp16); bf16 and the large sizes run
 only on a GPU (tl.dot on bf16 is wrong in the interpreter).
 """
+import contextlib
+
 import pytest
 import torch
 
@@ -14,6 +16,7 @@ from fastgpt.backend import cuda_extension_available
 from fastgpt.kernels import mlp_gluon
 from fastgpt.ops.mlp import (FusedMLP, MLPOptions, fused_linear_gelu, fused_mlp, mlp_reference,
                             linear_gelu_triton, mlp_triton)
+from fastgpt.ops.dispatch import replayed_steps
 from fastgpt.testing import REL_TOL, assert_rel_close, poison_
 from nanogpt_reference import MLP as NanoMLP
 
@@ -88,6 +91,34 @@ def test_mlp_without_bias(backend, dtype, device):
     with fastgpt.use_backend(backend):
         outs = run(fused_mlp, x, params, dy)
     check(outs, reference(x, params, dy), dtype)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("options", [MLPOptions(), MLPOptions(proj="triton"), MLPOptions(cuda_gemm="cublas")],
+                         ids=repr)
+@pytest.mark.parametrize("replayed", [True, False], ids=["replayed", "eager"])
+def test_mlp_with_residual_matches_float64(backend, dtype, options, replayed, device):
+    """fused_mlp(..., residual): the residual added to c_proj's output (in its GEMM's epilogue:
+    cuBLASLt's where launches are free, PyTorch's addmm eagerly; after the Triton GEMM with
+    proj="triton"), its gradient the output's; the c_proj bias detached as GPT's blocks pass it
+    (its gradient left to the next LayerNorm), so none is computed for it."""
+    x, dy = inputs((2, 17), 40, dtype, device)
+    params = make_params(40, 160, dtype, device)
+    residual = inputs((2, 17), 40, dtype, device, seed=2)[0]
+    detached = dict(params, proj_bias=params["proj_bias"].detach())
+    with fastgpt.use_backend(backend), replayed_steps() if replayed else contextlib.nullcontext():
+        y = fused_mlp(x, *detached.values(), options=options, residual=residual)
+    leaves = [x, residual, params["fc_weight"], params["fc_bias"], params["proj_weight"]]
+    grads = torch.autograd.grad(y, leaves, dy)
+    x64, r64 = (t.detach().double().requires_grad_() for t in (x, residual))
+    p64 = {k: p.detach().double().requires_grad_() for k, p in params.items()}
+    y64 = mlp_reference(x64, *p64.values(), residual=r64)
+    refs = torch.autograd.grad(y64, [x64, r64, p64["fc_weight"], p64["fc_bias"], p64["proj_weight"]], dy.double())
+    for name, out, ref in zip(["y", "dx", "dresidual", "dfc_weight", "dfc_bias", "dproj_weight"],
+                              (y, *grads), (y64, *refs), strict=True):
+        assert out.dtype == dtype, name
+        assert_rel_close(out, ref, REL_TOL[dtype], name)
 
 
 ALL_TRITON = dict(proj="triton", dgrad="triton", wgrad="triton")

@@ -69,9 +69,9 @@ def test_matches_hand_written_nanogpt_on_the_same_weights(backend, bias, device)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("proj_bias_in_layernorm", [True, False])
+@pytest.mark.parametrize("proj_bias_grad_in_layernorm", [True, False])
 @pytest.mark.parametrize("fuse_qkv_bias_grad", [True, False])
-def test_bias_gradient_placements_match_nanogpt(backend, proj_bias_in_layernorm, fuse_qkv_bias_grad, device):
+def test_bias_gradient_placements_match_nanogpt(backend, proj_bias_grad_in_layernorm, fuse_qkv_bias_grad, device):
     """Where the biases' gradients are computed (c_proj's in the next add+LayerNorm, c_attn's in
     the attention backward, or each by its own column sum) changes no output or gradient: against
     nanoGPT on the same weights, every bias random (not the zeros of the init, so their values
@@ -85,7 +85,7 @@ def test_bias_gradient_placements_match_nanogpt(backend, proj_bias_in_layernorm,
     model = GPT(TINY).to(device)
     model.load_state_dict(ref.state_dict())
     for block in model.transformer.h:
-        block.proj_bias_in_layernorm = proj_bias_in_layernorm
+        block.proj_bias_grad_in_layernorm = proj_bias_grad_in_layernorm
         block.attn.fuse_qkv_bias_grad = fuse_qkv_bias_grad
     idx = tokens(TINY, B=2, T=19).to(device)
     targets = tokens(TINY, B=2, T=19, seed=1).to(device)
@@ -100,16 +100,23 @@ def test_bias_gradient_placements_match_nanogpt(backend, proj_bias_in_layernorm,
         assert_rel_close(p.grad, ref_grads[name].grad, 1e-4, f"grad of {name}")
 
 
-def test_dropout_keeps_the_projection_bias_in_its_gemm():
-    """With dropout in effect the bias must pass through it: forward_branch adds it itself."""
+def test_forward_branch_adds_the_residual_and_leaves_only_the_bias_gradient():
+    """forward_branch(x, residual) is residual + forward(x), the c_proj bias included, in every
+    mode; the bias's gradient is left to the caller (returned) only without dropout in effect,
+    where the bias must pass through the dropout before the add."""
     model = GPT(TINY.replace(dropout=0.1))
-    x = torch.randn(2, 5, TINY.n_embd)
+    x, residual = torch.randn(2, 5, TINY.n_embd), torch.randn(2, 5, TINY.n_embd)
     block = model.transformer.h[0]
     assert block.attn.forward_branch(x)[1] is None and block.mlp.forward_branch(x)[1] is None
     model.eval()
-    assert block.attn.forward_branch(x)[1] is block.attn.c_proj.bias
-    assert block.mlp.forward_branch(x)[1] is block.mlp.c_proj.bias
-    assert block.attn.forward_branch(x, leave_proj_bias=False)[1] is None
+    with torch.no_grad():
+        block.attn.c_proj.bias.normal_()
+        block.mlp.c_proj.bias.normal_()
+    for branch, bias in ((block.attn, block.attn.c_proj.bias), (block.mlp, block.mlp.c_proj.bias)):
+        s, bias_grad_for = branch.forward_branch(x, residual=residual)
+        assert bias_grad_for is bias
+        assert_rel_close(s, residual + branch(x), 1e-6, type(branch).__name__)
+        assert branch.forward_branch(x, residual=residual, leave_proj_bias_grad=False)[1] is None
 
 
 def test_nanogpt_state_dict_round_trips(tmp_path):

@@ -393,14 +393,17 @@ class FusedCausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """x (B, T, C) -> (B, T, C), as nanoGPT's module; with a KV cache, x holds the new positions."""
-        return self.forward_branch(x, cache, leave_proj_bias=False)[0]
+        return self.forward_branch(x, cache, leave_proj_bias_grad=False)[0]
 
-    def forward_branch(self, x: torch.Tensor, cache: KVCache | None = None,
-                       leave_proj_bias: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """forward() for a residual branch whose add+LayerNorm adds c_proj's bias (fastgpt.model's
-        blocks: FusedAddLayerNorm's x_bias): (y without c_proj's bias, that bias). The bias and its
-        gradient then cost no pass of their own. With dropout in effect (it must see the bias), no
-        bias, or leave_proj_bias False, the bias is added here and None comes back."""
+    def forward_branch(self, x: torch.Tensor, cache: KVCache | None = None, residual: torch.Tensor | None = None,
+                       leave_proj_bias_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """residual + forward(x) for a pre-LN block's residual stream (fastgpt.model's blocks), as
+        (s, bias_grad_for). Without dropout in effect the residual is added in c_proj's GEMM (its
+        epilogue: fastgpt.ops.linear), so the LayerNorm after it reads one tensor, and with
+        leave_proj_bias_grad c_proj's bias is added there without its gradient, which that
+        LayerNorm's backward returns (FusedAddLayerNorm's bias_grad_for; bias_grad_for is then
+        that bias): the bias gradient costs no pass of its own. With dropout in effect (it sits
+        between c_proj and the add), no bias, or leave_proj_bias_grad False, None comes back."""
         B, T, C = x.shape
         if C != self.n_embd:
             raise ValueError(f"expected input of width {self.n_embd}, got {tuple(x.shape)}")
@@ -422,6 +425,9 @@ class FusedCausalSelfAttention(nn.Module):
             y = _cached_attention(q, k, v).transpose(1, 2)
         y = y.reshape(B, T, C)   # (B, T, H, D) -> (B, T, C), free when y is contiguous
         proj_bias = self.c_proj.bias
-        leave = leave_proj_bias and proj_bias is not None and dropout_p == 0.0
-        y = fused_linear(y, self.c_proj.weight, None if leave else proj_bias)
-        return self.resid_dropout(y), (proj_bias if leave else None)
+        if dropout_p > 0.0:     # the dropout sits between c_proj and the residual add
+            y = self.resid_dropout(fused_linear(y, self.c_proj.weight, proj_bias))
+            return (y if residual is None else residual + y), None
+        leave = leave_proj_bias_grad and proj_bias is not None
+        s = fused_linear(y, self.c_proj.weight, proj_bias.detach() if leave else proj_bias, residual)
+        return s, (proj_bias if leave else None)

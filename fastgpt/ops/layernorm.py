@@ -2,7 +2,9 @@
 
 Optionally with the bias of the branch that produced x (x_bias): s = x + x_bias + residual, so a
 projection can leave its bias, and that bias's gradient (a column sum), to this op
-(kernels/layernorm.py, "The branch's bias"; GPT's blocks do, fastgpt/model.py).
+(kernels/layernorm.py, "The branch's bias"). Or the projection adds its bias itself (and the
+residual, in its GEMM's epilogue: fastgpt/model.py's blocks) and leaves only the gradient here
+(bias_grad_for): the same column sum of s's gradient, which the backward makes anyway.
 
 Layers, top to bottom:
   fused_add_layernorm        public function: documented, validates its inputs, dispatches on the
@@ -33,9 +35,13 @@ add_layernorm = Op("add_layernorm")
 
 
 @add_layernorm.register("torch")
-def add_layernorm_reference(x, residual, weight, bias, eps, x_bias=None):
+def add_layernorm_reference(x, residual, weight, bias, eps, x_bias=None, bias_grad_for=None):
     s = x if x_bias is None else x + x_bias
     s = s if residual is None else s + residual
+    if bias_grad_for is not None:
+        # x already holds that bias (added without gradient); adding bias - bias (exact zeros)
+        # routes s's gradient summed over rows to it, as the layer that added it would have
+        s = s + (bias_grad_for - bias_grad_for.detach())
     return F.layer_norm(s, (s.shape[-1],), weight, bias, eps), s
 
 
@@ -61,11 +67,13 @@ def _parameters_in_activation_dtype(fwd: Callable, bwd: Callable) -> tuple[Calla
     """The extension's kernels take weight and bias in the activations' dtype; the Triton ones take
     any (fp32 parameters beside half-precision activations). Cast them on the way in, and their
     gradients back on the way out (no-ops when the dtypes already agree). The extension has no
-    x_bias: a call with one runs the Triton pair (whose forward also measured faster, run 25)."""
+    x_bias: a call with one runs the Triton pair (whose forward also measured faster, run 25), and
+    so does a plain LayerNorm (no residual), where the extension's forward writes a copy of x as s
+    that nothing reads."""
     triton_fwd, triton_bwd = _triton_launchers()
 
     def forward(x, residual, weight, bias, eps, x_bias=None):
-        if x_bias is not None:
+        if x_bias is not None or residual is None:
             return triton_fwd(x, residual, weight, bias, eps, x_bias=x_bias)
         return fwd(x, residual, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), eps)
 
@@ -134,18 +142,18 @@ def _(dy, ds, s, weight, mean, rstd, has_bias, impl, x_bias=None):
 
 
 class AddLayerNormFunction(torch.autograd.Function):
-    """(x, residual, weight, bias, eps, impl, x_bias=None) -> (y, s); s is x itself (as a view, an
-    output of this node) when there is neither residual nor x_bias.
+    """(x, residual, weight, bias, eps, impl, x_bias=None, bias_grad_for=None) -> (y, s); s is x
+    itself (as a view, an output of this node) when there is neither residual nor x_bias.
 
     `impl` names the launcher pair (a key of LAUNCHERS). The backward receives the gradients of
     both outputs and makes one kernel call: dx = ds + dLayerNorm(dy), returned to x and residual,
-    and its column sum to x_bias. Returning x as s matters where x goes on as the residual stream
-    (a GPT's first block): its two gradients are then summed by the kernel, not by an add pass
-    of autograd's.
+    and its column sum to x_bias, or to bias_grad_for (a bias x already holds: not read, not
+    added). Returning x as s matters where x goes on as the residual stream (GPT's blocks): its
+    two gradients are then summed by the kernel, not by an add pass of autograd's.
     """
 
     @staticmethod
-    def forward(ctx, x, residual, weight, bias, eps, impl, x_bias=None):
+    def forward(ctx, x, residual, weight, bias, eps, impl, x_bias=None, bias_grad_for=None):
         C = x.shape[-1]
         x2 = x.reshape(-1, C).contiguous()
         r2 = None if residual is None else residual.reshape(-1, C).contiguous()
@@ -155,7 +163,10 @@ class AddLayerNormFunction(torch.autograd.Function):
         y, s, mean, rstd = call_custom_op(_add_layernorm_fwd_op, _add_layernorm_fwd_impl,
                                           x2, r2, weight, bias, eps, impl, x_bias)
         has_sum = r2 is not None or x_bias is not None
-        ctx.save_for_backward(s if has_sum else x2, weight, mean, rstd, x_bias)
+        # the bias whose gradient the backward sums (x_bias, or bias_grad_for: shape and dtype only)
+        grad_bias = x_bias if x_bias is not None else bias_grad_for
+        ctx.save_for_backward(s if has_sum else x2, weight, mean, rstd, grad_bias)
+        ctx.bias_added = x_bias is not None
         ctx.shape, ctx.impl = x.shape, impl
         ctx.has_residual, ctx.has_bias = r2 is not None, bias is not None
         ctx.set_materialize_grads(False)    # an unused output's gradient stays None: not read
@@ -163,22 +174,23 @@ class AddLayerNormFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy, ds=None):
-        s, weight, mean, rstd, x_bias = ctx.saved_tensors
+        s, weight, mean, rstd, grad_bias = ctx.saved_tensors
         C = s.shape[-1]
         dy = torch.zeros_like(s) if dy is None else dy.reshape(-1, C).contiguous()
         ds = None if ds is None else ds.reshape(-1, C).contiguous()
-        dx, dweight, dbias, dx_bias = call_custom_op(
+        dx, dweight, dbias, dgrad_bias = call_custom_op(
             _add_layernorm_bwd_op, _add_layernorm_bwd_impl,
-            dy, ds, s, weight, mean, rstd, ctx.has_bias, ctx.impl, x_bias)
+            dy, ds, s, weight, mean, rstd, ctx.has_bias, ctx.impl, grad_bias)
         dx = dx.view(ctx.shape)
-        return (dx, dx if ctx.has_residual else None, dweight,
-                dbias if ctx.has_bias else None, None, None, None if x_bias is None else dx_bias)
+        dgrad_bias = None if grad_bias is None else dgrad_bias
+        return (dx, dx if ctx.has_residual else None, dweight, dbias if ctx.has_bias else None, None, None,
+                dgrad_bias if ctx.bias_added else None, None if ctx.bias_added else dgrad_bias)
 
 
 def _implementation(impl: str):
     """The backend implementation that runs AddLayerNormFunction on the launcher pair `impl`."""
-    def run(x, residual, weight, bias, eps, x_bias=None):
-        return AddLayerNormFunction.apply(x, residual, weight, bias, eps, impl, x_bias)
+    def run(x, residual, weight, bias, eps, x_bias=None, bias_grad_for=None):
+        return AddLayerNormFunction.apply(x, residual, weight, bias, eps, impl, x_bias, bias_grad_for)
     return run
 
 
@@ -189,10 +201,11 @@ add_layernorm.register("cuda")(_implementation("cuda"))
 # ---- public function and module
 
 
-def _check_inputs(x, residual, weight, bias, eps, x_bias=None) -> None:
-    named = {"x": x, "residual": residual, "weight": weight, "bias": bias, "x_bias": x_bias}
+def _check_inputs(x, residual, weight, bias, eps, x_bias=None, bias_grad_for=None) -> None:
+    named = {"x": x, "residual": residual, "weight": weight, "bias": bias, "x_bias": x_bias,
+             "bias_grad_for": bias_grad_for}
     for name, t in named.items():
-        if t is None and name in ("residual", "bias", "x_bias"):
+        if t is None and name in ("residual", "bias", "x_bias", "bias_grad_for"):
             continue
         if not isinstance(t, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -218,11 +231,16 @@ def _check_inputs(x, residual, weight, bias, eps, x_bias=None) -> None:
             raise ValueError(f"bias has shape {tuple(bias.shape)}; x's hidden size {C} needs ({C},)")
         if bias.dtype != weight.dtype:
             raise TypeError(f"weight is {weight.dtype} but bias is {bias.dtype}; they must match")
-    if x_bias is not None:
-        if x_bias.shape != (C,):
-            raise ValueError(f"x_bias has shape {tuple(x_bias.shape)}; x's hidden size {C} needs ({C},)")
-        if x_bias.dtype != x.dtype:
-            raise TypeError(f"x is {x.dtype} but x_bias is {x_bias.dtype}; they must match (as a "
+    if x_bias is not None and bias_grad_for is not None:
+        raise ValueError("x_bias and bias_grad_for are one bias either added here or already in x: "
+                         "pass one of them")
+    for name, t in (("x_bias", x_bias), ("bias_grad_for", bias_grad_for)):
+        if t is None:
+            continue
+        if t.shape != (C,):
+            raise ValueError(f"{name} has shape {tuple(t.shape)}; x's hidden size {C} needs ({C},)")
+        if t.dtype != x.dtype:
+            raise TypeError(f"x is {x.dtype} but {name} is {t.dtype}; they must match (as a "
                             "linear layer's input and bias must), or run under torch.autocast")
     if not eps >= 0:
         raise ValueError(f"eps must be >= 0, got {eps}")
@@ -230,7 +248,8 @@ def _check_inputs(x, residual, weight, bias, eps, x_bias=None) -> None:
 
 def fused_add_layernorm(x: Tensor, residual: Tensor | None, weight: Tensor,
                         bias: Tensor | None = None, eps: float = 1e-5,
-                        x_bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                        x_bias: Tensor | None = None, bias_grad_for: Tensor | None = None
+                        ) -> tuple[Tensor, Tensor]:
     """Residual add fused with the LayerNorm that follows it.
 
     Computes, over the last dimension C,
@@ -244,6 +263,10 @@ def fused_add_layernorm(x: Tensor, residual: Tensor | None, weight: Tensor,
         x: (..., C) float32, float16 or bfloat16; any leading shape (flattened to rows).
         residual: same shape and dtype as x, or None for a plain LayerNorm.
         x_bias: (C,) of x's dtype, or None: the bias of the layer that produced x.
+        bias_grad_for: (C,) of x's dtype, or None: a bias the layer that produced x has already
+            added (without gradient; its value is not read). Its gradient, s's summed over rows,
+            comes back here, so that layer needs no column sum of its own (GPT's blocks, whose
+            projections add the bias and the residual in their GEMMs). Not with x_bias.
         weight: (C,) scale; may be of another float dtype than x (e.g. fp32 parameters with
             bf16 activations); its gradient comes back in its own dtype.
         bias: (C,) shift of weight's dtype, or None.
@@ -265,22 +288,23 @@ def fused_add_layernorm(x: Tensor, residual: Tensor | None, weight: Tensor,
     meets bf16 sublayer outputs without a dtype error and the kernel runs in one dtype.
 
     Raises:
-        TypeError: a non-float tensor, or x and residual / x_bias (weight and bias) of different
-            dtypes.
-        ValueError: residual not shaped as x, weight/bias/x_bias not (C,), tensors on different
-            devices, a scalar x, eps < 0.
+        TypeError: a non-float tensor, or x and residual / x_bias / bias_grad_for (weight and
+            bias) of different dtypes.
+        ValueError: residual not shaped as x, weight/bias/x_bias/bias_grad_for not (C,), both
+            x_bias and bias_grad_for, tensors on different devices, a scalar x, eps < 0.
     """
     if isinstance(x, Tensor):       # (anything else gets its clear error from _check_inputs)
-        x, residual, weight, bias, x_bias = autocast_inputs(x, residual, weight, bias, x_bias)
-    _check_inputs(x, residual, weight, bias, eps, x_bias)
-    return add_layernorm(x, residual, weight, bias, float(eps), x_bias, device=x.device)
+        x, residual, weight, bias, x_bias, bias_grad_for = autocast_inputs(x, residual, weight, bias, x_bias,
+                                                                           bias_grad_for)
+    _check_inputs(x, residual, weight, bias, eps, x_bias, bias_grad_for)
+    return add_layernorm(x, residual, weight, bias, float(eps), x_bias, bias_grad_for, device=x.device)
 
 
 class FusedAddLayerNorm(nn.Module):
     """LayerNorm over the last dimension that first adds a residual: forward(x, residual=None,
-    x_bias=None) returns (LayerNorm(s), s) with s = x + x_bias + residual. Parameters and state
-    dict as nn.LayerNorm (weight, and bias unless bias=False), so nn.LayerNorm checkpoints load
-    unchanged."""
+    x_bias=None, bias_grad_for=None) returns (LayerNorm(s), s) with s = x + x_bias + residual
+    (fused_add_layernorm). Parameters and state dict as nn.LayerNorm (weight, and bias unless
+    bias=False), so nn.LayerNorm checkpoints load unchanged."""
 
     def __init__(self, ndim: int, bias: bool = True, eps: float = 1e-5):
         super().__init__()
@@ -288,9 +312,9 @@ class FusedAddLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(ndim))
         self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
 
-    def forward(self, x: Tensor, residual: Tensor | None = None,
-                x_bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return fused_add_layernorm(x, residual, self.weight, self.bias, self.eps, x_bias)
+    def forward(self, x: Tensor, residual: Tensor | None = None, x_bias: Tensor | None = None,
+                bias_grad_for: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return fused_add_layernorm(x, residual, self.weight, self.bias, self.eps, x_bias, bias_grad_for)
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, eps={self.eps}, bias={self.bias is not None}"

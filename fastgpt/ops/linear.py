@@ -1,10 +1,17 @@
-"""A linear layer y = x W^T + b whose bias gradient is a Triton column sum (kernels/linear.py).
+"""A linear layer y = x W^T + b (+ residual) whose bias gradient is a Triton column sum
+(kernels/linear.py).
 
 The GEMMs stay cuBLAS (forward with the bias in its epilogue, both backward GEMMs as autograd
 would run them), each on the algorithm kernels/gemm.py timed fastest for its shape; what changes
 is dbias = dy.sum(0), which PyTorch runs as a generic reduction
 well under the copy bandwidth (see kernels/linear.py). FusedCausalSelfAttention's c_attn and
 c_proj go through it, and the MLP's c_proj bias gradient uses the same kernel.
+
+The residual (optional): y = residual + x W^T + b with the add in the GEMM's epilogue (cuBLASLt's
+C, read while D is written), the residual's gradient dy itself (no copy). A pre-LN block's
+projection then writes the updated residual stream, and the LayerNorm after it reads that one
+tensor instead of the projection's output and the stream before it and writing their sum (run
+140: GEMM + LayerNorm 62.3-63.5 us against 67.6-68.6 at GPT-2's attention projection).
 
 Where launches are not free (eager execution: fastgpt.ops.dispatch.launch_bound) the triton
 backend runs F.linear itself: one more Triton launch per layer costs more host time than the
@@ -31,8 +38,9 @@ linear = Op("linear")
 
 
 @linear.register("torch")
-def linear_reference(x, weight, bias):
-    return F.linear(x, weight, bias)
+def linear_reference(x, weight, bias, residual=None):
+    y = F.linear(x, weight, bias)
+    return y if residual is None else residual + y
 
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -67,22 +75,43 @@ def check_linear(x, weight, bias, name: str, in_features: int | None = None) -> 
             raise ValueError(f"{name}: tensors on different devices: x on {x.device}, {label} on {t.device}")
 
 
-def fused_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """y = x @ weight^T + bias, as F.linear, with the bias gradient computed by fastgpt's kernel.
+def check_residual(residual, x, out_features: int, name: str) -> None:
+    """Clear errors for a residual added to a linear layer's output (x's dtype and device)."""
+    if residual is None:
+        return
+    if not isinstance(residual, torch.Tensor):
+        raise TypeError(f"{name}: residual must be a tensor or None, got {type(residual).__name__}")
+    shape = (*x.shape[:-1], out_features)
+    if tuple(residual.shape) != shape:
+        raise ValueError(f"{name}: residual has shape {tuple(residual.shape)}, the output's is {shape}")
+    if residual.dtype != x.dtype:
+        raise TypeError(f"{name}: mixed dtypes: x is {x.dtype}, residual is {residual.dtype} "
+                        "(cast them to one dtype, or run under torch.autocast)")
+    if residual.device != x.device:
+        raise ValueError(f"{name}: tensors on different devices: x on {x.device}, residual on {residual.device}")
+
+
+def fused_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                 residual: torch.Tensor | None = None) -> torch.Tensor:
+    """y = x @ weight^T + bias (+ residual), as F.linear (and an add), with the bias gradient
+    computed by fastgpt's kernel and the residual added in the GEMM's epilogue.
 
     Args:
         x: (..., in_features) tensor, float16 / bfloat16 / float32 (float64 on the torch backend).
         weight: (out_features, in_features); bias: (out_features,) or None. Under autocast all
             three are cast to the autocast dtype first, as F.linear's are.
+        residual: (..., out_features) of the output's dtype, or None: added to the output (a
+            pre-LN block's residual stream); its gradient is the output's.
     Returns:
-        (..., out_features) tensor of x's (autocast) dtype, differentiable in all three.
+        (..., out_features) tensor of x's (autocast) dtype, differentiable in all four.
     Raises:
         TypeError: a non-tensor, a non-floating dtype, or dtypes that differ outside autocast.
         ValueError: shapes that do not match, or tensors on different devices.
     """
-    x, weight, bias = autocast_inputs(x, weight, bias)
+    x, weight, bias, residual = autocast_inputs(x, weight, bias, residual)
     check_linear(x, weight, bias, "fused_linear")
-    return linear(x, weight, bias, device=x.device)
+    check_residual(residual, x, weight.shape[0], "fused_linear")
+    return linear(x, weight, bias, residual, device=x.device)
 
 
 # ---- triton backend
@@ -121,12 +150,13 @@ def bias_grad(dy: torch.Tensor, dtype: torch.dtype, kernel: bool) -> torch.Tenso
 
 class _LinearFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias):
+    def forward(ctx, x, weight, bias, residual):
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        # cuBLAS, the bias in the GEMM's epilogue, the algorithm timed per shape (kernels/gemm.py)
-        # (linear_triton applies this Function only where launches are free: tuned GEMMs too)
-        return gemm.matmul(x.reshape(-1, x.shape[-1]), weight.t(), bias,
+        ctx.has_bias, ctx.has_residual = bias is not None, residual is not None
+        # cuBLAS, the bias and the residual in the GEMM's epilogue, the algorithm timed per shape
+        # (kernels/gemm.py; linear_triton applies this Function only where launches are free)
+        addend = None if residual is None else residual.reshape(-1, weight.shape[0]).contiguous()
+        return gemm.matmul(x.reshape(-1, x.shape[-1]), weight.t(), bias, addend=addend,
                            tuned=True).view(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
@@ -138,14 +168,14 @@ class _LinearFunction(torch.autograd.Function):
                    else None)
         # linear_triton applies this Function only where launches are free: the kernel
         dbias = bias_grad(dy2, weight.dtype, kernel=True) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return dx, dweight, dbias
+        return dx, dweight, dbias, dy if ctx.has_residual else None
 
 
 @linear.register("triton")
-def linear_triton(x, weight, bias):
+def linear_triton(x, weight, bias, residual=None):
     # eagerly, the bias-gradient kernel's launch (Python, Triton's launcher) costs more host time
     # than the reduction saves on the GPU: 796 against 366 us per fwd+bwd (H100 machine,
     # host_profile, run 14); inside a CUDA graph or a compiled graph the kernel runs
     if launch_bound():
-        return F.linear(x, weight, bias)
-    return _LinearFunction.apply(x, weight, bias)
+        return linear_reference(x, weight, bias, residual)
+    return _LinearFunction.apply(x, weight, bias, residual)

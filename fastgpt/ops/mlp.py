@@ -92,7 +92,7 @@ from fastgpt.backend import Op
 from fastgpt.kernels import gemm
 from fastgpt.ops.dispatch import absent, call_custom_op, launch_bound
 from fastgpt.ops.linear import bias_grad as linear_bias_grad
-from fastgpt.ops.linear import bias_grad_reference, check_linear
+from fastgpt.ops.linear import bias_grad_reference, check_linear, check_residual
 from fastgpt.ops.autocast import autocast_inputs
 
 linear_gelu = Op("linear_gelu")
@@ -150,8 +150,9 @@ def linear_gelu_reference(x, weight, bias, options=DEFAULT_OPTIONS):
 
 
 @mlp.register("torch")
-def mlp_reference(x, fc_weight, fc_bias, proj_weight, proj_bias, options=DEFAULT_OPTIONS):
-    return F.linear(linear_gelu_reference(x, fc_weight, fc_bias), proj_weight, proj_bias)
+def mlp_reference(x, fc_weight, fc_bias, proj_weight, proj_bias, options=DEFAULT_OPTIONS, residual=None):
+    y = F.linear(linear_gelu_reference(x, fc_weight, fc_bias), proj_weight, proj_bias)
+    return y if residual is None else residual + y
 
 
 # ---- validation (public functions) ----
@@ -183,25 +184,29 @@ def fused_linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
 
 def fused_mlp(x: torch.Tensor, fc_weight: torch.Tensor, fc_bias: torch.Tensor | None,
               proj_weight: torch.Tensor, proj_bias: torch.Tensor | None,
-              options: MLPOptions = DEFAULT_OPTIONS) -> torch.Tensor:
-    """GPT-2's MLP without dropout: gelu_tanh(x @ fc_weight^T + fc_bias) @ proj_weight^T + proj_bias.
+              options: MLPOptions = DEFAULT_OPTIONS, residual: torch.Tensor | None = None) -> torch.Tensor:
+    """GPT-2's MLP without dropout: gelu_tanh(x @ fc_weight^T + fc_bias) @ proj_weight^T + proj_bias
+    (+ residual).
 
     Args:
         x: (..., C) input, any leading shape; float16, bfloat16 or float32.
         fc_weight: (H, C) and fc_bias (H,) or None: c_fc of nanoGPT (H = 4C there, any H works).
         proj_weight: (C_out, H) and proj_bias (C_out,) or None: c_proj.
         options: kernel choices of the triton backend (MLPOptions); results agree for all.
+        residual: (..., C_out) of x's dtype, or None: added to the output in c_proj's GEMM (its
+            epilogue: fastgpt.ops.linear's "residual"); its gradient is the output's.
     Returns:
-        (..., C_out) tensor of x's dtype, differentiable in x and all four parameters. The forward
-        keeps x and the pre-activation (..., H) for the backward (see the module docstring).
+        (..., C_out) tensor of x's dtype, differentiable in x, all four parameters and the residual.
+        The forward keeps x and the pre-activation (..., H) for the backward (see the module docstring).
     Raises:
-        ValueError / TypeError as fused_linear_gelu, for either layer.
+        ValueError / TypeError as fused_linear_gelu, for either layer, and for the residual.
     """
-    x, fc_weight, fc_bias, proj_weight, proj_bias = autocast_inputs(x, fc_weight, fc_bias, proj_weight,
-                                                                   proj_bias)
+    x, fc_weight, fc_bias, proj_weight, proj_bias, residual = autocast_inputs(
+        x, fc_weight, fc_bias, proj_weight, proj_bias, residual)
     check_linear(x, fc_weight, fc_bias, "fused_mlp (c_fc)")
     check_linear(x, proj_weight, proj_bias, "fused_mlp (c_proj)", in_features=fc_weight.shape[0])
-    return mlp(x, fc_weight, fc_bias, proj_weight, proj_bias, options, device=x.device)
+    check_residual(residual, x, proj_weight.shape[0], "fused_mlp")
+    return mlp(x, fc_weight, fc_bias, proj_weight, proj_bias, options, residual, device=x.device)
 
 
 class FusedMLP(nn.Module):
@@ -223,17 +228,24 @@ class FusedMLP(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x):
-        return self.forward_branch(x, leave_proj_bias=False)[0]
+        return self.forward_branch(x, leave_proj_bias_grad=False)[0]
 
-    def forward_branch(self, x, leave_proj_bias: bool = True):
-        """forward() for a residual branch whose add+LayerNorm adds c_proj's bias (fastgpt.model's
-        blocks): (y without c_proj's bias, that bias), or (y, None) where the bias was added here
-        (dropout in effect, no bias, or leave_proj_bias False). See FusedCausalSelfAttention."""
+    def forward_branch(self, x, residual=None, leave_proj_bias_grad: bool = True):
+        """residual + forward(x) for a pre-LN block's residual stream (fastgpt.model), as
+        (s, bias_grad_for). Without dropout in effect the residual is added in c_proj's GEMM
+        (fused_mlp), and with leave_proj_bias_grad c_proj's bias is added there without its
+        gradient, which the next LayerNorm's backward returns (bias_grad_for is that bias);
+        else (dropout, no bias, leave_proj_bias_grad False) bias_grad_for is None. See
+        FusedCausalSelfAttention.forward_branch."""
         proj_bias = self.c_proj.bias
-        leave = leave_proj_bias and proj_bias is not None and (self.dropout.p == 0.0 or not self.training)
-        y = fused_mlp(x, self.c_fc.weight, self.c_fc.bias, self.c_proj.weight,
-                      None if leave else proj_bias, self.options)     # (B, T, C)
-        return self.dropout(y), (proj_bias if leave else None)
+        if self.dropout.p > 0.0 and self.training:       # the dropout sits between c_proj and the add
+            y = self.dropout(fused_mlp(x, self.c_fc.weight, self.c_fc.bias, self.c_proj.weight, proj_bias,
+                                       self.options))
+            return (y if residual is None else residual + y), None
+        leave = leave_proj_bias_grad and proj_bias is not None
+        s = fused_mlp(x, self.c_fc.weight, self.c_fc.bias, self.c_proj.weight,
+                      proj_bias.detach() if leave else proj_bias, self.options, residual)    # (B, T, C)
+        return s, (proj_bias if leave else None)
 
 
 # ---- triton backend: torch.library custom ops over kernels/mlp.py ----
@@ -288,19 +300,22 @@ def _(dh, x, weight, pre, has_bias, dgrad, wgrad, schedule):
 
 def _mlp_fwd_impl(x: torch.Tensor, fc_weight: torch.Tensor, fc_bias: Optional[torch.Tensor],
              proj_weight: torch.Tensor, proj_bias: Optional[torch.Tensor], save_pre: bool,
-             save_gelu: bool, proj: str, schedule: str, fc: str = "triton"
+             save_gelu: bool, proj: str, schedule: str, fc: str = "triton", residual: Optional[torch.Tensor] = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from fastgpt.kernels import mlp as kernels
     h, pre = kernels.linear_gelu(x, fc_weight, fc_bias, store_pre=save_pre, schedule=schedule, kernel=fc)
-    y = (kernels.linear(h, proj_weight, proj_bias, schedule=schedule) if proj == "triton"
-         else gemm.matmul(h, proj_weight.t(), proj_bias, tuned=not launch_bound()))
+    if proj == "triton":
+        y = kernels.linear(h, proj_weight, proj_bias, schedule=schedule)
+        y = y if residual is None else y.add_(residual)
+    else:       # the residual in the GEMM's epilogue
+        y = gemm.matmul(h, proj_weight.t(), proj_bias, addend=residual, tuned=not launch_bound())
     return y, pre if pre is not None else absent(x), h if save_gelu else absent(x)
 
 
 _mlp_fwd = torch.library.custom_op("fastgpt::mlp_fwd", mutates_args=())(_mlp_fwd_impl)
 
 @_mlp_fwd.register_fake
-def _(x, fc_weight, fc_bias, proj_weight, proj_bias, save_pre, save_gelu, proj, schedule, fc="triton"):
+def _(x, fc_weight, fc_bias, proj_weight, proj_bias, save_pre, save_gelu, proj, schedule, fc="triton", residual=None):
     hidden = x.new_empty(x.shape[0], fc_weight.shape[0])
     return (x.new_empty(x.shape[0], proj_weight.shape[0]),
             torch.empty_like(hidden) if save_pre else absent(x),
@@ -374,15 +389,22 @@ class _LinearGeluFunction(torch.autograd.Function):
                 None, None)
 
 
+def _residual_rows(residual: torch.Tensor | None) -> torch.Tensor | None:
+    """A residual as the (M, C) rows the c_proj GEMM adds (None stays None)."""
+    return None if residual is None else _rows(residual).contiguous()
+
+
 class _MLPFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, fc_weight, fc_bias, proj_weight, proj_bias, options, needs_grad):
+    def forward(ctx, x, fc_weight, fc_bias, proj_weight, proj_bias, residual, options, needs_grad):
         x2d = _rows(x)
         y, pre, saved_gelu = call_custom_op(_mlp_fwd, _mlp_fwd_impl,
             x2d, fc_weight, fc_bias, proj_weight, proj_bias, needs_grad,
-            needs_grad and options.save_gelu, options.proj, options.schedule, options.fc)
+            needs_grad and options.save_gelu, options.proj, options.schedule, options.fc, _residual_rows(residual))
+        ctx.has_residual = residual is not None
         ctx.save_for_backward(x2d, fc_weight, proj_weight, pre, saved_gelu)
-        ctx.has_biases, ctx.options = (fc_bias is not None, proj_bias is not None), options
+        # c_proj's bias gradient only where it is wanted (not for a bias the next LayerNorm differentiates)
+        ctx.has_biases, ctx.options = (fc_bias is not None, proj_bias is not None and ctx.needs_input_grad[4]), options
         # decided here: the backward runs on autograd's device thread, blind to replayed_steps()
         ctx.launches_free = not launch_bound()
         return y.view(*x.shape[:-1], proj_weight.shape[0])
@@ -396,7 +418,7 @@ class _MLPFunction(torch.autograd.Function):
             o.gelu_grad, o.dgrad, o.wgrad, o.bias_grad, o.schedule, ctx.launches_free)
         has_fc_bias, has_proj_bias = ctx.has_biases
         return (dx.view(*dy.shape[:-1], x2d.shape[1]), dfc_w, dfc_b if has_fc_bias else None,
-                dproj_w, dproj_b if has_proj_bias else None, None, None)
+                dproj_w, dproj_b if has_proj_bias else None, dy if ctx.has_residual else None, None, None)
 
 
 @linear_gelu.register("triton")
@@ -405,9 +427,9 @@ def linear_gelu_triton(x, weight, bias, options=DEFAULT_OPTIONS):
 
 
 @mlp.register("triton")
-def mlp_triton(x, fc_weight, fc_bias, proj_weight, proj_bias, options=DEFAULT_OPTIONS):
-    return _MLPFunction.apply(x, fc_weight, fc_bias, proj_weight, proj_bias, options,
-                              _will_backward(x, fc_weight, fc_bias, proj_weight, proj_bias))
+def mlp_triton(x, fc_weight, fc_bias, proj_weight, proj_bias, options=DEFAULT_OPTIONS, residual=None):
+    return _MLPFunction.apply(x, fc_weight, fc_bias, proj_weight, proj_bias, residual, options,
+                              _will_backward(x, fc_weight, fc_bias, proj_weight, proj_bias, residual))
 
 
 # ---- cuda backend: cuBLAS GEMMs (torch) + the extension's bias + GELU epilogues ----
@@ -471,14 +493,15 @@ class _CudaLinearGeluFunction(torch.autograd.Function):
 
 class _CudaMLPFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, fc_weight, fc_bias, proj_weight, proj_bias):
+    def forward(ctx, x, fc_weight, fc_bias, proj_weight, proj_bias, residual):
         x2d = _rows(x)
         fc_bias_t = _bias_or_zeros(fc_bias, fc_weight)
         a = torch.mm(x2d, fc_weight.t())                    # (M, H): kept, as the triton path's pre
         h = call_custom_op(_bias_gelu_fwd, _bias_gelu_fwd_impl, a, fc_bias_t)
-        y = F.linear(h, proj_weight, proj_bias)
+        y = gemm.matmul(h, proj_weight.t(), proj_bias, addend=_residual_rows(residual))
         ctx.save_for_backward(x2d, fc_weight, fc_bias_t, proj_weight, a)
-        ctx.has_biases = (fc_bias is not None, proj_bias is not None)
+        ctx.has_biases = (fc_bias is not None, proj_bias is not None and ctx.needs_input_grad[4])
+        ctx.has_residual = residual is not None
         return y.view(*x.shape[:-1], proj_weight.shape[0])
 
     @staticmethod
@@ -493,7 +516,7 @@ class _CudaMLPFunction(torch.autograd.Function):
         dx = torch.mm(da, fc_weight).view(*dy.shape[:-1], x2d.shape[1])
         has_fc_bias, has_proj_bias = ctx.has_biases
         return (dx, torch.mm(da.t(), x2d), dfc_b if has_fc_bias else None, dproj_w,
-                bias_grad_reference(dy2d, dy.dtype) if has_proj_bias else None)
+                bias_grad_reference(dy2d, dy.dtype) if has_proj_bias else None, dy if ctx.has_residual else None)
 
 
 @linear_gelu.register("cuda")
@@ -515,7 +538,7 @@ class _CudaLtMLPFunction(torch.autograd.Function):
     epilogue (keeping h and pre); `backward` picks the backward (_CUBLASLT_BACKWARDS)."""
 
     @staticmethod
-    def forward(ctx, x, fc_weight, fc_bias, proj_weight, proj_bias, backward):
+    def forward(ctx, x, fc_weight, fc_bias, proj_weight, proj_bias, residual, backward):
         ext = _extension()
         if not ext.gemm_epilogues:
             raise RuntimeError("MLPOptions(cuda_gemm='cublaslt*') needs fastgpt's CUDA extension built with "
@@ -527,9 +550,10 @@ class _CudaLtMLPFunction(torch.autograd.Function):
         # decided here: the backward runs on autograd's device thread, blind to replayed_steps();
         # where launches are free, the bias-gradient kernel and the plain GEMMs' timed choices
         ctx.launches_free = not launch_bound()
-        y = gemm.matmul(h, proj_weight.t(), proj_bias, tuned=ctx.launches_free)
+        y = gemm.matmul(h, proj_weight.t(), proj_bias, addend=_residual_rows(residual), tuned=ctx.launches_free)
         ctx.save_for_backward(x2d, fc_weight, proj_weight, h, pre)
-        ctx.has_biases = (fc_bias is not None, proj_bias is not None)
+        ctx.has_biases = (fc_bias is not None, proj_bias is not None and ctx.needs_input_grad[4])
+        ctx.has_residual = residual is not None
         ctx.backward_kind = backward
         return y.view(*x.shape[:-1], proj_weight.shape[0])
 
@@ -557,7 +581,8 @@ class _CudaLtMLPFunction(torch.autograd.Function):
                 dfc_b = linear_bias_grad(dpre, dy.dtype, ctx.launches_free) if has_fc_bias else None
         dx = gemm.matmul(dpre, fc_weight, tuned=ctx.launches_free).view(*dy.shape[:-1], x2d.shape[1])
         dfc_w = gemm.matmul(dpre.t(), x2d, tuned=ctx.launches_free)
-        return dx, dfc_w, dfc_b if has_fc_bias else None, dproj_w, dproj_b if has_proj_bias else None, None
+        return (dx, dfc_w, dfc_b if has_fc_bias else None, dproj_w, dproj_b if has_proj_bias else None,
+                dy if ctx.has_residual else None, None)
 
 
 def _cublaslt_applies(x, fc_weight, proj_weight) -> bool:
@@ -568,10 +593,11 @@ def _cublaslt_applies(x, fc_weight, proj_weight) -> bool:
 
 
 @mlp.register("cuda")
-def mlp_cuda(x, fc_weight, fc_bias, proj_weight, proj_bias, options=DEFAULT_OPTIONS):
-    gemm = options.cuda_gemm
-    if gemm == "auto":
-        gemm = "cublaslt_dgelu" if _cublaslt_applies(x, fc_weight, proj_weight) else "cublas"
-    if gemm != "cublas":
-        return _CudaLtMLPFunction.apply(x, fc_weight, fc_bias, proj_weight, proj_bias, _CUBLASLT_BACKWARDS[gemm])
-    return _CudaMLPFunction.apply(x, fc_weight, fc_bias, proj_weight, proj_bias)
+def mlp_cuda(x, fc_weight, fc_bias, proj_weight, proj_bias, options=DEFAULT_OPTIONS, residual=None):
+    kind = options.cuda_gemm
+    if kind == "auto":
+        kind = "cublaslt_dgelu" if _cublaslt_applies(x, fc_weight, proj_weight) else "cublas"
+    if kind != "cublas":
+        return _CudaLtMLPFunction.apply(x, fc_weight, fc_bias, proj_weight, proj_bias, residual,
+                                        _CUBLASLT_BACKWARDS[kind])
+    return _CudaMLPFunction.apply(x, fc_weight, fc_bias, proj_weight, proj_bias, residual)
