@@ -72,27 +72,28 @@ OP_RUNS = [
     ("Embedding backward: the two designs that lost to PyTorch, a program per four table rows "
      "(run 50) and a program per sorted position (run 51)", "run51-embedding.json"),
 ]
-TRAIN_STEP_RUN = "run126-train_step"
-TRAIN_STEP_FOLLOWUP_RUN = "run118-train_step"
-TRAIN_STEP_FOLLOWUP_NOTE = """Run 118 (`results/runs/run118-train_step/`, session 17, another H100 of the same kind): the
-previous table, before the captured step's memsets became kernel nodes (fastgpt/graph_memsets.py,
-session 18: -0.12 to -0.15 ms in alternating processes, runs 124 and 136). Both tables hold every
-configuration the issue lists; they compare machines as well as code (session 17 measured the same
-code 0.2-0.25 ms apart on two machines). The plot below is drawn from run 126's table (`python
-benchmarks/plot_train_step.py benchmarks/results/runs/run126-train_step -o
+TRAIN_STEP_RUN = "run142-train_step"
+TRAIN_STEP_FOLLOWUP_RUN = "run126-train_step"
+TRAIN_STEP_FOLLOWUP_NOTE = """Run 126 (`results/runs/run126-train_step/`, session 18, another H100 of the same kind): the
+previous table, before the residual add moved from the add+LayerNorm into the projections' GEMM
+epilogues (session 19: -0.13 ms in alternating processes, run 141). Both tables hold every
+configuration the issue lists; they compare machines as well as code (session 19's run 141 ran
+the same step ~1 ms slower on its machine than run 142's). The plot below is drawn from run 142's
+table (`python benchmarks/plot_train_step.py benchmarks/results/runs/run142-train_step -o
 benchmarks/results/train_step.png`).
 """
 # fastgpt's graphed steps against each compiled reference: the ratios the README states, computed.
 # *-adamwcopy-* is what fastgpt-train runs without gradient accumulation (since session 8).
 HEADLINE = (("triton-adamwcopy-cudagraph", "cuda-adamwcopy-cudagraph"),
             ("reference-compile", "reference-compile-cudagraphs"))
-README_TRAIN_STEP_LEAD = """Run 126 (`benchmarks/results/runs/run126-train_step/`): one device call on one H100, every
+README_TRAIN_STEP_LEAD = """Run 142 (`benchmarks/results/runs/run142-train_step/`): one device call on one H100, every
 configuration the issue lists (the eager reference, the reference with torch.compile and with its
 CUDA graphs, fastgpt's triton backend eager, with torch.compile and as fastgpt-train's graphed
 step, the cuda backend) on the same GPU one after the other. fastgpt's graphed steps run their
 plain GEMMs on the cuBLASLt algorithm timed fastest for each shape (kernels/gemm.py, session 17)
 and replay a graph whose small memsets (cuBLAS's, before most GEMMs) are kernel nodes
-(fastgpt/graph_memsets.py, session 18),
+(fastgpt/graph_memsets.py, session 18); each projection into the residual stream adds the stream
+and its bias in its GEMM's epilogue, so the LayerNorm after it reads one tensor (session 19);
 the MLP's two GELU GEMMs on the warp-specialised Gluon kernel (sessions 10-12;
 `triton-tritonmlp-adamwcopy-cudagraph` is the same
 step with session 10's MLP), the token + position embedding in one pass whose backward sums the
@@ -104,6 +105,8 @@ pass: the logits GEMM's Gluon epilogue writes exp(logits - the target's logit) a
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run118-train_step", "Run 118 (one H100, session 17): the README's table before the captured "
+     "step's memsets became kernel nodes (fastgpt/graph_memsets.py, session 18)."),
     ("run108-train_step", "Run 108 (one H100, session 16): the README's table before kernels/gemm.py's "
      "timed cuBLASLt algorithms (session 17)."),
     ("run37-train_step", "Run 37 (one H100, session 8): every configuration of that time, the eager "
@@ -190,7 +193,7 @@ TRAIN_STEP_HISTORY = [
      "suite ran on the other; `cuda-cudagraph` then \"cublaslt_forward\"."),
 ]
 SCALING_RUN = "run44-scaling"
-CONVERGENCE_RUN = "run130-convergence.json"
+CONVERGENCE_RUN = "run143-convergence.json"
 SCALING_NOTE = """The val loss column is each run's own: 300 steps of 16k (1 GPU) or 32k (2 GPUs) tokens pass
 over Tiny Shakespeare's 304k training tokens 16 or 32 times, so the 2-GPU run overfits further.
 The loss check compares like with like: the 2-GPU run against one GPU trained on the same global
@@ -209,15 +212,16 @@ eager; `eager ms` is the plain do_bench median of the same callable. NOTES.md ha
 the log of variants.
 """
 
-TRAIN_STEP_NOTE = """`results/runs/run126-train_step/*.json`: one row per configuration, written by
+TRAIN_STEP_NOTE = """`results/runs/run142-train_step/*.json`: one row per configuration, written by
 bench_train_step.py as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100
 (torch 2.11.0+cu130, triton 3.6.0), one after the other; their pytest-benchmark JSONs are in
 `pytest/` beside them. `*-cudagraph` is the whole step replayed as one CUDA graph
 (fastgpt.cuda_graph.GraphedTrainStep, fastgpt-train's default without dropout; for fastgpt's
 backends it also casts the parameters to bf16 in one multi-tensor copy); `*-compile-cudagraphs` is
 torch.compile's own CUDA graphs (mode="reduce-overhead"). Bias gradients: fastgpt's rows take
-c_attn's from the attention backward and add each c_proj bias in the next add+LayerNorm, whose
-backward returns its gradient (the defaults since session 7); `*-biassum-*` computes each by a
+c_attn's from the attention backward and each c_proj bias's from the next LayerNorm's backward
+(the defaults since session 7; since session 19 c_proj adds the bias, with the residual, in its
+GEMM's epilogue, and the norm returns only the gradient); `*-biassum-*` computes each by a
 column sum, as session 6's step did; the reference rows run nanoGPT's arrangement.
 `*-adamwcopy-cudagraph` runs the model on persistent bf16 copies of the parameters that the AdamW
 step writes (fastgpt.ops.adamw: one launch reads each fp32 parameter, its bf16 gradient and both
