@@ -275,6 +275,37 @@ def test_out_of_range_targets_are_a_clear_error():
             fused_linear_cross_entropy(x, w, targets + 40)
 
 
+@pytest.mark.parametrize("n", [1, 7, 300, 5000, 16384])
+@pytest.mark.parametrize("ignore_index", [-1, -100, 0])
+def test_target_stats_count_and_range_as_pytorch(n, ignore_index, monkeypatch):
+    """kernels/cross_entropy.target_stats: the count of non-ignored targets and the range flag,
+    against PyTorch's comparisons; one target, several blocks of the kernel's loop (256 in the
+    interpreter, 4096 on the GPU), targets at both edges, every one ignored, and each kind of
+    out-of-range target; outputs start as the wrong answer, so an unwritten one fails."""
+    from fastgpt.kernels import cross_entropy as kernels
+    original_empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: (
+        lambda t: t.fill_(-7) if t.dtype == torch.int64 else t.fill_(True) if t.dtype == torch.bool else t)(
+        original_empty(*a, **k)))
+    g = torch.Generator().manual_seed(n)
+    V = 40
+    base = torch.randint(0, V, (n,), generator=g)
+    base[torch.rand(n, generator=g) < 0.3] = ignore_index
+    base[0] = V - 1
+    cases = [base, torch.full((n,), ignore_index)]
+    for bad_value in (V, -2 if ignore_index != -2 else -3):
+        bad = base.clone()
+        bad[n // 2] = bad_value
+        cases.append(bad)
+    for targets in cases:
+        targets = targets.to(DEVICE)
+        n_valid, in_range = kernels.target_stats(targets, V, ignore_index)
+        valid = targets != ignore_index
+        assert n_valid.item() == int(valid.sum())
+        assert in_range.item() == bool(((targets >= 0) & (targets < V) | ~valid).all())
+        assert in_range.dtype == torch.bool and n_valid.dtype == torch.int64
+
+
 def test_bad_ignore_index_and_chunk_rows():
     x, w, targets = make_inputs(6, 8, 40, torch.float32)
     with pytest.raises(TypeError, match="ignore_index"):

@@ -35,14 +35,16 @@ def _linear_cross_entropy_fwd_impl(x: torch.Tensor, weight: torch.Tensor, target
                               ignore_index: int, compute_dtype: torch.dtype, need_grad_x: bool,
                               need_grad_weight: bool, rows_per_chunk: int
                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    from fastgpt.kernels.cross_entropy import linear_cross_entropy_fwd_bwd  # imports triton
+    from fastgpt.kernels.cross_entropy import linear_cross_entropy_fwd_bwd, target_stats  # imports triton
 
-    _check_target_range(targets, weight.shape[0], ignore_index)
+    targets = targets.contiguous()
+    n_valid, in_range = target_stats(targets, weight.shape[0], ignore_index)
+    _check_target_range(targets, weight.shape[0], ignore_index, in_range)
     # the gradients are computed here, in the forward (its thread sees replayed_steps()): the
     # plain GEMMs on their timed choices where launches are free (kernels/gemm.py)
     return linear_cross_entropy_fwd_bwd(x, weight, targets, ignore_index, compute_dtype,
                                         need_grad_x, need_grad_weight, rows_per_chunk,
-                                        tuned_gemms=not launch_bound())
+                                        tuned_gemms=not launch_bound(), n_valid=n_valid)
 
 
 _linear_cross_entropy_fwd = torch.library.custom_op("fastgpt::linear_cross_entropy_fwd", mutates_args=())(
@@ -69,12 +71,16 @@ def _(grad, grad_output, dtype):
     return torch.empty(grad.shape, dtype=dtype, device=grad.device)
 
 
-def _check_target_range(targets: torch.Tensor, vocab: int, ignore_index: int) -> None:
-    bad = (targets >= vocab) | ((targets < 0) & (targets != ignore_index))
+def _check_target_range(targets: torch.Tensor, vocab: int, ignore_index: int,
+                        in_range: torch.Tensor | None = None) -> None:
+    """targets in [0, vocab) or equal to ignore_index; in_range: that already computed (0-d bool on
+    targets' device: kernels/cross_entropy.target_stats'), else computed here."""
+    if in_range is None:
+        in_range = ~((targets >= vocab) | ((targets < 0) & (targets != ignore_index))).any()
     message = f"targets must lie in [0, {vocab}) or equal ignore_index={ignore_index}"
     if targets.is_cuda:
-        torch._assert_async(~bad.any(), message)   # no host sync; a failure is a device assert
-    elif bad.any():
+        torch._assert_async(in_range, message)   # no host sync; a failure is a device assert
+    elif not in_range:
         raise ValueError(message + f"; got values in [{targets.min().item()}, {targets.max().item()}]")
 
 
