@@ -121,10 +121,15 @@ def _stub_matmul_gelu_grad(dy, weight, pre, store_gelu=False, bias_grad=False, s
 
 
 def _stub_linear_cross_entropy_fwd_bwd(x, weight, targets, ignore_index, compute_dtype, need_grad_x,
-                                       need_grad_weight, rows_per_chunk, tuned_gemms=False):
+                                       need_grad_weight, rows_per_chunk, tuned_gemms=False, n_valid=None):
     loss = x.new_empty((), dtype=torch.float32)
     return (loss, torch.empty_like(x) if need_grad_x else x.new_empty(0),
             torch.empty_like(weight, dtype=torch.float32) if need_grad_weight else weight.new_empty(0))
+
+
+def _stub_target_stats(targets, vocab, ignore_index):
+    return (torch.empty((), dtype=torch.int64, device=targets.device),
+            torch.ones((), dtype=torch.bool, device=targets.device))
 
 
 def _stub_scale_gradient(grad, grad_output, dtype, out=None):
@@ -139,7 +144,7 @@ STUBS = {
     "mlp": {"linear_gelu": _stub_linear_gelu, "linear": _stub_linear, "matmul": _stub_matmul,
             "gelu_bwd": _stub_gelu_bwd, "matmul_gelu_grad": _stub_matmul_gelu_grad},
     "cross_entropy": {"linear_cross_entropy_fwd_bwd": _stub_linear_cross_entropy_fwd_bwd,
-                      "scale_gradient": _stub_scale_gradient},
+                      "target_stats": _stub_target_stats, "scale_gradient": _stub_scale_gradient},
 }
 
 

@@ -37,6 +37,9 @@ gradient scale: no parameter cast, no gradient cast, no clipping pass. On severa
 copies' bf16 gradients are cast into one fp32 buffer, which one all-reduce averages, and the step
 reads that (fastgpt.distributed.average_in_fp32). No gradient accumulation (it would sum the
 copies' gradients in bf16), bf16 autocast, torch.optim.AdamW (copies_problem says which is missing).
+There each copy's gradient is its leaf's first and uncast, so the backward's column sums (bias and
+LayerNorm gradients, kernels/common.sum_partials: 49 launches in a GPT-2 step) are deferred and
+run in one launch after it (kernels/common.DeferredColumnSums; FASTGPT_DEFER_SUMS=0: in place).
 
 Limits (GraphedTrainStep.problem says which one applies): a CUDA device, no DDP wrapper (see
 above), fixed batch shape, no dropout (the attention kernel's dropout seed is a launch argument:
@@ -48,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import warnings
 from typing import Callable, Iterable, Sequence
 
@@ -57,7 +61,7 @@ from fastgpt import graph_memsets
 from fastgpt.distributed import all_reduce_gradients, average_in_fp32
 from fastgpt.ops.adamw import step_with_copies
 from fastgpt.ops.autocast import ParameterCopies, cast_once_forward
-from fastgpt.ops.dispatch import replayed_steps
+from fastgpt.ops.dispatch import deferred_column_sums, replayed_steps
 
 
 def portable_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
@@ -140,6 +144,12 @@ class GraphedTrainStep:
             # collector runs; under torchrun that was after the process group was destroyed, and
             # the processes hung at exit (run 39)
             self.forward = functools.partial(_forward_on_copies, self.copies)
+        # the backward's column sums in one launch after it (the module's header); one object for
+        # every step: the captured step replays the table its flush copied in
+        self.column_sums = None
+        if self.copies is not None and os.environ.get("FASTGPT_DEFER_SUMS", "1") not in ("0", ""):
+            from fastgpt.kernels.common import DeferredColumnSums     # imports triton
+            self.column_sums = DeferredColumnSums()
         self.params = [p for p in model.parameters() if p.requires_grad]
         device = self.params[0].device
         self.lr = torch.zeros((), dtype=torch.float32, device=device)
@@ -217,11 +227,16 @@ class GraphedTrainStep:
     def _forward_backward(self) -> torch.Tensor:
         """The captured work: every micro-step, clipping and the optimizer step; the mean loss."""
         total = torch.zeros((), dtype=torch.float32, device=self.lr.device)
-        for i in range(self.n_micro):
-            with self.precision:
-                _, loss = self.forward(self.model, self.inputs[i], self.targets[i])
-            (loss / self.n_micro).backward()
-            total += loss.detach().float()
+        if self.column_sums is not None:
+            self.column_sums.discard()      # whatever a failed capture recorded
+        with deferred_column_sums(self.column_sums):
+            for i in range(self.n_micro):
+                with self.precision:
+                    _, loss = self.forward(self.model, self.inputs[i], self.targets[i])
+                (loss / self.n_micro).backward()
+                total += loss.detach().float()
+        if self.column_sums is not None:
+            self.column_sums.flush(self.copies.grads())
         if self.copies is not None:
             # several GPUs: the copies' bf16 gradients averaged over the ranks in fp32
             grads = average_in_fp32(self.copies.grads()) if self.average_over_ranks else None

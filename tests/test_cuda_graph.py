@@ -142,6 +142,36 @@ def test_optimizer_writing_the_copies_trains_as_the_cast_once_step(backend):
             assert rel_error(results[True][1][name], initial[name]) > 1e-4 or "ln" in name, name
 
 
+@requires_cuda
+def test_deferred_column_sums_change_nothing(monkeypatch):
+    """The copies step runs its backward's column sums in one launch after it (the default) or in
+    place (FASTGPT_DEFER_SUMS=0): the same losses and weights, bit for bit, over warm-up steps,
+    the capture and replays, every bias random so that their gradients count."""
+    device, steps = torch.device("cuda"), 6
+    schedule = TrainConfig(learning_rate=1e-3, min_lr=1e-4, warmup_iters=2, max_iters=steps)
+    g = torch.Generator(device=device).manual_seed(2)
+    batches = [(torch.randint(0, 96, (4, 32), device=device, generator=g),
+                torch.randint(0, 96, (4, 32), device=device, generator=g)) for _ in range(steps)]
+    results = {}
+    with fastgpt.use_backend("triton"):
+        for deferred in ("1", "0"):
+            monkeypatch.setenv("FASTGPT_DEFER_SUMS", deferred)
+            model, optimizer = _model_and_optimizer(device)
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if name.endswith(".bias"):
+                        p.normal_(0.0, 0.1)
+            step = GraphedTrainStep(model, optimizer, 1, 0.5, torch.autocast("cuda", dtype=torch.bfloat16),
+                                    optimizer_writes_copies=True)
+            assert (step.column_sums is not None) == (deferred == "1")
+            losses = [step([batches[i]], learning_rate_at(i, schedule)).item() for i in range(steps)]
+            assert step.graph is not None and step.capture_error is None
+            results[deferred] = losses, {k: v.detach().clone() for k, v in model.state_dict().items()}
+    assert results["1"][0] == results["0"][0]
+    for name, weight in results["0"][1].items():
+        assert torch.equal(results["1"][1][name], weight), name
+
+
 @pytest.mark.parametrize("copies", [False, True], ids=["cast", "copies"])
 def test_a_step_is_freed_when_its_last_reference_goes(copies, monkeypatch):
     """No reference cycle through the step: its graph (and, under torchrun, the NCCL work captured

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastgpt.backend import Op
-from fastgpt.ops.dispatch import absent, call_custom_op
+from fastgpt.ops.dispatch import absent, call_custom_op, column_sums_deferral, deferring
 from fastgpt.ops.linear import fused_linear
 
 attention = Op("attention")
@@ -317,14 +317,16 @@ class _FlashAttentionQKVPackedFunction(torch.autograd.Function):
         ctx.causal, ctx.softmax_scale, ctx.dropout_p = causal, softmax_scale, dropout_p
         ctx.bias_shape = None if bias_grad_for is None else bias_grad_for.shape
         ctx.bias_dtype = None if bias_grad_for is None else bias_grad_for.dtype
+        ctx.column_sums = column_sums_deferral()   # where the backward's column sums go (dispatch)
         return out
 
     @staticmethod
     def backward(ctx, dout):
         qkv, out, lse, seed = ctx.saved_tensors
-        dqkv, dbias = call_custom_op(_attention_qkvpacked_bwd, _attention_qkvpacked_bwd_impl,
-                                     dout, qkv, out, lse, ctx.causal, ctx.softmax_scale, ctx.dropout_p, seed,
-                                     ctx.bias_dtype)
+        with deferring(ctx.column_sums):
+            dqkv, dbias = call_custom_op(_attention_qkvpacked_bwd, _attention_qkvpacked_bwd_impl,
+                                         dout, qkv, out, lse, ctx.causal, ctx.softmax_scale, ctx.dropout_p, seed,
+                                         ctx.bias_dtype)
         return dqkv, None if ctx.bias_shape is None else dbias.view(ctx.bias_shape), None, None, None
 
 

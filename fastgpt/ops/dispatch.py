@@ -26,12 +26,18 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import threading
 from typing import Callable, Iterator
 
 import torch
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 _replayed: contextvars.ContextVar[bool] = contextvars.ContextVar("fastgpt_replayed", default=False)
+# the DeferredColumnSums (kernels/common.py) that ops forwarded inside deferred_column_sums() give
+# their backward, and the one sum_partials records into on this thread (an op's backward runs on
+# autograd's thread, which sees no ContextVar of the forward's)
+_column_sums: contextvars.ContextVar = contextvars.ContextVar("fastgpt_column_sums", default=None)
+_sums_here = threading.local()
 
 
 def _ir_summary(arg):
@@ -92,6 +98,47 @@ def replayed_steps() -> Iterator[None]:
         yield
     finally:
         _replayed.reset(token)
+
+
+@contextlib.contextmanager
+def deferred_column_sums(sums) -> Iterator[None]:
+    """Ops whose forward runs inside leave their backward's column sums (kernels/common.sum_partials)
+    to `sums`, a kernels.common.DeferredColumnSums whose flush() the caller runs once the backward
+    is done (None: they run in place). Only where every such sum's output reaches autograd as a
+    leaf's first gradient, uncast (GraphedTrainStep's step on parameter copies)."""
+    token = _column_sums.set(sums)
+    try:
+        yield
+    finally:
+        _column_sums.reset(token)
+
+
+def column_sums_deferral():
+    """The DeferredColumnSums of the enclosing deferred_column_sums() (an op's forward keeps it in
+    ctx for its backward), or None; None while torch.compile traces (Dynamo reads no ContextVar)."""
+    return None if torch.compiler.is_compiling() else _column_sums.get()
+
+
+def deferring(sums) -> contextlib.AbstractContextManager:
+    """sum_partials calls on this thread inside go to `sums` (None: they run as usual, and nothing
+    is set: traceable by Dynamo): an op's backward wraps its kernels in it, with the
+    DeferredColumnSums its forward saw."""
+    return contextlib.nullcontext() if sums is None else _deferring(sums)
+
+
+@contextlib.contextmanager
+def _deferring(sums) -> Iterator[None]:
+    previous = getattr(_sums_here, "sums", None)
+    _sums_here.sums = sums
+    try:
+        yield
+    finally:
+        _sums_here.sums = previous
+
+
+def sums_deferred_here():
+    """The DeferredColumnSums sum_partials records into on this thread, or None."""
+    return getattr(_sums_here, "sums", None)
 
 
 def launch_bound() -> bool:

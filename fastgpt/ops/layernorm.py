@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from fastgpt.backend import Op
 from fastgpt.ops.autocast import autocast_inputs
-from fastgpt.ops.dispatch import absent, call_custom_op
+from fastgpt.ops.dispatch import absent, call_custom_op, column_sums_deferral, deferring
 
 add_layernorm = Op("add_layernorm")
 
@@ -167,6 +167,7 @@ class AddLayerNormFunction(torch.autograd.Function):
         grad_bias = x_bias if x_bias is not None else bias_grad_for
         ctx.save_for_backward(s if has_sum else x2, weight, mean, rstd, grad_bias)
         ctx.bias_added = x_bias is not None
+        ctx.column_sums = column_sums_deferral()   # where the backward's column sums go (dispatch)
         ctx.shape, ctx.impl = x.shape, impl
         ctx.has_residual, ctx.has_bias = r2 is not None, bias is not None
         ctx.set_materialize_grads(False)    # an unused output's gradient stays None: not read
@@ -178,9 +179,10 @@ class AddLayerNormFunction(torch.autograd.Function):
         C = s.shape[-1]
         dy = torch.zeros_like(s) if dy is None else dy.reshape(-1, C).contiguous()
         ds = None if ds is None else ds.reshape(-1, C).contiguous()
-        dx, dweight, dbias, dgrad_bias = call_custom_op(
-            _add_layernorm_bwd_op, _add_layernorm_bwd_impl,
-            dy, ds, s, weight, mean, rstd, ctx.has_bias, ctx.impl, grad_bias)
+        with deferring(ctx.column_sums):
+            dx, dweight, dbias, dgrad_bias = call_custom_op(
+                _add_layernorm_bwd_op, _add_layernorm_bwd_impl,
+                dy, ds, s, weight, mean, rstd, ctx.has_bias, ctx.impl, grad_bias)
         dx = dx.view(ctx.shape)
         dgrad_bias = None if grad_bias is None else dgrad_bias
         return (dx, dx if ctx.has_residual else None, dweight, dbias if ctx.has_bias else None, None, None,

@@ -90,7 +90,7 @@ from torch import nn
 
 from fastgpt.backend import Op
 from fastgpt.kernels import gemm
-from fastgpt.ops.dispatch import absent, call_custom_op, launch_bound
+from fastgpt.ops.dispatch import absent, call_custom_op, column_sums_deferral, deferring, launch_bound
 from fastgpt.ops.linear import bias_grad as linear_bias_grad
 from fastgpt.ops.linear import bias_grad_reference, check_linear, check_residual
 from fastgpt.ops.autocast import autocast_inputs
@@ -407,15 +407,17 @@ class _MLPFunction(torch.autograd.Function):
         ctx.has_biases, ctx.options = (fc_bias is not None, proj_bias is not None and ctx.needs_input_grad[4]), options
         # decided here: the backward runs on autograd's device thread, blind to replayed_steps()
         ctx.launches_free = not launch_bound()
+        ctx.column_sums = column_sums_deferral()   # where the backward's column sums go (dispatch)
         return y.view(*x.shape[:-1], proj_weight.shape[0])
 
     @staticmethod
     def backward(ctx, dy):
         x2d, fc_weight, proj_weight, pre, saved_gelu = ctx.saved_tensors
         o = ctx.options
-        dx, dfc_w, dfc_b, dproj_w, dproj_b = call_custom_op(_mlp_bwd, _mlp_bwd_impl,
-            _rows(dy), x2d, fc_weight, proj_weight, pre, saved_gelu, *ctx.has_biases,
-            o.gelu_grad, o.dgrad, o.wgrad, o.bias_grad, o.schedule, ctx.launches_free)
+        with deferring(ctx.column_sums):
+            dx, dfc_w, dfc_b, dproj_w, dproj_b = call_custom_op(_mlp_bwd, _mlp_bwd_impl,
+                _rows(dy), x2d, fc_weight, proj_weight, pre, saved_gelu, *ctx.has_biases,
+                o.gelu_grad, o.dgrad, o.wgrad, o.bias_grad, o.schedule, ctx.launches_free)
         has_fc_bias, has_proj_bias = ctx.has_biases
         return (dx.view(*dy.shape[:-1], x2d.shape[1]), dfc_w, dfc_b if has_fc_bias else None,
                 dproj_w, dproj_b if has_proj_bias else None, dy if ctx.has_residual else None, None, None)
