@@ -72,28 +72,31 @@ OP_RUNS = [
     ("Embedding backward: the two designs that lost to PyTorch, a program per four table rows "
      "(run 50) and a program per sorted position (run 51)", "run51-embedding.json"),
 ]
-TRAIN_STEP_RUN = "run142-train_step"
+TRAIN_STEP_RUN = "run148-train_step"
 TRAIN_STEP_FOLLOWUP_RUN = "run126-train_step"
 TRAIN_STEP_FOLLOWUP_NOTE = """Run 126 (`results/runs/run126-train_step/`, session 18, another H100 of the same kind): the
-previous table, before the residual add moved from the add+LayerNorm into the projections' GEMM
-epilogues (session 19: -0.13 ms in alternating processes, run 141). Both tables hold every
-configuration the issue lists; they compare machines as well as code (session 19's run 141 ran
-the same step ~1 ms slower on its machine than run 142's). The plot below is drawn from run 142's
-table (`python benchmarks/plot_train_step.py benchmarks/results/runs/run142-train_step -o
+table before session 19 moved the residual add from the add+LayerNorm into the projections' GEMM
+epilogues (-0.13 ms in alternating processes, run 141) and deferred the backward's column sums to
+one launch (-0.08 ms, run 147). Both tables hold every configuration the issue lists; they compare
+machines as well as code (session 19's run 141 ran the same step ~1 ms slower on its machine than
+run 142's; the eager and compiled-without-graphs rows are host-bound and move by 10-20 ms from
+machine to machine). The plot below is drawn from run 148's table (`python
+benchmarks/plot_train_step.py benchmarks/results/runs/run148-train_step -o
 benchmarks/results/train_step.png`).
 """
 # fastgpt's graphed steps against each compiled reference: the ratios the README states, computed.
 # *-adamwcopy-* is what fastgpt-train runs without gradient accumulation (since session 8).
 HEADLINE = (("triton-adamwcopy-cudagraph", "cuda-adamwcopy-cudagraph"),
             ("reference-compile", "reference-compile-cudagraphs"))
-README_TRAIN_STEP_LEAD = """Run 142 (`benchmarks/results/runs/run142-train_step/`): one device call on one H100, every
+README_TRAIN_STEP_LEAD = """Run 148 (`benchmarks/results/runs/run148-train_step/`): one device call on one H100, every
 configuration the issue lists (the eager reference, the reference with torch.compile and with its
 CUDA graphs, fastgpt's triton backend eager, with torch.compile and as fastgpt-train's graphed
 step, the cuda backend) on the same GPU one after the other. fastgpt's graphed steps run their
 plain GEMMs on the cuBLASLt algorithm timed fastest for each shape (kernels/gemm.py, session 17)
 and replay a graph whose small memsets (cuBLAS's, before most GEMMs) are kernel nodes
 (fastgpt/graph_memsets.py, session 18); each projection into the residual stream adds the stream
-and its bias in its GEMM's epilogue, so the LayerNorm after it reads one tensor (session 19);
+and its bias in its GEMM's epilogue, so the LayerNorm after it reads one tensor, and the
+backward's column sums (bias and LayerNorm gradients) run in one launch after it (session 19);
 the MLP's two GELU GEMMs on the warp-specialised Gluon kernel (sessions 10-12;
 `triton-tritonmlp-adamwcopy-cudagraph` is the same
 step with session 10's MLP), the token + position embedding in one pass whose backward sums the
@@ -105,6 +108,8 @@ pass: the logits GEMM's Gluon epilogue writes exp(logits - the target's logit) a
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run142-train_step", "Run 142 (one H100, session 19): the README's table after the residual add "
+     "moved into the projections' GEMM epilogues, before the deferred column sums."),
     ("run118-train_step", "Run 118 (one H100, session 17): the README's table before the captured "
      "step's memsets became kernel nodes (fastgpt/graph_memsets.py, session 18)."),
     ("run108-train_step", "Run 108 (one H100, session 16): the README's table before kernels/gemm.py's "
@@ -212,7 +217,7 @@ eager; `eager ms` is the plain do_bench median of the same callable. NOTES.md ha
 the log of variants.
 """
 
-TRAIN_STEP_NOTE = """`results/runs/run142-train_step/*.json`: one row per configuration, written by
+TRAIN_STEP_NOTE = """`results/runs/run148-train_step/*.json`: one row per configuration, written by
 bench_train_step.py as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100
 (torch 2.11.0+cu130, triton 3.6.0), one after the other; their pytest-benchmark JSONs are in
 `pytest/` beside them. `*-cudagraph` is the whole step replayed as one CUDA graph
