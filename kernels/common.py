@@ -117,16 +117,16 @@ def sum_partials(partials: torch.Tensor, out: torch.Tensor,
 
 
 class DeferredColumnSums:
-    """The sum_partials calls of backwards, run by flush() in one launch per output dtype (the
-    module's header). One object serves a training step's backward at every step.
+    """The sum_partials calls of backwards, run by flush() in one launch per output dtype and tile
+    (the module's header). One object serves a training step's backward at every step.
 
     Holds the partials (so their memory stays theirs until the flush) and only the address, size
     and dtype of each output: a reference would make autograd copy the output instead of taking
-    it as the gradient. Each sum keeps the tile its call would have run on (one launch per dtype
-    and tile), so the outputs are bit for bit those of the calls in place. The launch reads a table of addresses copied in from pinned host memory
-    without blocking, so a CUDA graph can record the copy; a captured copy re-reads its host
-    buffer at every replay, so a capture gets a buffer of its own, made (as the eager one) at the
-    first flush, outside the capture (as fastgpt.ops.adamw's gradient table)."""
+    it as the gradient. Each sum keeps the tile its call would have run on, so the outputs are
+    bit for bit those of the calls in place. The launch reads a table of addresses copied in from
+    pinned host memory without blocking, so a CUDA graph can record the copy; a captured copy
+    re-reads its host buffer at every replay, so a capture gets a buffer of its own, made (as the
+    eager one) at the first flush, outside the capture (as fastgpt.ops.adamw's gradient table)."""
 
     def __init__(self):
         self.partials: list[torch.Tensor] = []

@@ -49,9 +49,10 @@ def test_zero_columns_and_bad_arguments(device):
         sum_partials(partials, out, out_c=out)
 
 
-def _sum_calls(device):
+def _sum_calls(device, deferred_into=None):
     """Three sum_partials calls as the backward makes them: three buffers (add+LayerNorm's), one
-    (a bias's), one in bf16; P and C ragged against the tiles. Returns (calls, outputs)."""
+    (a bias's), one in bf16; P and C ragged against the tiles; made inside deferring(deferred_into).
+    Returns the outputs."""
     g = torch.Generator().manual_seed(3)
     shapes = [((300, 33), torch.float32, 3), ((129, 100), torch.float32, 1), ((7, 5), torch.bfloat16, 1)]
     calls, outputs = [], []
@@ -62,31 +63,26 @@ def _sum_calls(device):
             args += [torch.randn(P, C, generator=g).to(device), out]
             outputs.append(out)
         calls.append(args)
-    return calls, outputs
+    with deferring(deferred_into):
+        for args in calls:
+            sum_partials(*args)
+    return outputs
 
 
 def test_deferred_sums_write_at_flush_what_the_calls_write(device):
-    calls, outputs = _sum_calls(device)
     sums = DeferredColumnSums()
-    with deferring(sums):
-        for args in calls:
-            sum_partials(*args)
+    outputs = _sum_calls(device, sums)
     assert all(torch.isnan(out.float()).all() for out in outputs), "written before the flush"
     assert sums.flush(outputs) == len(outputs)
-    in_place, expected = _sum_calls(device)
-    for args in in_place:
-        sum_partials(*args)
+    expected = _sum_calls(device)
     for out, ref in zip(outputs, expected):
         assert torch.equal(out, ref), "deferred and in-place sums differ"
     assert sums.flush([]) == 0       # nothing left
 
 
 def test_deferred_sums_refuse_an_output_that_is_no_gradient(device):
-    calls, outputs = _sum_calls(device)
     sums = DeferredColumnSums()
-    with deferring(sums):
-        for args in calls:
-            sum_partials(*args)
+    outputs = _sum_calls(device, sums)
     with pytest.raises(RuntimeError, match="no parameter's gradient"):
         sums.flush(outputs[1:])
     assert all(torch.isnan(out.float()).all() for out in outputs), "written after the refusal"
