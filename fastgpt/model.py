@@ -156,8 +156,9 @@ class GPT(nn.Module):
         """Where the blocks' bias gradients are computed: enabled (the default), in the fused ops
         (c_attn's from the attention backward, FusedCausalSelfAttention.fuse_qkv_bias_grad; each
         c_proj's from the next LayerNorm's backward, Block.proj_bias_grad_in_layernorm); disabled,
-        each bias by its own column sum, as in nanoGPT. Outputs and gradients agree either way (tests/test_model.py); the benchmarks and
-        the convergence check give the torch-backend reference nanoGPT's arrangement."""
+        each bias by its own column sum, as in nanoGPT. Outputs and gradients agree either way
+        (tests/test_model.py); the benchmarks and the convergence check give the torch-backend
+        reference nanoGPT's arrangement."""
         for block in self.transformer.h:
             block.attn.fuse_qkv_bias_grad = enabled
             block.proj_bias_grad_in_layernorm = enabled

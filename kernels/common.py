@@ -102,7 +102,7 @@ def sum_partials(partials: torch.Tensor, out: torch.Tensor,
         raise ValueError("sum_partials: each extra partial buffer needs its output, and each output its buffer")
     buffers = 1 + (partials_b is not None) + (partials_c is not None)
     block_p, block_c, warps = sum_tile(buffers)
-    deferred = None if torch.compiler.is_compiling() else sums_deferred_here()
+    deferred = sums_deferred_here()
     if deferred is not None:
         for buffer, output in ((partials, out), (partials_b, out_b), (partials_c, out_c)):
             if buffer is not None:

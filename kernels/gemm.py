@@ -26,8 +26,8 @@ Limits. CUDA tensors; A and B float16 / bfloat16 of one dtype, each with a unit 
 dimension (row-major or a transposed view) and 16-byte aligned leading dimensions and base; the
 output in the operands' dtype or float32, rows contiguous; a bias (N,) only with an output in
 the operands' dtype; beta (accumulate into `out`) 0 or 1; an addend (M, N) (cuBLAS's C, read
-while the result goes to `out`, its D: a residual add in the epilogue) laid out as the output. Everything else, and CPU tensors,
-torch.compile tracing, FASTGPT_AUTOTUNE=0 (tests: one pinned configuration everywhere) and
+while the result goes to `out`, its D: a residual add in the epilogue) laid out as the output.
+Everything else, and CPU tensors, torch.compile tracing, FASTGPT_AUTOTUNE=0 (tests: one pinned configuration everywhere) and
 FASTGPT_CUBLASLT=0 (the comparison switch), runs PyTorch's call: the same arithmetic (fp32
 accumulation) by another kernel, so results agree to fp32 summation order, not bitwise.
 

@@ -92,7 +92,7 @@ from fastgpt.backend import Op
 from fastgpt.kernels import gemm
 from fastgpt.ops.dispatch import absent, call_custom_op, column_sums_deferral, deferring, launch_bound
 from fastgpt.ops.linear import bias_grad as linear_bias_grad
-from fastgpt.ops.linear import bias_grad_reference, check_linear, check_residual
+from fastgpt.ops.linear import bias_grad_reference, check_linear, check_residual, linear_reference
 from fastgpt.ops.autocast import autocast_inputs
 
 linear_gelu = Op("linear_gelu")
@@ -151,8 +151,7 @@ def linear_gelu_reference(x, weight, bias, options=DEFAULT_OPTIONS):
 
 @mlp.register("torch")
 def mlp_reference(x, fc_weight, fc_bias, proj_weight, proj_bias, options=DEFAULT_OPTIONS, residual=None):
-    y = F.linear(linear_gelu_reference(x, fc_weight, fc_bias), proj_weight, proj_bias)
-    return y if residual is None else residual + y
+    return linear_reference(linear_gelu_reference(x, fc_weight, fc_bias), proj_weight, proj_bias, residual)
 
 
 # ---- validation (public functions) ----
