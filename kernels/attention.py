@@ -48,8 +48,6 @@ T does not retune at every length), D, and the flags (FASTGPT_AUTOTUNE=0: one pi
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
@@ -61,12 +59,6 @@ HEAD_DIMS = (16, 32, 64, 128)
 # Rows per slot of the bias gradient's partial sums: a divisor of the tiles that write them (dQ's
 # BLOCK_M, 64 or 128; 64 in the interpreter).
 PARTIAL_ROWS = 64
-# The backward's two schedules (attention_bwd): "recompute" (dQ kernel, then dK/dV, each rebuilding
-# P and dP) and "stored_ds" (Delta, then dK/dV storing dS, then dQ = dS K read back), the second
-# where its dS buffer takes at most STORED_DS_MAX_BYTES; rows a program of its Delta kernel.
-BWD_SCHEDULES = ("recompute", "stored_ds")
-STORED_DS_MAX_BYTES = 256 * 2**20
-PREPROCESS_ROWS = 64
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 LOG2E = 1.4426950408889634
 _INTERPRET = interpreter_mode()
@@ -110,11 +102,6 @@ DKDV_CONFIGS = _configs(DKDV_TILES, pinned=(32, 64, 4, 3), interpreter=(32, 64))
 DQ_TILES = [(64, 32, 4, 3), (64, 32, 4, 4), (128, 32, 4, 4), (128, 32, 4, 5), (128, 64, 8, 3, 128),
             (128, 64, 8, 4, 128), (64, 64, 4, 3, 128)]
 DQ_CONFIGS = _configs(DQ_TILES, pinned=(64, 32, 4, 3), interpreter=(64, 32))
-# dQ from the stored dS: BLOCK_M queries stay resident (a multiple of PARTIAL_ROWS), BLOCK_N keys of
-# dS^T and K stream. A GEMM over a 2-byte operand read once: bound by reading dS.
-DQ_FROM_DS_TILES = [(64, 64, 4, 3), (64, 64, 4, 4), (64, 128, 4, 3), (128, 64, 4, 3), (128, 64, 8, 3),
-                    (128, 128, 8, 3), (128, 32, 4, 4)]
-DQ_FROM_DS_CONFIGS = _configs(DQ_FROM_DS_TILES, pinned=(64, 64, 4, 3), interpreter=(64, 32))
 _TUNE_KEY = ["T_BUCKET", "HEAD_DIM", "CAUSAL", "DROPOUT"]
 
 
@@ -332,13 +319,11 @@ def _attention_fwd_kernel(Q, K, V, Out, LSE,
 
 
 @triton.jit
-def _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, DS, stride_qt, stride_qd, stride_dot, stride_dod,
+def _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qt, stride_qd, stride_dot, stride_dod,
                               cols, lo, hi, T, qk_scale, dropout_p, seed, rng_base,
                               HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, CAUSAL: tl.constexpr,
-                              DROPOUT: tl.constexpr, MASK: tl.constexpr, DOT_PRECISION: tl.constexpr,
-                              STORE_DS: tl.constexpr):
-    """dK, dV of the resident key tile from the query blocks [lo, hi), in the transposed frame;
-    STORE_DS: dS^T's tiles (as rounded for dK's dot) stored to DS as well."""
+                              DROPOUT: tl.constexpr, MASK: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """dK, dV of the resident key tile from the query blocks [lo, hi), in the transposed frame."""
     for start_m in range(lo, hi, BLOCK_M):
         start_m = tl.multiple_of(start_m, BLOCK_M)
         rows = start_m + tl.arange(0, BLOCK_M)
@@ -359,16 +344,14 @@ def _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, DS, stride_qt, st
             dpT = tl.where(keep, dpT * inv_keep, 0.0)
         else:
             dv += tl.dot(pT.to(do.dtype), do, input_precision=DOT_PRECISION)
-        dsT = (pT * (dpT - delta[None, :])).to(qT.dtype)
-        if STORE_DS:    # dS^T rows (keys) of this head, queries contiguous: dq_from_ds reads them back
-            tl.store(DS + cols[:, None] * T + rows[None, :], dsT, mask=(cols[:, None] < T) & (rows[None, :] < T))
-        dk += tl.dot(dsT, tl.trans(qT), input_precision=DOT_PRECISION)
+        dsT = pT * (dpT - delta[None, :])
+        dk += tl.dot(dsT.to(qT.dtype), tl.trans(qT), input_precision=DOT_PRECISION)
     return dk, dv
 
 
-@triton.autotune(configs=DKDV_CONFIGS, key=_TUNE_KEY + ["STORE_DS"])
+@triton.autotune(configs=DKDV_CONFIGS, key=_TUNE_KEY)
 @triton.jit(do_not_specialize=["seed"])
-def _attention_bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, Delta, DS,
+def _attention_bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, Delta,
                                stride_qb, stride_qh, stride_qt, stride_qd,
                                stride_kb, stride_kh, stride_kt, stride_kd,
                                stride_vb, stride_vh, stride_vt, stride_vd,
@@ -377,8 +360,7 @@ def _attention_bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, Delta, DS,
                                stride_dvb, stride_dvh, stride_dvt, stride_dvd,
                                H, T, T_BUCKET, qk_scale, sm_scale, dropout_p, seed,
                                HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                               CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
-                               STORE_DS: tl.constexpr):
+                               CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr):
     bh = tl.program_id(0)
     start_n = tl.program_id(1) * BLOCK_N       # causal: block 0 is the heaviest, and runs first
     Q, K, V, DO = _head(bh, H, Q, K, V, DO, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh,
@@ -387,7 +369,6 @@ def _attention_bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, Delta, DS,
     LSE += bh.to(tl.int64) * T
     Delta += bh.to(tl.int64) * T
     rng_base = bh.to(tl.int64) * T * T
-    DS += rng_base                              # (B * H, T, T): this head's (key, query) plane
 
     cols = start_n + tl.arange(0, BLOCK_N)
     k = _load_tile(K, cols, stride_kt, stride_kd, T, HEAD_DIM, False, True)
@@ -402,36 +383,17 @@ def _attention_bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, Delta, DS,
     else:
         lo = 0
         full_lo = 0
-    dk, dv = _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, DS, stride_qt, stride_qd, stride_dot,
+    dk, dv = _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qt, stride_qd, stride_dot,
                                        stride_dod, cols, lo, full_lo, T, qk_scale, dropout_p, seed, rng_base,
-                                       HEAD_DIM, BLOCK_M, CAUSAL, DROPOUT, True, DOT_PRECISION, STORE_DS)
-    dk, dv = _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, DS, stride_qt, stride_qd, stride_dot,
+                                       HEAD_DIM, BLOCK_M, CAUSAL, DROPOUT, True, DOT_PRECISION)
+    dk, dv = _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qt, stride_qd, stride_dot,
                                        stride_dod, cols, full_lo, full_hi, T, qk_scale, dropout_p, seed,
-                                       rng_base, HEAD_DIM, BLOCK_M, CAUSAL, DROPOUT, False, DOT_PRECISION,
-                                       STORE_DS)
-    dk, dv = _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, DS, stride_qt, stride_qd, stride_dot,
+                                       rng_base, HEAD_DIM, BLOCK_M, CAUSAL, DROPOUT, False, DOT_PRECISION)
+    dk, dv = _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qt, stride_qd, stride_dot,
                                        stride_dod, cols, full_hi, T, T, qk_scale, dropout_p, seed, rng_base,
-                                       HEAD_DIM, BLOCK_M, CAUSAL, DROPOUT, True, DOT_PRECISION, STORE_DS)
+                                       HEAD_DIM, BLOCK_M, CAUSAL, DROPOUT, True, DOT_PRECISION)
     _store_tile(DK, cols, stride_dkt, stride_dkd, T, dk * sm_scale, HEAD_DIM)
     _store_tile(DV, cols, stride_dvt, stride_dvd, T, dv, HEAD_DIM)
-
-
-@triton.jit
-def _delta_and_dout_partials(do, Out, stride_ot, stride_od, Delta, BiasPartials, rows, start_m, T, bh, H,
-                             HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BIAS_GRAD: tl.constexpr,
-                             PARTIAL_ROWS: tl.constexpr, DOT_PRECISION: tl.constexpr):
-    """Delta = rowsum(dO * O) of a (BLOCK_M, D) dO tile's rows (fp32; rows >= T load zeros and are
-    not stored), stored and returned; BIAS_GRAD: the k slots' zeros and the v slots' dO column sums."""
-    o = _load_tile(Out, rows, stride_ot, stride_od, T, HEAD_DIM, False, True)
-    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
-    tl.store(Delta + rows, delta, mask=rows < T)
-    if BIAS_GRAD:   # d(bk) = 0 and d(bv) = dO's column sums (the header says why)
-        k_slots, n_part = _partials_base(BiasPartials, bh, H, T, 1, HEAD_DIM, PARTIAL_ROWS)
-        for i in tl.static_range(BLOCK_M // PARTIAL_ROWS):
-            _store_zero_partials(k_slots, start_m // PARTIAL_ROWS + i, n_part, H, HEAD_DIM)
-        _store_bias_grad_partials(BiasPartials, do, start_m, T, bh, H, 2, HEAD_DIM, BLOCK_M, PARTIAL_ROWS,
-                                  DOT_PRECISION)
-    return delta
 
 
 @triton.jit
@@ -487,9 +449,16 @@ def _attention_bwd_dq_kernel(Q, K, V, DO, Out, DQ, LSE, Delta, BiasPartials,
     q = _load_tile(Q, rows, stride_qt, stride_qd, T, HEAD_DIM, False, True)
     do = _load_tile(DO, rows, stride_dot, stride_dod, T, HEAD_DIM, False, True)
     lse = tl.load(LSE + rows, mask=rows < T, other=0.0)
-    # Delta of these rows, for this kernel and the dK/dV kernel after it
-    delta = _delta_and_dout_partials(do, Out, stride_ot, stride_od, Delta, BiasPartials, rows, start_m, T, bh, H,
-                                     HEAD_DIM, BLOCK_M, BIAS_GRAD, PARTIAL_ROWS, DOT_PRECISION)
+    # Delta of these rows, for this kernel and the dK/dV kernel after it (rows >= T load zeros)
+    o = _load_tile(Out, rows, stride_ot, stride_od, T, HEAD_DIM, False, True)
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+    tl.store(Delta + rows, delta, mask=rows < T)
+    if BIAS_GRAD:   # d(bk) = 0 and d(bv) = dO's column sums (the header says why)
+        k_slots, n_part = _partials_base(BiasPartials, bh, H, T, 1, HEAD_DIM, PARTIAL_ROWS)
+        for i in tl.static_range(BLOCK_M // PARTIAL_ROWS):
+            _store_zero_partials(k_slots, start_m // PARTIAL_ROWS + i, n_part, H, HEAD_DIM)
+        _store_bias_grad_partials(BiasPartials, do, start_m, T, bh, H, 2, HEAD_DIM, BLOCK_M, PARTIAL_ROWS,
+                                  DOT_PRECISION)
     dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     full_hi, end = _key_split(start_m, T, BLOCK_M, BLOCK_N, CAUSAL)
     dq = _attention_bwd_dq_inner(dq, q, do, lse, delta, K, V, stride_kt, stride_kd, stride_vt, stride_vd,
@@ -501,73 +470,6 @@ def _attention_bwd_dq_kernel(Q, K, V, DO, Out, DQ, LSE, Delta, BiasPartials,
     dq = (dq * sm_scale).to(DQ.dtype.element_ty)
     _store_tile(DQ, rows, stride_dqt, stride_dqd, T, dq, HEAD_DIM)
     if BIAS_GRAD:   # d(bq) = dQ's column sums, of dQ as stored (as PyTorch sums the rounded d(qkv))
-        _store_bias_grad_partials(BiasPartials, dq, start_m, T, bh, H, 0, HEAD_DIM, BLOCK_M, PARTIAL_ROWS,
-                                  DOT_PRECISION)
-
-@triton.jit
-def _attention_bwd_preprocess_kernel(Out, DO, Delta, BiasPartials,
-                                     stride_ob, stride_oh, stride_ot, stride_od,
-                                     stride_dob, stride_doh, stride_dot, stride_dod,
-                                     H, T, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
-                                     BIAS_GRAD: tl.constexpr, PARTIAL_ROWS: tl.constexpr,
-                                     DOT_PRECISION: tl.constexpr):
-    """The stored-dS schedule's first kernel: Delta (what the dK/dV kernel reads) and, with
-    BIAS_GRAD, the k and v slots of the bias partials, for BLOCK_M rows of one head."""
-    bh = tl.program_id(0)
-    Out, DO, _, _ = _head(bh, H, Out, DO, Out, Out, stride_ob, stride_oh, stride_dob, stride_doh, 0, 0, 0, 0)
-    start_m = tl.program_id(1) * BLOCK_M
-    rows = start_m + tl.arange(0, BLOCK_M)
-    do = _load_tile(DO, rows, stride_dot, stride_dod, T, HEAD_DIM, False, True)
-    _delta_and_dout_partials(do, Out, stride_ot, stride_od, Delta + bh.to(tl.int64) * T, BiasPartials, rows,
-                             start_m, T, bh, H, HEAD_DIM, BLOCK_M, BIAS_GRAD, PARTIAL_ROWS, DOT_PRECISION)
-
-
-@triton.jit
-def _attention_bwd_dq_from_ds_inner(dq, DS, K, stride_kt, stride_kd, rows, lo, hi, T,
-                                    HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr,
-                                    MASK: tl.constexpr, DOT_PRECISION: tl.constexpr):
-    """dQ of the resident query rows from the stored dS^T of key blocks [lo, hi): dQ += dS K.
-    MASK (diagonal / ragged end): only keys < T that the rows see are read (the dK/dV kernel wrote
-    every such element; the others may never have been written)."""
-    for start_n in range(lo, hi, BLOCK_N):
-        start_n = tl.multiple_of(start_n, BLOCK_N)
-        cols = start_n + tl.arange(0, BLOCK_N)
-        valid = rows[None, :] < T
-        if MASK:
-            valid = valid & (cols[:, None] < T)
-            if CAUSAL:
-                valid = valid & (rows[None, :] >= cols[:, None])
-        dsT = tl.load(DS + cols[:, None] * T + rows[None, :], mask=valid, other=0.0)
-        k = _load_tile(K, cols, stride_kt, stride_kd, T, HEAD_DIM, False, MASK)
-        dq += tl.dot(tl.trans(dsT), k, input_precision=DOT_PRECISION)
-    return dq
-
-
-@triton.autotune(configs=DQ_FROM_DS_CONFIGS, key=_TUNE_KEY + ["BIAS_GRAD"])
-@triton.jit
-def _attention_bwd_dq_from_ds_kernel(DS, K, DQ, BiasPartials,
-                                     stride_kb, stride_kh, stride_kt, stride_kd,
-                                     stride_dqb, stride_dqh, stride_dqt, stride_dqd,
-                                     H, T, T_BUCKET, sm_scale,
-                                     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                                     CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
-                                     BIAS_GRAD: tl.constexpr, PARTIAL_ROWS: tl.constexpr):
-    """The stored-dS schedule's last kernel: dQ = dS K * scale of BLOCK_M query rows, a GEMM over
-    the dS^T the dK/dV kernel stored (dropout, if any, is already in dS); BIAS_GRAD: the q slots."""
-    bh = tl.program_id(0)
-    K, DQ, _, _ = _head(bh, H, K, DQ, K, K, stride_kb, stride_kh, stride_dqb, stride_dqh, 0, 0, 0, 0)
-    DS += bh.to(tl.int64) * T * T
-    start_m = _query_block(CAUSAL) * BLOCK_M
-    rows = start_m + tl.arange(0, BLOCK_M)
-    dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    full_hi, end = _key_split(start_m, T, BLOCK_M, BLOCK_N, CAUSAL)
-    dq = _attention_bwd_dq_from_ds_inner(dq, DS, K, stride_kt, stride_kd, rows, 0, full_hi, T,
-                                         HEAD_DIM, BLOCK_N, CAUSAL, False, DOT_PRECISION)
-    dq = _attention_bwd_dq_from_ds_inner(dq, DS, K, stride_kt, stride_kd, rows, full_hi, end, T,
-                                         HEAD_DIM, BLOCK_N, CAUSAL, True, DOT_PRECISION)
-    dq = (dq * sm_scale).to(DQ.dtype.element_ty)
-    _store_tile(DQ, rows, stride_dqt, stride_dqd, T, dq, HEAD_DIM)
-    if BIAS_GRAD:
         _store_bias_grad_partials(BiasPartials, dq, start_m, T, bh, H, 0, HEAD_DIM, BLOCK_M, PARTIAL_ROWS,
                                   DOT_PRECISION)
 
@@ -651,68 +553,16 @@ def _bwd_scalars(q, softmax_scale, dropout_p, seed):
 
 def attention_bwd_dkdv(dout, q, k, v, lse, delta, causal: bool, softmax_scale: float, dropout_p: float = 0.0,
                        seed: int = 0, dk: torch.Tensor | None = None, dv: torch.Tensor | None = None,
-                       config: dict | None = None, ds: torch.Tensor | None = None
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """dK and dV (B, H, T, D): one program per key block walks the queries that see it. With `ds`
-    (ds_buffer(q)) it also stores dS^T there, every (key, query) element a query sees (causal: key
-    <= query) and possibly some it does not, for attention_bwd_dq_from_ds."""
+                       config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """dK and dV (B, H, T, D): one program per key block walks the queries that see it."""
     B, H, T, D = q.shape
     dk = empty_bthd(B, H, T, D, q) if dk is None else dk
     dv = empty_bthd(B, H, T, D, q) if dv is None else dv
     _launch(_attention_bwd_dkdv_kernel, lambda m: (B * H, triton.cdiv(T, m["BLOCK_N"])), config,
-            q, k, v, dout, dk, dv, lse, delta, q if ds is None else ds,
+            q, k, v, dout, dk, dv, lse, delta,
             *_strides(q), *_strides(k), *_strides(v), *_strides(dout), *_strides(dk), *_strides(dv),
-            *_bwd_scalars(q, softmax_scale, dropout_p, seed), **_common_meta(q, causal, dropout_p),
-            STORE_DS=ds is not None)
+            *_bwd_scalars(q, softmax_scale, dropout_p, seed), **_common_meta(q, causal, dropout_p))
     return dk, dv
-
-
-def ds_buffer(q: torch.Tensor) -> torch.Tensor:
-    """The buffer the stored-dS schedule keeps dS^T in: (B * H, T, T) of q's dtype, (key, query)
-    planes, queries contiguous; what the dK/dV kernel does not write is never read."""
-    B, H, T, _ = q.shape
-    return q.new_empty(B * H, T, T)
-
-
-def attention_bwd_preprocess(dout: torch.Tensor, out: torch.Tensor, partials: torch.Tensor | None = None
-                             ) -> torch.Tensor:
-    """Delta = rowsum(dout * out) as (B, H, T) fp32 (what attention_bwd_dkdv reads), and with
-    `partials` (bias_grad_partials) their k slots' zeros and v slots' column sums of dout."""
-    B, H, T, D = out.shape
-    delta = torch.empty(B, H, T, device=out.device, dtype=torch.float32)
-    block_m = PREPROCESS_ROWS
-    _attention_bwd_preprocess_kernel[(B * H, triton.cdiv(T, block_m))](
-        out, dout, delta, out if partials is None else partials, *_strides(out), *_strides(dout), H, T,
-        HEAD_DIM=D, BLOCK_M=block_m, BIAS_GRAD=partials is not None, PARTIAL_ROWS=PARTIAL_ROWS,
-        DOT_PRECISION=_dot_precision(out.dtype), num_warps=4)
-    return delta
-
-
-def attention_bwd_dq_from_ds(ds: torch.Tensor, k: torch.Tensor, causal: bool, softmax_scale: float,
-                             dq: torch.Tensor | None = None, config: dict | None = None,
-                             partials: torch.Tensor | None = None) -> torch.Tensor:
-    """dQ (B, H, T, D) = dS K * softmax_scale from the dS^T attention_bwd_dkdv stored in `ds`; with
-    `partials` their q slots (dQ's column sums)."""
-    B, H, T, D = k.shape
-    dq = empty_bthd(B, H, T, D, k) if dq is None else dq
-    _launch(_attention_bwd_dq_from_ds_kernel, lambda m: (B * H, triton.cdiv(T, m["BLOCK_M"])), config,
-            ds, k, dq, k if partials is None else partials, *_strides(k), *_strides(dq),
-            H, T, triton.next_power_of_2(T), softmax_scale, HEAD_DIM=D, CAUSAL=bool(causal), DROPOUT=False,
-            DOT_PRECISION=_dot_precision(k.dtype), BIAS_GRAD=partials is not None, PARTIAL_ROWS=PARTIAL_ROWS)
-    return dq
-
-
-def backward_schedule(q: torch.Tensor) -> str:
-    """How attention_bwd gets dQ: "stored_ds" (the dK/dV kernel stores dS, a GEMM reads it back) when
-    its (B * H, T, T) buffer takes at most STORED_DS_MAX_BYTES, else "recompute" (the dQ kernel
-    recomputes P and dP). FASTGPT_ATTENTION_BWD=recompute|stored_ds overrides (comparisons)."""
-    forced = os.environ.get("FASTGPT_ATTENTION_BWD", "")
-    if forced:
-        if forced not in BWD_SCHEDULES:
-            raise ValueError(f"FASTGPT_ATTENTION_BWD={forced!r}: expected one of {BWD_SCHEDULES}")
-        return forced
-    B, H, T, _ = q.shape
-    return "stored_ds" if B * H * T * T * q.element_size() <= STORED_DS_MAX_BYTES else "recompute"
 
 
 def attention_bwd_dq(dout, q, k, v, out, lse, causal: bool, softmax_scale: float, dropout_p: float = 0.0,
@@ -736,30 +586,17 @@ def attention_bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch
                   lse: torch.Tensor, causal: bool, softmax_scale: float, dropout_p: float = 0.0,
                   seed: int = 0, grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
                   dkdv_config: dict | None = None, dq_config: dict | None = None,
-                  partials: torch.Tensor | None = None, schedule: str | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  partials: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dq, dk, dv) of attention_fwd's O for the upstream gradient dout; all (B, H, T, D), any
     strides; written into `grads` = (dq, dk, dv) when given. With `partials` (bias_grad_partials;
-    no dropout): the partial sums of the gradient of a bias added to q, k, v, written as well.
-    `schedule` (BWD_SCHEDULES; default backward_schedule(q)) picks the kernels; dq_config is then
-    the recomputing dQ kernel's or the stored-dS one's tile."""
+    no dropout): the partial sums of the gradient of a bias added to q, k, v, written as well."""
     if partials is not None and dropout_p > 0.0:
         raise ValueError("attention_bwd: the bias gradient from the kernels' tiles needs dropout_p = 0")
-    schedule = schedule or backward_schedule(q)
-    if schedule not in BWD_SCHEDULES:
-        raise ValueError(f"attention_bwd: schedule {schedule!r}, expected one of {BWD_SCHEDULES}")
     dq, dk, dv = grads if grads is not None else (None, None, None)
-    if schedule == "recompute":
-        dq, delta = attention_bwd_dq(dout, q, k, v, out, lse, causal, softmax_scale, dropout_p, seed,
-                                     dq=dq, config=dq_config, partials=partials)
-        dk, dv = attention_bwd_dkdv(dout, q, k, v, lse, delta, causal, softmax_scale, dropout_p, seed,
-                                    dk=dk, dv=dv, config=dkdv_config)
-        return dq, dk, dv
-    delta = attention_bwd_preprocess(dout, out, partials)
-    ds = ds_buffer(q)
+    dq, delta = attention_bwd_dq(dout, q, k, v, out, lse, causal, softmax_scale, dropout_p, seed,
+                                 dq=dq, config=dq_config, partials=partials)
     dk, dv = attention_bwd_dkdv(dout, q, k, v, lse, delta, causal, softmax_scale, dropout_p, seed,
-                                dk=dk, dv=dv, config=dkdv_config, ds=ds)
-    dq = attention_bwd_dq_from_ds(ds, k, causal, softmax_scale, dq=dq, config=dq_config, partials=partials)
+                                dk=dk, dv=dv, config=dkdv_config)
     return dq, dk, dv
 
 

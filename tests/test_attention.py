@@ -38,13 +38,6 @@ def _triton_backend():
         yield
 
 
-@pytest.fixture(params=["recompute", "stored_ds"])
-def bwd_schedule(request, monkeypatch):
-    """Runs a test under each of the backward's schedules (kernels/attention.BWD_SCHEDULES)."""
-    monkeypatch.setenv("FASTGPT_ATTENTION_BWD", request.param)
-    return request.param
-
-
 def _qkv(B, H, T, D, dtype, device, layout="contiguous"):
     """q, k, v leaves of shape (B, H, T, D) in one of the memory layouts users hand us."""
     if layout == "contiguous":
@@ -100,14 +93,12 @@ def _run_and_check(B, H, T, D, dtype, device, causal=True, layout="contiguous", 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("D", [32, 64])
 @pytest.mark.parametrize("T", SEQ_LENS)
-@pytest.mark.usefixtures("bwd_schedule")
 def test_causal_matches_reference(T, D, dtype, device):
     _run_and_check(1 if T > 1024 else 2, 2, T, D, dtype, device, causal=True)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("T", [1, 17, 100, 257])
-@pytest.mark.usefixtures("bwd_schedule")
 def test_non_causal_matches_reference(T, dtype, device):
     _run_and_check(2, 2, T, 32, dtype, device, causal=False)
 
@@ -119,7 +110,6 @@ def test_small_and_large_head_dims(D, device):
 
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("layout", ["fused_qkv", "head_dim_strided"])
-@pytest.mark.usefixtures("bwd_schedule")
 def test_strided_inputs(layout, causal, device):
     dtype = torch.bfloat16 if HAS_CUDA else torch.float16
     _run_and_check(2, 3, 70, 32, dtype, device, causal=causal, layout=layout)
@@ -156,7 +146,6 @@ def test_long_sequence_forward_backward(device):
 
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("T", [1, 100])
-@pytest.mark.usefixtures("bwd_schedule")
 def test_poisoned_outputs_are_overwritten(T, causal, device):
     kernels = _kernels()
     q, k, v = (t.detach() for t in _qkv(2, 2, T, 32, torch.float32, device))
@@ -172,7 +161,6 @@ def test_poisoned_outputs_are_overwritten(T, causal, device):
 
 
 @pytest.mark.parametrize("tiles", [dict(BLOCK_M=16, BLOCK_N=64), dict(BLOCK_M=32, BLOCK_N=16)])
-@pytest.mark.usefixtures("bwd_schedule")
 def test_other_tile_shapes(tiles, device):
     """Tiles wider or narrower than the default, so ragged ends meet each loop split."""
     kernels = _kernels()
@@ -183,54 +171,6 @@ def test_other_tile_shapes(tiles, device):
         dout = torch.randn_like(q)
         grads = kernels.attention_bwd(dout, q, k, v, out, lse, causal, 0.2, dkdv_config=config, dq_config=config)
         _check(out, grads, _reference(q, k, v, causal, 0.2, dout), torch.float32, 77)
-
-
-@pytest.mark.parametrize("causal", [True, False])
-@pytest.mark.parametrize("T", [1, 77, 128])
-def test_stored_ds_reads_only_what_the_dkdv_kernel_wrote(T, causal, device):
-    """The stored-dS schedule's three launchers by hand, dS's buffer NaN-poisoned and the two
-    kernels on different tiles (so the dK/dV kernel's written region and the dQ kernel's read one
-    have different edges): every gradient finite and right, so nothing unwritten was read."""
-    kernels = _kernels()
-    q, k, v = (t.detach() for t in _qkv(2, 2, T, 32, torch.float32, device))
-    out, lse = kernels.attention_fwd(q, k, v, causal, 0.2)
-    dout = torch.randn_like(q)
-    partials = poison_(kernels.bias_grad_partials(q))
-    delta = kernels.attention_bwd_preprocess(dout, out, partials)
-    ds = poison_(kernels.ds_buffer(q))
-    assert ds.shape == (4, T, T) and ds.dtype == q.dtype
-    dk, dv = kernels.attention_bwd_dkdv(dout, q, k, v, lse, delta, causal, 0.2, ds=ds,
-                                        config=dict(BLOCK_M=16, BLOCK_N=64, num_warps=4, num_stages=2))
-    dq = kernels.attention_bwd_dq_from_ds(ds, k, causal, 0.2, partials=partials,
-                                          config=dict(BLOCK_M=64, BLOCK_N=16, num_warps=4, num_stages=2))
-    ref = _reference(q, k, v, causal, 0.2, dout)
-    _check(out, (dq, dk, dv), ref, torch.float32, T)
-    sums = partials.sum((0, 1))
-    assert torch.isfinite(partials).all()
-    tol = GRAD_TOL_FACTOR * REL_TOL[torch.float32]
-    if T > 1:
-        assert_rel_close(sums[0], ref[1].sum((0, 2)), tol, "q bias gradient")
-    assert torch.equal(sums[1], torch.zeros_like(sums[1]))
-    assert_rel_close(sums[2], ref[3].sum((0, 2)), tol, "v bias gradient")
-
-
-def test_backward_schedule_choice(monkeypatch):
-    """stored_ds while dS's buffer fits STORED_DS_MAX_BYTES, recompute past it; the environment
-    variable overrides; unknown schedules are refused."""
-    kernels = _kernels()
-    monkeypatch.delenv("FASTGPT_ATTENTION_BWD", raising=False)
-    small = torch.empty(32, 12, 512, 64, dtype=torch.bfloat16, device="meta")     # GPT-2's step: 192 MiB
-    large = torch.empty(8, 12, 2048, 64, dtype=torch.bfloat16, device="meta")     # 768 MiB
-    assert kernels.backward_schedule(small) == "stored_ds"
-    assert kernels.backward_schedule(large) == "recompute"
-    monkeypatch.setenv("FASTGPT_ATTENTION_BWD", "recompute")
-    assert kernels.backward_schedule(small) == "recompute"
-    monkeypatch.setenv("FASTGPT_ATTENTION_BWD", "fastest")
-    with pytest.raises(ValueError, match="FASTGPT_ATTENTION_BWD"):
-        kernels.backward_schedule(small)
-    q = torch.randn(1, 1, 4, 16)
-    with pytest.raises(ValueError, match="schedule 'other'"):
-        kernels.attention_bwd(q, q, q, q, q, q[..., 0], True, 0.2, schedule="other")
 
 
 # ---- dropout ----
@@ -247,7 +187,6 @@ def test_dropout_keep_rate_near_one_minus_p(device):
 
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("T", [17, 100])
-@pytest.mark.usefixtures("bwd_schedule")
 def test_dropout_forward_and_backward_use_one_mask(T, causal, device):
     """Output and all three gradients equal the explicit softmax with the kernel's own mask."""
     p, D = 0.25, 32
@@ -321,7 +260,6 @@ def test_qkvpacked_every_gradient_element_written(device):
 
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("T", [1, 37, 64, 100, 130])
-@pytest.mark.usefixtures("bwd_schedule")
 def test_qkvpacked_bias_gradient_from_the_kernels_tiles(T, causal, device):
     """bias_grad_dtype: the gradient of a bias added to qkv, from the dQ and dO tiles the backward
     holds (d(bq) = dQ's column sums, d(bv) = dO's, d(bk) = 0), against d(qkv) of float64 summed
@@ -350,7 +288,7 @@ def test_qkvpacked_bias_gradient_from_the_kernels_tiles(T, causal, device):
 def _autotuned_tiles():
     from fastgpt.kernels import attention as kernels
     return ([("fwd", t) for t in kernels.FWD_TILES] + [("dkdv", t) for t in kernels.DKDV_TILES]
-            + [("dq", t) for t in kernels.DQ_TILES] + [("dq_from_ds", t) for t in kernels.DQ_FROM_DS_TILES])
+            + [("dq", t) for t in kernels.DQ_TILES])
 
 
 @pytest.mark.skipif(not HAS_CUDA, reason="the GPU tile lists (the interpreter runs one small tile)")
@@ -361,8 +299,7 @@ def test_every_autotuned_tile_matches_reference(kernel, tile, device):
     float64: T ragged against every tile (200) and the step's shape of one head (512)."""
     kernels = _kernels()
     config = kernels.tile_config(tile)
-    schedules = {"dq": ["recompute"], "dq_from_ds": ["stored_ds"]}.get(kernel, list(kernels.BWD_SCHEDULES))
-    for T, schedule in [(T, schedule) for T in (200, 512) for schedule in schedules]:
+    for T in (200, 512):
         qkv = torch.randn(2, T, 3, 3, 64, device=device).to(torch.bfloat16)
         q, k, v = kernels.qkv_views(qkv)
         out = poison_(torch.empty(2, T, 3, 64, device=device, dtype=torch.bfloat16))
@@ -373,7 +310,7 @@ def test_every_autotuned_tile_matches_reference(kernel, tile, device):
         partials = poison_(kernels.bias_grad_partials(q))
         kernels.attention_bwd(dout.transpose(1, 2), q, k, v, out.transpose(1, 2), lse, True, 0.125, grads=grads,
                               partials=partials, dkdv_config=config if kernel == "dkdv" else None,
-                              dq_config=config if kernel.startswith("dq") else None, schedule=schedule)
+                              dq_config=config if kernel == "dq" else None)
         ref = _reference(q, k, v, True, 0.125, dout.transpose(1, 2))
         _check(out.transpose(1, 2), grads, ref, torch.bfloat16, T)
         tol = GRAD_TOL_FACTOR * REL_TOL[torch.bfloat16]
@@ -383,7 +320,6 @@ def test_every_autotuned_tile_matches_reference(kernel, tile, device):
         assert_rel_close(sums[2], ref[3].sum((0, 2)), tol, "v bias gradient")
 
 
-@pytest.mark.usefixtures("bwd_schedule")
 def test_qkvpacked_bias_gradient_partials_every_element_written(device):
     """The partial sums are written without a zero fill: into a NaN-poisoned buffer every element is
     overwritten (T ragged against the partial rows and the tiles); with dropout the tiles' sums
