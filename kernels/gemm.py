@@ -12,11 +12,7 @@ graph (benchmarks/bench_gemm.py, run 121) is within that benchmark's noise of Py
 problem (sizes, layouts, dtypes, bias, accumulate), the first call times PyTorch's own call and
 each algorithm cuBLASLt offers, interleaved, on the call's own operands and output, and keeps
 the fastest for the process, as Triton's autotuner keeps a kernel's tile. PyTorch's call stays a
-candidate, and a cuBLASLt algorithm must beat it by 1% to be kept. The candidates are the
-heuristic's 8 and their variations one configuration attribute away that cuBLASLt accepts
-(split-K, cluster shape, custom option, tile: ~120-230 a problem at the step's shapes; run 155
-found faster ones for 11 of its 13 problems), and the fastest few are timed a second time before
-one is kept.
+candidate, and a cuBLASLt algorithm must beat it by 1% to be kept.
 
 How. cuBLASLt through ctypes (the library torch itself links; no build step): descriptors are
 made once per problem; a call sets the bias pointer (when there is one) and runs
@@ -62,24 +58,12 @@ _EPILOGUE_BIAS = 4
 _PREF_MAX_WORKSPACE_BYTES = 1
 _PREF_MIN_ALIGNMENT = (5, 6, 7, 8)         # A, B, C, D
 _SUCCESS = 0
-# an algorithm's configuration attributes (cublasLtMatmulAlgoConfigAttributes_t) and their C types
-_CONFIG_TILE_ID, _CONFIG_SPLITK_NUM, _CONFIG_REDUCTION_SCHEME = (1, ctypes.c_uint32), (2, ctypes.c_uint32), (3, ctypes.c_uint32)
-_CONFIG_CUSTOM_OPTION, _CONFIG_CLUSTER_SHAPE_ID = (5, ctypes.c_uint32), (8, ctypes.c_uint16)
-_REDUCTION_NONE, _REDUCTION_COMPUTE_TYPE = 0, 2
 _CUDA_TYPES = {torch.float32: _R_32F, torch.float16: _R_16F, torch.bfloat16: _R_16BF}
 
 WORKSPACE_BYTES = 32 << 20    # the most an algorithm may ask (PyTorch gives cuBLAS this much on Hopper)
 MAX_ALGORITHMS = 8            # cuBLASLt's heuristic offered at most 8 for each of the step's shapes (run 111)
 KEEP_MARGIN = 0.99            # a cuBLASLt algorithm is kept only if it takes under 99% of PyTorch's time
 TIMING_ROUNDS = 9
-FINALISTS = 4                 # the fastest candidates timed again, against PyTorch's call, before one is kept
-# One-attribute variations of the heuristic's candidates that are also timed (run 155: every
-# candidate on the H100 is algorithm 66, and its configurations one attribute away from the
-# heuristic's 8 were faster for 11 of the step's 13 problems, by up to 10%): split-K into 1-8
-# (reduced in the compute type), cluster-shape and custom-option ids 0-15, and the tiles of the
-# other candidates; each kept only if cublasLtMatmulAlgoCheck accepts it for the problem.
-VARIANT_SPLITS = range(1, 9)
-VARIANT_IDS = range(16)
 SLEEP_CYCLES_PER_CALL = 200_000  # ~100 us of GPU clock a candidate: more than a call's host time
 
 
@@ -131,10 +115,6 @@ class _CublasLt:
             "cublasLtMatmulAlgoGetHeuristic": [p, p, p, p, p, p, p, ctypes.c_int, ctypes.POINTER(_Heuristic),
                                                ctypes.POINTER(ctypes.c_int)],
             "cublasLtMatmul": [p, p, p, p, p, p, p, p, p, p, p, p, ctypes.POINTER(_Algo), p, ctypes.c_size_t, p],
-            "cublasLtMatmulAlgoConfigGetAttribute": [ctypes.POINTER(_Algo), ctypes.c_int, p, ctypes.c_size_t,
-                                                     ctypes.POINTER(ctypes.c_size_t)],
-            "cublasLtMatmulAlgoConfigSetAttribute": [ctypes.POINTER(_Algo), ctypes.c_int, p, ctypes.c_size_t],
-            "cublasLtMatmulAlgoCheck": [p, p, p, p, p, p, ctypes.POINTER(_Algo), ctypes.POINTER(_Heuristic)],
         }
         for name, argtypes in signatures.items():
             fn = getattr(lib, name)
@@ -149,25 +129,6 @@ class _CublasLt:
 
     def set_attribute(self, setter, obj, attribute: int, value: ctypes._SimpleCData) -> None:
         self.check(setter(obj, attribute, ctypes.byref(value), ctypes.sizeof(value)), setter.__name__)
-
-    def config(self, algo: _Algo, attribute: tuple) -> int:
-        """One configuration attribute of an algorithm (_CONFIG_*)."""
-        number, ctype = attribute
-        value, written = ctype(0), ctypes.c_size_t(0)
-        self.check(self.lib.cublasLtMatmulAlgoConfigGetAttribute(ctypes.byref(algo), number, ctypes.byref(value),
-                                                                 ctypes.sizeof(value), ctypes.byref(written)),
-                   "cublasLtMatmulAlgoConfigGetAttribute")
-        return value.value
-
-    def with_config(self, algo: _Algo, changes: dict) -> _Algo | None:
-        """A copy of the algorithm with the given {_CONFIG_* attribute: value}, None if refused."""
-        new = _Algo.from_buffer_copy(bytes(algo))
-        for (number, ctype), value in changes.items():
-            value = ctype(value)
-            if self.lib.cublasLtMatmulAlgoConfigSetAttribute(ctypes.byref(new), number, ctypes.byref(value),
-                                                             ctypes.sizeof(value)) != _SUCCESS:
-                return None
-        return new
 
 
 @dataclass
@@ -306,43 +267,10 @@ def _make_problem(lt: _CublasLt, a, b, out_ld, bias_type, out_dtype, align) -> _
     status = lib.cublasLtMatmulAlgoGetHeuristic(lt.handle, desc, layouts[0], layouts[1], layouts[2], layouts[2],
                                                 pref, MAX_ALGORITHMS, results, ctypes.byref(found))
     lib.cublasLtMatmulPreferenceDestroy(pref)
-    usable = [(results[i].algo, results[i].workspace_size) for i in range(found.value)
+    usable = [results[i] for i in range(found.value)
               if status == _SUCCESS and results[i].state == _SUCCESS and results[i].workspace_size <= WORKSPACE_BYTES]
-    if variants_enabled():
-        usable += _variants(lt, desc, layouts, [algo for algo, _ in usable])
     # the matmul and layout descriptors live as long as the process's problem table (a few a shape)
-    return _Problem(desc, tuple(layouts), [algo for algo, _ in usable], [size for _, size in usable])
-
-
-def variants_enabled() -> bool:
-    """Whether problems also time the heuristic's candidates' variations (VARIANT_*): off under
-    FASTGPT_CUBLASLT_VARIANTS=0 (the heuristic's candidates only, for comparisons)."""
-    return os.environ.get("FASTGPT_CUBLASLT_VARIANTS", "1") not in ("0", "")
-
-
-def _variants(lt: _CublasLt, desc, layouts, algos: list) -> list[tuple]:
-    """(algo, workspace bytes) of each configuration one attribute away from one of `algos` that
-    cuBLASLt's check accepts for this problem, none twice nor one of `algos`."""
-    tiles = sorted({lt.config(algo, _CONFIG_TILE_ID) for algo in algos})
-    changes = ([{_CONFIG_SPLITK_NUM: n, _CONFIG_REDUCTION_SCHEME: _REDUCTION_NONE if n == 1 else _REDUCTION_COMPUTE_TYPE}
-                for n in VARIANT_SPLITS]
-               + [{_CONFIG_CLUSTER_SHAPE_ID: i} for i in VARIANT_IDS] + [{_CONFIG_CUSTOM_OPTION: i} for i in VARIANT_IDS]
-               + [{_CONFIG_TILE_ID: tile} for tile in tiles])
-    seen = {bytes(algo) for algo in algos}
-    found = []
-    layout_b, layout_a, layout_c = layouts
-    for algo in algos:
-        for change in changes:
-            new = lt.with_config(algo, change)
-            if new is None or bytes(new) in seen:
-                continue
-            seen.add(bytes(new))
-            result = _Heuristic()
-            if (lt.lib.cublasLtMatmulAlgoCheck(lt.handle, desc, layout_b, layout_a, layout_c, layout_c,
-                                               ctypes.byref(new), ctypes.byref(result)) == _SUCCESS
-                    and result.workspace_size <= WORKSPACE_BYTES):
-                found.append((new, result.workspace_size))
-    return found
+    return _Problem(desc, tuple(layouts), [r.algo for r in usable], [r.workspace_size for r in usable])
 
 
 def _problem(lt: _CublasLt, a, b, bias, out, beta, out_dtype, addend=None) -> _Problem:
@@ -412,9 +340,8 @@ def _median_times(calls: dict) -> dict:
 
 
 def _choose(lt: _CublasLt, problem: _Problem, a, b, bias, out, beta, out_dtype, addend=None) -> int:
-    """Times PyTorch's call and every cuBLASLt candidate on these operands, then the FINALISTS
-    fastest again with PyTorch's, and returns the index of the fastest of that second round (-1:
-    PyTorch's). They write into `out`, which the real call overwrites next;
+    """Times PyTorch's call and every cuBLASLt candidate on these operands, and returns the
+    fastest's index (-1: PyTorch's). They write into `out`, which the real call overwrites next;
     an accumulating call (beta = 1) is timed on `out` too, its values kept in host memory
     meanwhile, so tuning allocates no GPU memory beyond the candidates' workspace."""
     saved = out.cpu() if beta else None
@@ -426,13 +353,10 @@ def _choose(lt: _CublasLt, problem: _Problem, a, b, bias, out, beta, out_dtype, 
         except RuntimeError:            # an algorithm that refuses these operands at run time
             continue
         calls[index] = (lambda i: lambda: _run_algo(lt, problem, i, a, b, bias, out, beta, workspace, addend))(index)
-    first = _median_times(calls)
-    # the fastest few timed again: among many candidates a fast median is partly luck
-    finalists = set(sorted(first, key=first.get)[:FINALISTS]) | {-1}
-    problem.times = {**first, **_median_times({key: calls[key] for key in finalists})}
+    problem.times = _median_times(calls)
     if saved is not None:
         out.copy_(saved)
-    best = min(finalists, key=problem.times.get)
+    best = min(problem.times, key=problem.times.get)
     return best if best != -1 and problem.times[best] < KEEP_MARGIN * problem.times[-1] else -1
 
 
