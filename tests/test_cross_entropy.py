@@ -229,10 +229,10 @@ def test_launcher_picks_the_single_pass_by_row_bytes():
 def test_default_chunk_rows():
     from fastgpt.kernels.cross_entropy import CHUNK_ROWS, chunk_rows
 
-    assert chunk_rows(16384, 50304, 2) == CHUNK_ROWS == 4096         # GPT-2 head: 412 MB of logits
+    assert chunk_rows(16384, 50304, 2) == CHUNK_ROWS == 8192         # GPT-2 head: 824 MB of logits
     assert chunk_rows(100, 50304, 2) == 100                           # never more than the tokens
-    assert chunk_rows(16384, 128256, 2) == 2048                       # capped at 512 MiB of logits
-    assert chunk_rows(16384, 50304, 4) == 2048
+    assert chunk_rows(16384, 128256, 2) == 4096                       # capped at 1 GiB of logits
+    assert chunk_rows(16384, 50304, 4) == 4096
     assert chunk_rows(16384, 2**40, 4) == 1
 
 
