@@ -173,8 +173,8 @@ def fused_linear_cross_entropy(x: torch.Tensor, weight: torch.Tensor, targets: t
             count; same leading shape as x.
         ignore_index: target value to skip; the mean is over the other positions (NaN when
             there are none, as F.cross_entropy).
-        chunk_rows: tokens per chunk on the triton backend (default: 4096, fewer when a
-            chunk's logits would pass 512 MiB; see kernels/cross_entropy.py). Ignored by the
+        chunk_rows: tokens per chunk on the triton backend (default: 8192, fewer when a
+            chunk's logits would pass 1 GiB; see kernels/cross_entropy.py). Ignored by the
             torch backend.
 
     Returns:
