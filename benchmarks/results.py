@@ -72,23 +72,23 @@ OP_RUNS = [
     ("Embedding backward: the two designs that lost to PyTorch, a program per four table rows "
      "(run 50) and a program per sorted position (run 51)", "run51-embedding.json"),
 ]
-TRAIN_STEP_RUN = "run148-train_step"
-TRAIN_STEP_FOLLOWUP_RUN = "run126-train_step"
-TRAIN_STEP_FOLLOWUP_NOTE = """Run 126 (`results/runs/run126-train_step/`, session 18, another H100 of the same kind): the
-table before session 19 moved the residual add from the add+LayerNorm into the projections' GEMM
-epilogues (-0.13 ms in alternating processes, run 141) and deferred the backward's column sums to
-one launch (-0.08 ms, run 147). Both tables hold every configuration the issue lists; they compare
-machines as well as code (session 19's run 141 ran the same step ~1 ms slower on its machine than
-run 142's; the eager and compiled-without-graphs rows are host-bound and move by 10-20 ms from
-machine to machine). The plot below is drawn from run 148's table (`python
-benchmarks/plot_train_step.py benchmarks/results/runs/run148-train_step -o
+TRAIN_STEP_RUN = "run157-train_step"
+TRAIN_STEP_FOLLOWUP_RUN = "run148-train_step"
+TRAIN_STEP_FOLLOWUP_NOTE = """Run 148 (`results/runs/run148-train_step/`, session 19, another H100 of the same kind): the
+table before session 20 made the LM head's chunks 8192 tokens (4096 before; -0.04 to -0.13 ms in
+alternating processes on run 157's machine, run 153, and 0.4 GiB more at the peak). Run 157's
+machine ran fastgpt's graphed step at 26.4-26.6 ms all session, with 4096-token chunks as well
+(runs 153 and 156), where run 148's ran it at 25.98 and run 147's at 25.93: the two tables compare
+machines as well as code (the eager and compiled-without-graphs rows are host-bound and move by
+10-20 ms from machine to machine). The plot below is drawn from run 157's table (`python
+benchmarks/plot_train_step.py benchmarks/results/runs/run157-train_step -o
 benchmarks/results/train_step.png`).
 """
 # fastgpt's graphed steps against each compiled reference: the ratios the README states, computed.
 # *-adamwcopy-* is what fastgpt-train runs without gradient accumulation (since session 8).
 HEADLINE = (("triton-adamwcopy-cudagraph", "cuda-adamwcopy-cudagraph"),
             ("reference-compile", "reference-compile-cudagraphs"))
-README_TRAIN_STEP_LEAD = """Run 148 (`benchmarks/results/runs/run148-train_step/`): one device call on one H100, every
+README_TRAIN_STEP_LEAD = """Run 157 (`benchmarks/results/runs/run157-train_step/`): one device call on one H100, every
 configuration the issue lists (the eager reference, the reference with torch.compile and with its
 CUDA graphs, fastgpt's triton backend eager, with torch.compile and as fastgpt-train's graphed
 step, the cuda backend) on the same GPU one after the other. fastgpt's graphed steps run their
@@ -103,11 +103,14 @@ step with session 10's MLP), the token + position embedding in one pass whose ba
 tied table's two gradients (session 14), the attention backward's qkv bias partials on the tensor
 cores with register caps on two attention tiles (session 15), and the LM head without its loss
 pass: the logits GEMM's Gluon epilogue writes exp(logits - the target's logit) and its row sums
-(session 16; the cuda row shares it, the LM head being Triton's on both backends);
+(session 16; the cuda row shares it, the LM head being Triton's on both backends), 8192 tokens a
+chunk (session 20);
 `benchmarks/RESULTS.md` says what each configuration is and keeps the earlier tables.
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run126-train_step", "Run 126 (one H100, session 18): the README's table before session 19 moved "
+     "the residual add into the projections' GEMM epilogues and deferred the backward's column sums."),
     ("run142-train_step", "Run 142 (one H100, session 19): the README's table after the residual add "
      "moved into the projections' GEMM epilogues, before the deferred column sums."),
     ("run118-train_step", "Run 118 (one H100, session 17): the README's table before the captured "
@@ -198,7 +201,7 @@ TRAIN_STEP_HISTORY = [
      "suite ran on the other; `cuda-cudagraph` then \"cublaslt_forward\"."),
 ]
 SCALING_RUN = "run44-scaling"
-CONVERGENCE_RUN = "run143-convergence.json"
+CONVERGENCE_RUN = "run158-convergence.json"
 SCALING_NOTE = """The val loss column is each run's own: 300 steps of 16k (1 GPU) or 32k (2 GPUs) tokens pass
 over Tiny Shakespeare's 304k training tokens 16 or 32 times, so the 2-GPU run overfits further.
 The loss check compares like with like: the 2-GPU run against one GPU trained on the same global
@@ -217,7 +220,7 @@ eager; `eager ms` is the plain do_bench median of the same callable. NOTES.md ha
 the log of variants.
 """
 
-TRAIN_STEP_NOTE = """`results/runs/run148-train_step/*.json`: one row per configuration, written by
+TRAIN_STEP_NOTE = """`results/runs/run157-train_step/*.json`: one row per configuration, written by
 bench_train_step.py as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100
 (torch 2.11.0+cu130, triton 3.6.0), one after the other; their pytest-benchmark JSONs are in
 `pytest/` beside them. `*-cudagraph` is the whole step replayed as one CUDA graph
@@ -244,7 +247,8 @@ loss's backward scales and casts its stored gradients in one pass each. Since ru
 attention dQ kernel sums c_attn's bias partials on the tensor cores, and the autotuner's lists
 hold two attention tiles under register caps (maxnreg). Since run 104 the LM head writes
 exp(logits - the target's logit) from its GEMM's epilogue (no loss pass); since run 118 the graphed
-steps' plain GEMMs run on kernels/gemm.py's timed cuBLASLt choices. The eager reference is
+steps' plain GEMMs run on kernels/gemm.py's timed cuBLASLt choices; since run 157 the LM
+head's chunks are 8192 tokens (4096 before). The eager reference is
 GPU-bound; fastgpt's eager rows (`triton`, and `triton-compile`, torch.compile without CUDA graphs)
 are host-bound: their Python and custom-op dispatch, not the GPU, set their time (41-76 ms in
 runs 16-27 and 116-118). Command per configuration:
