@@ -76,9 +76,9 @@ TRAIN_STEP_RUN = "run157-train_step"
 TRAIN_STEP_FOLLOWUP_RUN = "run148-train_step"
 TRAIN_STEP_FOLLOWUP_NOTE = """Run 148 (`results/runs/run148-train_step/`, session 19, another H100 of the same kind): the
 table before session 20 made the LM head's chunks 8192 tokens (4096 before; -0.04 to -0.13 ms in
-alternating processes on run 157's machine, run 153, and 0.4 GiB more at the peak). Run 157's
-machine ran fastgpt's graphed step at 26.4-26.6 ms all session, with 4096-token chunks as well
-(runs 153 and 156), where run 148's ran it at 25.98 and run 147's at 25.93: the two tables compare
+alternating processes, run 153, and 0.4 GiB more at the peak). Session 20's machines ran
+fastgpt's graphed step at 26.3-26.6 ms in every call, with 4096-token chunks as well (runs 153 and
+156), where run 148's ran it at 25.98 and run 147's at 25.93: the two tables compare
 machines as well as code (the eager and compiled-without-graphs rows are host-bound and move by
 10-20 ms from machine to machine). The plot below is drawn from run 157's table (`python
 benchmarks/plot_train_step.py benchmarks/results/runs/run157-train_step -o
