@@ -38,12 +38,12 @@ import triton
 import triton.language as tl
 
 from fastgpt.backend import interpreter_mode
+from fastgpt.kernels.common import TRITON_TYPES
 
 # elements one program updates: 2048 at 8 warps is 8 a thread of each stream, 28 KB of loads a
 # program; offline sm_90 compile (triton 3.6, bf16 gradients and copies, aligned): 60 registers,
 # 16-byte vector accesses (4096: 93 registers; 1024: 39)
 BLOCK = 256 if interpreter_mode() else 2048
-_POINTER_TYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
 
 
 @triton.jit
@@ -149,8 +149,8 @@ def adamw_step(param_ptrs: torch.Tensor, grad_ptrs: torch.Tensor, exp_avg_ptrs: 
         numels, weight_decays, chunk_ids, chunk_starts,
         lr, lr if grad_scale is None else grad_scale,
         beta1, beta2, eps,
-        GRAD_TYPE=_POINTER_TYPES[grad_dtype],
-        COPY_TYPE=_POINTER_TYPES[copy_dtype if copy_dtype is not None else torch.float32],
+        GRAD_TYPE=TRITON_TYPES[grad_dtype],
+        COPY_TYPE=TRITON_TYPES[copy_dtype if copy_dtype is not None else torch.float32],
         HAS_COPY=copy_ptrs is not None, HAS_GRAD_SCALE=grad_scale is not None, ALIGNED=aligned, BLOCK=BLOCK,
         num_warps=8,
     )

@@ -23,6 +23,9 @@ import triton.language as tl
 from fastgpt.backend import autotuning, interpreter_mode
 from fastgpt.ops.dispatch import sums_deferred_here
 
+# the Triton element type of each float dtype the kernels take by address (pointer tables cast to it)
+TRITON_TYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
+
 
 @triton.jit
 def sum_partials_kernel(
@@ -169,7 +172,7 @@ class DeferredColumnSums:
                        + [v for chunk in chunks for v in chunk])
         table = self._table(values, self.partials[0].device)
         for offset, dtype, (block_p, block_c, warps), n_items, programs in launches:
-            _sum_partials_table_kernel[(programs,)](table[offset:], n_items, OUT_TYPE=_TL_TYPES[dtype],
+            _sum_partials_table_kernel[(programs,)](table[offset:], n_items, OUT_TYPE=TRITON_TYPES[dtype],
                                                     BLOCK_P=block_p, BLOCK_C=block_c, num_warps=warps)
         count = len(self.outputs)
         self.discard()
@@ -197,8 +200,6 @@ class DeferredColumnSums:
             self.copied.record()
         return self.table
 
-
-_TL_TYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
 
 
 @functools.lru_cache(maxsize=None)
