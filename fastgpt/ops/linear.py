@@ -68,11 +68,16 @@ def check_linear(x, weight, bias, name: str, in_features: int | None = None) -> 
         if t.dtype not in _FLOAT_DTYPES:
             raise TypeError(f"{name}: {label} must be a floating-point tensor "
                             f"(float16, bfloat16, float32), got {t.dtype}")
-        if t.dtype != x.dtype:
-            raise TypeError(f"{name}: mixed dtypes: x is {x.dtype}, {label} is {t.dtype} "
-                            "(cast them to one dtype, or run under torch.autocast)")
-        if t.device != x.device:
-            raise ValueError(f"{name}: tensors on different devices: x on {x.device}, {label} on {t.device}")
+        _check_beside_x(t, label, x, name)
+
+
+def _check_beside_x(t: torch.Tensor, label: str, x: torch.Tensor, name: str) -> None:
+    """t has x's dtype and device, else a clear error naming both."""
+    if t.dtype != x.dtype:
+        raise TypeError(f"{name}: mixed dtypes: x is {x.dtype}, {label} is {t.dtype} "
+                        "(cast them to one dtype, or run under torch.autocast)")
+    if t.device != x.device:
+        raise ValueError(f"{name}: tensors on different devices: x on {x.device}, {label} on {t.device}")
 
 
 def check_residual(residual, x, out_features: int, name: str) -> None:
@@ -84,11 +89,7 @@ def check_residual(residual, x, out_features: int, name: str) -> None:
     shape = (*x.shape[:-1], out_features)
     if tuple(residual.shape) != shape:
         raise ValueError(f"{name}: residual has shape {tuple(residual.shape)}, the output's is {shape}")
-    if residual.dtype != x.dtype:
-        raise TypeError(f"{name}: mixed dtypes: x is {x.dtype}, residual is {residual.dtype} "
-                        "(cast them to one dtype, or run under torch.autocast)")
-    if residual.device != x.device:
-        raise ValueError(f"{name}: tensors on different devices: x on {x.device}, residual on {residual.device}")
+    _check_beside_x(residual, "residual", x, name)
 
 
 def fused_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
