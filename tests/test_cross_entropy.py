@@ -270,6 +270,9 @@ def test_out_of_range_targets_are_a_clear_error():
         with pytest.raises(ValueError, match=r"targets must lie in \[0, 40\) or equal ignore_index=-1"):
             _check_target_range(bad, 40, -1)
     _check_target_range(torch.tensor([0, 39, -1]), 40, -1)       # the edges are fine
+    _check_target_range(torch.tensor([0, 39, 40]), 40, 40)       # an ignore_index past the vocab too
+    with pytest.raises(ValueError, match="targets must lie in"):
+        _check_target_range(torch.tensor([0, 41, 40]), 40, 40)
     if not HAS_CUDA:   # and through the public function, which runs the check in its op
         with fastgpt.use_backend("triton"), pytest.raises(ValueError, match="targets must lie in"):
             fused_linear_cross_entropy(x, w, targets + 40)

@@ -74,9 +74,10 @@ def _(grad, grad_output, dtype):
 def _check_target_range(targets: torch.Tensor, vocab: int, ignore_index: int,
                         in_range: torch.Tensor | None = None) -> None:
     """targets in [0, vocab) or equal to ignore_index; in_range: that already computed (0-d bool on
-    targets' device: kernels/cross_entropy.target_stats'), else computed here."""
+    targets' device: kernels/cross_entropy.target_stats'), else computed here by the same rule
+    (an ignored target is never out of range, whatever ignore_index is)."""
     if in_range is None:
-        in_range = ~((targets >= vocab) | ((targets < 0) & (targets != ignore_index))).any()
+        in_range = ((targets >= 0) & (targets < vocab) | (targets == ignore_index)).all()
     message = f"targets must lie in [0, {vocab}) or equal ignore_index={ignore_index}"
     if targets.is_cuda:
         torch._assert_async(in_range, message)   # no host sync; a failure is a device assert
