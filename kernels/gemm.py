@@ -27,9 +27,10 @@ dimension (row-major or a transposed view) and 16-byte aligned leading dimension
 output in the operands' dtype or float32, rows contiguous; a bias (N,) only with an output in
 the operands' dtype; beta (accumulate into `out`) 0 or 1; an addend (M, N) (cuBLAS's C, read
 while the result goes to `out`, its D: a residual add in the epilogue) laid out as the output.
-Everything else, and CPU tensors, torch.compile tracing, FASTGPT_AUTOTUNE=0 (tests: one pinned configuration everywhere) and
-FASTGPT_CUBLASLT=0 (the comparison switch), runs PyTorch's call: the same arithmetic (fp32
-accumulation) by another kernel, so results agree to fp32 summation order, not bitwise.
+Everything else, and CPU tensors, torch.compile tracing, FASTGPT_AUTOTUNE=0 (tests: one pinned
+configuration everywhere) and FASTGPT_CUBLASLT=0 (the comparison switch), runs PyTorch's call: the
+same arithmetic (fp32 accumulation) by another kernel, so results agree to fp32 summation order,
+not bitwise.
 
 Launcher (tensor in, tensor out):
     matmul(a, b, bias=None, out=None, beta=0.0, out_dtype=None, *, addend=None, tuned=False)
