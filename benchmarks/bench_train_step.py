@@ -30,7 +30,7 @@ zero_grad. Configurations:
     *-compile-cudagraphs  the compiled models with mode="reduce-overhead" (CUDA graph replay)
     *-cudagraph         the eager model, the whole step (forward, backward, AdamW) captured as one
                         CUDA graph by fastgpt.cuda_graph.GraphedTrainStep: what fastgpt-train
-                        runs by default without dropout (with gradient accumulation or on several
+                        runs by default on a GPU (with gradient accumulation or on several
                         GPUs; for fastgpt's backends with its one-copy parameter cast and
                         bias-gradient kernels; the reference's capture runs the model as a user
                         would write it)

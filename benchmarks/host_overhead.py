@@ -71,13 +71,13 @@ def _stub_add_layernorm_bwd(dy, ds, s, weight, mean, rstd, has_bias, x_bias_grad
     return torch.empty_like(s), torch.empty_like(weight), torch.empty_like(weight) if has_bias else None
 
 
-def _stub_attention_fwd(q, k, v, causal, softmax_scale, dropout_p=0.0, seed=0, out=None, config=None):
+def _stub_attention_fwd(q, k, v, causal, softmax_scale, dropout_p=0.0, seed=None, out=None, config=None):
     B, H, T, D = q.shape
     out = q.new_empty(B, T, H, D).transpose(1, 2) if out is None else out
     return out, q.new_empty(B, H, T, dtype=torch.float32)
 
 
-def _stub_attention_bwd(dout, q, k, v, out, lse, causal, softmax_scale, dropout_p=0.0, seed=0,
+def _stub_attention_bwd(dout, q, k, v, out, lse, causal, softmax_scale, dropout_p=0.0, seed=None,
                         grads=None, dkdv_config=None, dq_config=None, partials=None):
     if grads is not None:
         return grads
@@ -85,12 +85,12 @@ def _stub_attention_bwd(dout, q, k, v, out, lse, causal, softmax_scale, dropout_
     return tuple(q.new_empty(B, T, H, D).transpose(1, 2) for _ in range(3))
 
 
-def _stub_attention_qkvpacked_fwd(qkv, causal, softmax_scale, dropout_p=0.0, seed=0, config=None):
+def _stub_attention_qkvpacked_fwd(qkv, causal, softmax_scale, dropout_p=0.0, seed=None, config=None):
     B, T, _, H, D = qkv.shape
     return qkv.new_empty(B, T, H, D), qkv.new_empty(B, H, T, dtype=torch.float32)
 
 
-def _stub_attention_qkvpacked_bwd(dout, qkv, out, lse, causal, softmax_scale, dropout_p=0.0, seed=0,
+def _stub_attention_qkvpacked_bwd(dout, qkv, out, lse, causal, softmax_scale, dropout_p=0.0, seed=None,
                                   dqkv=None, bias_grad_dtype=None):
     dqkv = qkv.new_empty(qkv.shape) if dqkv is None else dqkv
     return dqkv, None if bias_grad_dtype is None else qkv.new_empty(3, qkv.shape[3], qkv.shape[4], dtype=bias_grad_dtype)

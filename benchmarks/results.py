@@ -224,7 +224,7 @@ TRAIN_STEP_NOTE = """`results/runs/run157-train_step/*.json`: one row per config
 bench_train_step.py as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100
 (torch 2.11.0+cu130, triton 3.6.0), one after the other; their pytest-benchmark JSONs are in
 `pytest/` beside them. `*-cudagraph` is the whole step replayed as one CUDA graph
-(fastgpt.cuda_graph.GraphedTrainStep, fastgpt-train's default without dropout; for fastgpt's
+(fastgpt.cuda_graph.GraphedTrainStep, fastgpt-train's default on a GPU; for fastgpt's
 backends it also casts the parameters to bf16 in one multi-tensor copy); `*-compile-cudagraphs` is
 torch.compile's own CUDA graphs (mode="reduce-overhead"). Bias gradients: fastgpt's rows take
 c_attn's from the attention backward and each c_proj bias's from the next LayerNorm's backward

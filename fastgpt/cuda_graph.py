@@ -42,8 +42,7 @@ LayerNorm gradients, kernels/common.sum_partials: 49 launches in a GPT-2 step) a
 run in one launch after it (kernels/common.DeferredColumnSums; FASTGPT_DEFER_SUMS=0: in place).
 
 Limits (GraphedTrainStep.problem says which one applies): a CUDA device, no DDP wrapper (see
-above), fixed batch shape, no dropout (the attention kernel's dropout seed is a launch argument:
-a replay would repeat the masks), no fp16 loss scaling (GradScaler synchronises with the host),
+above), fixed batch shape, no fp16 loss scaling (GradScaler synchronises with the host),
 not combined with torch.compile (use its mode="reduce-overhead" instead). A step that turns out
 not to be capturable (an op in it synchronises with the host) warns once and trains eagerly.
 """
@@ -184,9 +183,6 @@ class GraphedTrainStep:
         if isinstance(model, torch.nn.parallel.DistributedDataParallel):
             return ("a model wrapped in DistributedDataParallel is not captured; pass the plain model "
                     "with average_over_ranks=True")
-        dropout = getattr(getattr(model, "config", None), "dropout", 0.0)
-        if dropout:
-            return f"dropout is {dropout}; the attention kernel's dropout masks would repeat on every replay"
         if isinstance(precision, torch.autocast) and precision.fast_dtype == torch.float16:
             return "float16 needs loss scaling, which synchronises with the host every step; use bfloat16"
         return None

@@ -101,7 +101,7 @@ class TrainConfig:
     backend: str = setting("auto", "which kernels run the model", BACKEND_CHOICES)
     compile: bool = setting(False, "torch.compile the model")
     cuda_graph: bool | None = setting(None, "replay each training step as one CUDA graph (default: on where the run "
-                                            "allows it: CUDA, dropout 0, no float16, no --compile; under "
+                                            "allows it: CUDA, no float16, no --compile; under "
                                             "torchrun it averages the gradients itself, without DDP)")
     optimizer_writes_copies: bool | None = setting(
         None, "run the graphed step's model on bf16 parameter copies that the AdamW step writes, with no "

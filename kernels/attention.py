@@ -22,8 +22,10 @@ online softmax, so the scores never leave the chip. It writes O and the per-row 
              Two kernels, so no atomics and any T.
   dropout    (DROPOUT constexpr) P is masked inside the kernels with Philox random numbers
              drawn from (seed, b*h*T*T + row*T + col); the backward regenerates the same mask
-             from the same seed instead of storing it. _attention_dropout_mask_kernel writes
-             that mask out, for tests only.
+             from the same seed instead of storing it. The seed is a one-element int64 tensor
+             the kernels read from device memory (not a launch argument), so a CUDA graph that
+             draws it inside the capture replays with a new one each time.
+             _attention_dropout_mask_kernel writes the mask out, for tests only.
 
   packed     attention_qkvpacked_fwd / _bwd: the same kernels on the three strided views of one
              (B, T, 3, H, D) qkv; the backward writes dq, dk, dv into one (B, T, 3, H, D) buffer.
@@ -114,6 +116,17 @@ def _even_t(args: dict) -> bool:
 # ---------------------------------------------------------------------------------------------
 # kernels
 # ---------------------------------------------------------------------------------------------
+
+@triton.jit
+def _dropout_seed(Seed, DROPOUT: tl.constexpr):
+    """The dropout seed, read from device memory: a CUDA graph that captured the launch then
+    replays it with the seed drawn inside the graph for that replay (a launch argument would be
+    frozen at capture). 0 without dropout (Seed is not read)."""
+    seed = 0
+    if DROPOUT:
+        seed = tl.load(Seed)
+    return seed
+
 
 @triton.jit
 def _dropout_keep(seed, rng_base, rows, cols, T, dropout_p):
@@ -279,17 +292,18 @@ def _attention_fwd_inner(acc, l_i, m_i, q, K, V, stride_kt, stride_kd, stride_vt
 
 @triton.autotune(configs=FWD_CONFIGS, key=_TUNE_KEY)
 @triton.heuristics({"EVEN_T": _even_t})
-@triton.jit(do_not_specialize=["seed"])
+@triton.jit
 def _attention_fwd_kernel(Q, K, V, Out, LSE,
                           stride_qb, stride_qh, stride_qt, stride_qd,
                           stride_kb, stride_kh, stride_kt, stride_kd,
                           stride_vb, stride_vh, stride_vt, stride_vd,
                           stride_ob, stride_oh, stride_ot, stride_od,
-                          H, T, T_BUCKET, qk_scale, dropout_p, seed,
+                          H, T, T_BUCKET, qk_scale, dropout_p, Seed,
                           HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                           CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, EVEN_T: tl.constexpr,
                           DOT_PRECISION: tl.constexpr):
     bh = tl.program_id(0)
+    seed = _dropout_seed(Seed, DROPOUT)
     Q, K, V, Out = _head(bh, H, Q, K, V, Out, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh,
                          stride_ob, stride_oh)
     LSE += bh.to(tl.int64) * T
@@ -350,7 +364,7 @@ def _attention_bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, Delta, stride_qt, stride
 
 
 @triton.autotune(configs=DKDV_CONFIGS, key=_TUNE_KEY)
-@triton.jit(do_not_specialize=["seed"])
+@triton.jit
 def _attention_bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, Delta,
                                stride_qb, stride_qh, stride_qt, stride_qd,
                                stride_kb, stride_kh, stride_kt, stride_kd,
@@ -358,10 +372,11 @@ def _attention_bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, Delta,
                                stride_dob, stride_doh, stride_dot, stride_dod,
                                stride_dkb, stride_dkh, stride_dkt, stride_dkd,
                                stride_dvb, stride_dvh, stride_dvt, stride_dvd,
-                               H, T, T_BUCKET, qk_scale, sm_scale, dropout_p, seed,
+                               H, T, T_BUCKET, qk_scale, sm_scale, dropout_p, Seed,
                                HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                                CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr):
     bh = tl.program_id(0)
+    seed = _dropout_seed(Seed, DROPOUT)
     start_n = tl.program_id(1) * BLOCK_N       # causal: block 0 is the heaviest, and runs first
     Q, K, V, DO = _head(bh, H, Q, K, V, DO, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh,
                         stride_dob, stride_doh)
@@ -423,7 +438,7 @@ def _attention_bwd_dq_inner(dq, q, do, lse, delta, K, V, stride_kt, stride_kd, s
 
 
 @triton.autotune(configs=DQ_CONFIGS, key=_TUNE_KEY + ["BIAS_GRAD"])
-@triton.jit(do_not_specialize=["seed"])
+@triton.jit
 def _attention_bwd_dq_kernel(Q, K, V, DO, Out, DQ, LSE, Delta, BiasPartials,
                              stride_qb, stride_qh, stride_qt, stride_qd,
                              stride_kb, stride_kh, stride_kt, stride_kd,
@@ -431,12 +446,13 @@ def _attention_bwd_dq_kernel(Q, K, V, DO, Out, DQ, LSE, Delta, BiasPartials,
                              stride_dob, stride_doh, stride_dot, stride_dod,
                              stride_ob, stride_oh, stride_ot, stride_od,
                              stride_dqb, stride_dqh, stride_dqt, stride_dqd,
-                             H, T, T_BUCKET, qk_scale, sm_scale, dropout_p, seed,
+                             H, T, T_BUCKET, qk_scale, sm_scale, dropout_p, Seed,
                              HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                              CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
                              BIAS_GRAD: tl.constexpr, PARTIAL_ROWS: tl.constexpr):
     tl.static_assert(not (BIAS_GRAD and DROPOUT))
     bh = tl.program_id(0)
+    seed = _dropout_seed(Seed, DROPOUT)
     Q, K, V, DO = _head(bh, H, Q, K, V, DO, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh,
                         stride_dob, stride_doh)
     DQ, Out, _, _ = _head(bh, H, DQ, Out, DQ, DQ, stride_dqb, stride_dqh, stride_ob, stride_oh, 0, 0, 0, 0)
@@ -474,10 +490,11 @@ def _attention_bwd_dq_kernel(Q, K, V, DO, Out, DQ, LSE, Delta, BiasPartials,
                                   DOT_PRECISION)
 
 
-@triton.jit(do_not_specialize=["seed"])
-def _attention_dropout_mask_kernel(Keep, T, dropout_p, seed, BLOCK: tl.constexpr):
+@triton.jit
+def _attention_dropout_mask_kernel(Keep, T, dropout_p, Seed, BLOCK: tl.constexpr):
     """Keep[bh, i, j] as the attention kernels draw it (uint8; for tests)."""
     bh = tl.program_id(0)
+    seed = _dropout_seed(Seed, True)
     rows = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     cols = tl.program_id(2) * BLOCK + tl.arange(0, BLOCK)
     keep = _dropout_keep(seed, bh.to(tl.int64) * T * T, rows[:, None], cols[None, :], T, dropout_p)
@@ -518,7 +535,7 @@ def _common_meta(q: torch.Tensor, causal: bool, dropout_p: float) -> dict:
 
 
 def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, softmax_scale: float,
-                  dropout_p: float = 0.0, seed: int = 0, out: torch.Tensor | None = None,
+                  dropout_p: float = 0.0, seed: torch.Tensor | None = None, out: torch.Tensor | None = None,
                   config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """O = softmax(q k^T * softmax_scale [+ causal mask]) v, with dropout on P; returns (O, LSE).
 
@@ -533,7 +550,7 @@ def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
     grid = lambda meta: (B * H, triton.cdiv(T, meta["BLOCK_M"]))  # noqa: E731
     _launch(_attention_fwd_kernel, grid, config, q, k, v, out, lse,
             *_strides(q), *_strides(k), *_strides(v), *_strides(out),
-            H, T, triton.next_power_of_2(T), softmax_scale * LOG2E, dropout_p, seed,
+            H, T, triton.next_power_of_2(T), softmax_scale * LOG2E, dropout_p, _seed_pointer(seed, dropout_p, q),
             **_common_meta(q, causal, dropout_p))
     return out, lse
 
@@ -546,13 +563,27 @@ def bias_grad_partials(q: torch.Tensor) -> torch.Tensor:
     return torch.empty(B, triton.cdiv(T, PARTIAL_ROWS), 3, H, D, device=q.device, dtype=torch.float32)
 
 
+def _seed_pointer(seed: torch.Tensor | None, dropout_p: float, like: torch.Tensor) -> torch.Tensor:
+    """The kernels' Seed argument: with dropout the seed itself, a one-element int64 tensor on the
+    inputs' device (the kernels read it there, so a CUDA graph replays each step with the seed drawn
+    in it); without, `like` (never read)."""
+    if dropout_p <= 0.0:
+        return like
+    if not (isinstance(seed, torch.Tensor) and seed.numel() == 1 and seed.dtype == torch.int64
+            and seed.device == like.device):
+        raise ValueError("attention with dropout needs its seed as a one-element int64 tensor on the "
+                         f"inputs' device ({like.device}), got {seed!r}")
+    return seed
+
+
 def _bwd_scalars(q, softmax_scale, dropout_p, seed):
     H, T = q.shape[1], q.shape[2]
-    return (H, T, triton.next_power_of_2(T), softmax_scale * LOG2E, softmax_scale, dropout_p, seed)
+    return (H, T, triton.next_power_of_2(T), softmax_scale * LOG2E, softmax_scale, dropout_p,
+            _seed_pointer(seed, dropout_p, q))
 
 
 def attention_bwd_dkdv(dout, q, k, v, lse, delta, causal: bool, softmax_scale: float, dropout_p: float = 0.0,
-                       seed: int = 0, dk: torch.Tensor | None = None, dv: torch.Tensor | None = None,
+                       seed: torch.Tensor | None = None, dk: torch.Tensor | None = None, dv: torch.Tensor | None = None,
                        config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """dK and dV (B, H, T, D): one program per key block walks the queries that see it."""
     B, H, T, D = q.shape
@@ -566,7 +597,7 @@ def attention_bwd_dkdv(dout, q, k, v, lse, delta, causal: bool, softmax_scale: f
 
 
 def attention_bwd_dq(dout, q, k, v, out, lse, causal: bool, softmax_scale: float, dropout_p: float = 0.0,
-                     seed: int = 0, dq: torch.Tensor | None = None, config: dict | None = None,
+                     seed: torch.Tensor | None = None, dq: torch.Tensor | None = None, config: dict | None = None,
                      partials: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(dQ (B, H, T, D), Delta = rowsum(dout * out) as (B, H, T) fp32, for attention_bwd_dkdv): one
     program per query block walks the keys it sees; with `partials` (bias_grad_partials; no
@@ -584,7 +615,8 @@ def attention_bwd_dq(dout, q, k, v, out, lse, causal: bool, softmax_scale: float
 
 def attention_bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
                   lse: torch.Tensor, causal: bool, softmax_scale: float, dropout_p: float = 0.0,
-                  seed: int = 0, grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+                  seed: torch.Tensor | None = None,
+                  grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
                   dkdv_config: dict | None = None, dq_config: dict | None = None,
                   partials: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dq, dk, dv) of attention_fwd's O for the upstream gradient dout; all (B, H, T, D), any
@@ -606,7 +638,8 @@ def qkv_views(qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 
 
 def attention_qkvpacked_fwd(qkv: torch.Tensor, causal: bool, softmax_scale: float, dropout_p: float = 0.0,
-                            seed: int = 0, config: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                            seed: torch.Tensor | None = None, config: dict | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
     """attention_fwd on a packed qkv (B, T, 3, H, D) (a fused projection's output, viewed);
     returns O as a contiguous (B, T, H, D) tensor (so O.view(B, T, H * D) is free) and LSE."""
     B, T, _, H, D = qkv.shape
@@ -617,9 +650,9 @@ def attention_qkvpacked_fwd(qkv: torch.Tensor, causal: bool, softmax_scale: floa
 
 
 def attention_qkvpacked_bwd(dout: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
-                            causal: bool, softmax_scale: float, dropout_p: float = 0.0, seed: int = 0,
-                            dqkv: torch.Tensor | None = None, bias_grad_dtype: torch.dtype | None = None
-                            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                            causal: bool, softmax_scale: float, dropout_p: float = 0.0,
+                            seed: torch.Tensor | None = None, dqkv: torch.Tensor | None = None,
+                            bias_grad_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The gradient of attention_qkvpacked_fwd's O (dout, out: (B, T, H, D), any strides) as one
     (B, T, 3, H, D) tensor (the dK/dV and dQ kernels write their slices of it in place, so no
     stacking copy of dq, dk, dv follows), and with bias_grad_dtype (no dropout) the gradient of a
@@ -638,11 +671,11 @@ def attention_qkvpacked_bwd(dout: torch.Tensor, qkv: torch.Tensor, out: torch.Te
     return dqkv, dbias
 
 
-def dropout_keep_mask(seed: int, batch: int, heads: int, T: int, dropout_p: float,
-                      device: torch.device | str) -> torch.Tensor:
-    """The (B, H, T, T) bool keep-mask the kernels apply for this seed (a T x T tensor: tests only)."""
-    keep = torch.empty(batch, heads, T, T, device=device, dtype=torch.uint8)
+def dropout_keep_mask(seed: torch.Tensor, batch: int, heads: int, T: int, dropout_p: float) -> torch.Tensor:
+    """The (B, H, T, T) bool keep-mask the kernels apply for this seed (a one-element int64 tensor;
+    the mask on its device; a T x T tensor: tests only)."""
+    keep = torch.empty(batch, heads, T, T, device=seed.device, dtype=torch.uint8)
     block = 64
     grid = (batch * heads, triton.cdiv(T, block), triton.cdiv(T, block))
-    _attention_dropout_mask_kernel[grid](keep, T, dropout_p, seed, BLOCK=block)
+    _attention_dropout_mask_kernel[grid](keep, T, dropout_p, _seed_pointer(seed, dropout_p, keep), BLOCK=block)
     return keep.bool()

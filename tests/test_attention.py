@@ -178,11 +178,32 @@ def test_other_tile_shapes(tiles, device):
 def test_dropout_keep_rate_near_one_minus_p(device):
     kernels = _kernels()
     p = 0.3
-    keep = kernels.dropout_keep_mask(1234, 2, 2, 257, p, device)
+    keep = kernels.dropout_keep_mask(_seed(1234, device), 2, 2, 257, p)
     rate = keep.float().mean().item()
     assert abs(rate - (1 - p)) < 0.01, f"keep rate {rate:.4f}, expected {1 - p}"
     assert not torch.equal(keep[0, 0], keep[0, 1]), "heads must draw different masks"
-    assert not torch.equal(keep, kernels.dropout_keep_mask(1235, 2, 2, 257, p, device)), "seed must matter"
+    assert not torch.equal(keep, kernels.dropout_keep_mask(_seed(1235, device), 2, 2, 257, p)), "seed must matter"
+
+
+def _seed(value, device):
+    return torch.tensor([value], dtype=torch.int64, device=device)
+
+
+def test_dropout_seed_is_a_device_tensor(device):
+    """The seed is drawn on the inputs' device and read there by the kernels; an int, a seed on
+    another device or a missing one is refused with dropout (and ignored without)."""
+    kernels = _kernels()
+    seed = draw_dropout_seed(device)
+    assert seed.shape == (1,) and seed.dtype == torch.int64 and seed.device.type == torch.device(device).type
+    q, k, v = (t.detach() for t in _qkv(1, 1, 8, 16, torch.float32, device))
+    for bad in (None, 5, _seed(5, device).int(), torch.tensor([5, 6], device=device)):
+        with pytest.raises(ValueError, match="seed as a one-element int64 tensor"):
+            kernels.attention_fwd(q, k, v, True, 0.2, 0.1, bad)
+    if torch.device(device).type != "cpu":
+        with pytest.raises(ValueError, match="seed as a one-element int64 tensor"):
+            kernels.attention_fwd(q, k, v, True, 0.2, 0.1, _seed(5, "cpu"))
+    out, _ = kernels.attention_fwd(q, k, v, True, 0.2, 0.0, None)
+    assert torch.isfinite(out).all()
 
 
 @pytest.mark.parametrize("causal", [True, False])
@@ -196,8 +217,8 @@ def test_dropout_forward_and_backward_use_one_mask(T, causal, device):
     dout = torch.randn_like(out)
     out.backward(dout)
     torch.manual_seed(7)
-    seed = int(draw_dropout_seed().item())       # the seed the forward drew
-    keep = _kernels().dropout_keep_mask(seed, 2, 2, T, p, device).double()
+    seed = draw_dropout_seed(device)             # the seed the forward drew
+    keep = _kernels().dropout_keep_mask(seed, 2, 2, T, p).double()
     ref = _reference(q, k, v, causal, 1 / math.sqrt(D), dout, keep=keep, dropout_p=p)
     _check(out, (q.grad, k.grad, v.grad), ref, torch.float32, T)
 
@@ -424,7 +445,7 @@ def test_module_from_keywords_and_dropout_in_training_only(device):
 
 def test_custom_ops_pass_opcheck(device):
     q, k, v = (t.detach() for t in _qkv(1, 2, 20, 16, torch.float32, device))
-    seed = torch.tensor([11])
+    seed = torch.tensor([11], device=device)
     for causal, p, s in ((True, 0.0, None), (False, 0.3, seed)):
         torch.library.opcheck(torch.ops.fastgpt.attention_fwd.default, (q, k, v, causal, 0.25, p, s))
         out, lse = torch.ops.fastgpt.attention_fwd(q, k, v, causal, 0.25, p, s)

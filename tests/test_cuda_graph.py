@@ -53,12 +53,33 @@ def test_checkpointed_optimizer_state_is_that_of_an_eager_run():
 
 
 @requires_cuda
-def test_dropout_and_float16_are_refused():
-    model, _ = _model_and_optimizer(torch.device("cuda"), dataclasses.replace(TINY_MODEL, dropout=0.1))
-    assert "dropout" in GraphedTrainStep.problem(model, torch.autocast("cuda", dtype=torch.bfloat16))
+def test_float16_is_refused():
     model, _ = _model_and_optimizer(torch.device("cuda"))
     assert "float16" in GraphedTrainStep.problem(model, torch.autocast("cuda", dtype=torch.float16))
     assert GraphedTrainStep.problem(model, torch.autocast("cuda", dtype=torch.bfloat16)) is None
+
+
+@requires_cuda
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_dropout_draws_new_masks_at_every_replay(backend):
+    """With dropout the step is captured too: the attention kernels read their seed from device
+    memory, drawn inside the graph, so every replay drops other elements (as the eager steps do).
+    At learning rate 0 the weights stay put, so the losses of one batch differ only by the masks:
+    replays must differ from each other, and without dropout they must not."""
+    device = torch.device("cuda")
+    x = torch.randint(0, 96, (4, 32), device=device, generator=torch.Generator(device=device).manual_seed(3))
+    losses = {}
+    with fastgpt.use_backend(backend):
+        for dropout in (0.0, 0.2):
+            model, optimizer = _model_and_optimizer(device, dataclasses.replace(TINY_MODEL, dropout=dropout))
+            precision = torch.autocast("cuda", dtype=torch.bfloat16)
+            assert GraphedTrainStep.problem(model, precision) is None
+            step = GraphedTrainStep(model, optimizer, 1, 0.0, precision, warmup_steps=1)
+            losses[dropout] = [float(step([(x, x)], 0.0)) for _ in range(5)]
+            assert step.graph is not None, step.capture_error
+    assert len(set(losses[0.0][1:])) == 1, losses[0.0]                 # captured and replayed: one loss
+    assert len(set(losses[0.2][1:])) == 4, losses[0.2]                 # a new mask every replay
+    assert all(abs(a - losses[0.0][0]) < 0.5 for a in losses[0.2])     # the same model, dropped
 
 
 @requires_cuda

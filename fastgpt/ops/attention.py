@@ -151,9 +151,10 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
         causal: query i attends to keys 0..i only (GPT's mask) when True.
         softmax_scale: multiplies q k^T before the softmax; default 1 / sqrt(D).
         dropout_p: probability of zeroing each attention weight (then scaled by 1 / (1 - p)),
-            as nn.Dropout on the softmax output. The mask comes from a seed drawn from torch's
-            default CPU generator, so torch.manual_seed makes runs reproducible; the backward
-            regenerates the same mask. Pass 0.0 in eval mode: this function has no `training`.
+            as nn.Dropout on the softmax output. The mask comes from a seed drawn by the
+            device's default generator, so torch.manual_seed makes runs reproducible and a
+            captured CUDA graph draws a new one at every replay; the backward regenerates the
+            same mask. Pass 0.0 in eval mode: this function has no `training`.
     Returns:
         (B, H, T, D) tensor of q's dtype (memory laid out (B, T, H, D), as SDPA's flash backend
         does), differentiable in q, k and v.
@@ -200,14 +201,12 @@ def flash_attention_qkvpacked(qkv: torch.Tensor, causal: bool = True, softmax_sc
 
 # ---- triton backend: torch.library custom ops over kernels/attention.py ----
 
-def draw_dropout_seed() -> torch.Tensor:
-    """A one-element int64 CPU tensor from torch's default generator (reproducible under
-    torch.manual_seed; a CPU tensor, so reading it in the op does not synchronise the GPU)."""
-    return torch.randint(0, 2**31 - 1, (1,), dtype=torch.int64)
-
-
-def _seed_value(seed: Optional[torch.Tensor]) -> int:
-    return int(seed.item()) if seed is not None else 0
+def draw_dropout_seed(device: torch.device | str) -> torch.Tensor:
+    """A one-element int64 tensor on `device`, drawn by its default generator (reproducible under
+    torch.manual_seed). The kernels read it from device memory, so nothing waits on the host, and a
+    CUDA graph that captured the draw draws a new seed at every replay (PyTorch's CUDA generator
+    is graph-safe): a captured training step with dropout drops new elements every step."""
+    return torch.randint(0, 2**31 - 1, (1,), dtype=torch.int64, device=device)
 
 
 def _empty_bthd_like(q: torch.Tensor) -> torch.Tensor:
@@ -218,7 +217,7 @@ def _empty_bthd_like(q: torch.Tensor) -> torch.Tensor:
 def _attention_fwd_impl(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, softmax_scale: float,
                    dropout_p: float, seed: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     from fastgpt.kernels import attention as kernels
-    return kernels.attention_fwd(q, k, v, causal, softmax_scale, dropout_p, _seed_value(seed))
+    return kernels.attention_fwd(q, k, v, causal, softmax_scale, dropout_p, seed)
 
 
 _attention_fwd = torch.library.custom_op("fastgpt::attention_fwd", mutates_args=())(_attention_fwd_impl)
@@ -233,7 +232,7 @@ def _attention_bwd_impl(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v:
                    lse: torch.Tensor, causal: bool, softmax_scale: float, dropout_p: float,
                    seed: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from fastgpt.kernels import attention as kernels
-    return kernels.attention_bwd(dout, q, k, v, out, lse, causal, softmax_scale, dropout_p, _seed_value(seed))
+    return kernels.attention_bwd(dout, q, k, v, out, lse, causal, softmax_scale, dropout_p, seed)
 
 
 _attention_bwd = torch.library.custom_op("fastgpt::attention_bwd", mutates_args=())(_attention_bwd_impl)
@@ -246,7 +245,7 @@ def _(dout, q, k, v, out, lse, causal, softmax_scale, dropout_p, seed):
 class _FlashAttentionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, causal, softmax_scale, dropout_p):
-        seed = draw_dropout_seed() if dropout_p > 0.0 else None
+        seed = draw_dropout_seed(q.device) if dropout_p > 0.0 else None
         out, lse = call_custom_op(_attention_fwd, _attention_fwd_impl,
                                   q, k, v, causal, softmax_scale, dropout_p, seed)
         ctx.save_for_backward(q, k, v, out, lse, seed)
@@ -270,7 +269,7 @@ def attention_triton(q, k, v, causal, softmax_scale, dropout_p):
 def _attention_qkvpacked_fwd_impl(qkv: torch.Tensor, causal: bool, softmax_scale: float, dropout_p: float,
                              seed: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     from fastgpt.kernels import attention as kernels
-    return kernels.attention_qkvpacked_fwd(qkv, causal, softmax_scale, dropout_p, _seed_value(seed))
+    return kernels.attention_qkvpacked_fwd(qkv, causal, softmax_scale, dropout_p, seed)
 
 
 _attention_qkvpacked_fwd = torch.library.custom_op("fastgpt::attention_qkvpacked_fwd", mutates_args=())(
@@ -290,7 +289,7 @@ def _attention_qkvpacked_bwd_impl(dout: torch.Tensor, qkv: torch.Tensor, out: to
     qkv (else a 0-element stand-in)."""
     from fastgpt.kernels import attention as kernels
     dqkv, dbias = kernels.attention_qkvpacked_bwd(dout, qkv, out, lse, causal, softmax_scale, dropout_p,
-                                                  _seed_value(seed), bias_grad_dtype=bias_grad_dtype)
+                                                  seed, bias_grad_dtype=bias_grad_dtype)
     return dqkv, absent(qkv) if dbias is None else dbias.flatten()
 
 
@@ -310,7 +309,7 @@ class _FlashAttentionQKVPackedFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, qkv, bias_grad_for, causal, softmax_scale, dropout_p):
-        seed = draw_dropout_seed() if dropout_p > 0.0 else None
+        seed = draw_dropout_seed(qkv.device) if dropout_p > 0.0 else None
         out, lse = call_custom_op(_attention_qkvpacked_fwd, _attention_qkvpacked_fwd_impl,
                                   qkv, causal, softmax_scale, dropout_p, seed)
         ctx.save_for_backward(qkv, out, lse, seed)
