@@ -38,7 +38,8 @@ fullgraph=True makes a graph break an error rather than a slower, unfair compile
 
 extra_info of each benchmark: median_ms (do_bench median, ms/step), tokens_per_s, mfu
 (nanoGPT's estimate_mfu against PEAK_FLOPS, the H100 SXM bf16 dense peak) and peak_mem_gib
-(torch.cuda.max_memory_allocated over the whole measurement: weights, AdamW state, activations).
+(torch.cuda.max_memory_allocated over the whole measurement, less what was allocated before the
+configuration began: its weights, AdamW state, activations; benchmarks/timing.peak_memory_gib).
 With FASTGPT_BENCH_OUT set, each configuration also writes <dir>/train_step/<config>.json and
 one markdown row to <dir>/train_step.md.
 

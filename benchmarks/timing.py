@@ -21,6 +21,14 @@ def environment() -> dict:
 
 
 COPY_BYTES = 2**30                       # 1 GiB read + 1 GiB written
+# extra_info key of the bytes allocated before a benchmark began (conftest's fixture sets it)
+BASELINE_KEY = "memory_baseline_bytes"
+
+
+def peak_memory_gib(extra: dict) -> float:
+    """The peak of allocated memory since the benchmark began, less what was allocated before it
+    (extra[BASELINE_KEY], 0 where absent): the benchmark's own inputs, outputs and working memory."""
+    return (torch.cuda.max_memory_allocated() - extra.get(BASELINE_KEY, 0)) / 2**30
 
 
 def copy_step():
@@ -75,7 +83,7 @@ def measure(benchmark, fn, *, flops: float | None = None, bytes_moved: float | N
     extra = benchmark.extra_info
     extra.update(environment())
     extra.update(info)
-    extra["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    extra["peak_mem_gib"] = peak_memory_gib(extra)
     extra["eager_ms"] = eager_ms
     ms, timed = eager_ms, fn
     if graph:

@@ -40,3 +40,13 @@ def test_committed_readme_section_is_what_the_runs_give():
     readme = (BENCHMARKS.parent / "README.md").read_text()
     runs = BENCHMARKS / "results" / "runs"
     assert replace_section(readme, "train_step", results.readme_train_step_section(runs)) == readme
+
+
+def test_a_benchmark_peak_leaves_out_what_was_allocated_before_it(monkeypatch):
+    """benchmarks/timing.peak_memory_gib: a row's peak less the bytes allocated when it began
+    (left by the rows before it), and the plain peak where no baseline was recorded."""
+    import torch
+    import timing
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a, **k: 5 * 2**30)
+    assert timing.peak_memory_gib({timing.BASELINE_KEY: 2**30}) == 4.0
+    assert timing.peak_memory_gib({}) == 5.0
