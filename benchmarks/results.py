@@ -14,7 +14,71 @@ from report import render, replace_section
 from scaling import scaling_table
 
 HERE = Path(__file__).parent
-OP_RUNS = [
+# Run 160 (session 21): every op benchmark file on the code of that session, one H100, one file each
+OPS_RUN = "run160"
+OPS_RUN_FILES = ["attention", "layernorm", "mlp", "cross_entropy", "linear", "embedding", "adamw", "gemm"]
+# The summary at the top of RESULTS.md and in the README: (op, file, fastgpt's row, the references' rows).
+# Each reference is what a user would otherwise run for that op: PyTorch eager, torch.compile of the
+# same reference, and for attention SDPA's backends (on the model's layout: the q, k, v views of
+# c_attn's packed output; and on contiguous (B, H, T, D) tensors).
+OP_SUMMARY = [
+    ("causal attention fwd, T 512, qkv views (the model's layout)", "attention", "test_attention[512-fastgpt_packed-fwd]",
+     ["test_attention[512-sdpa_flash_qkv-fwd]", "test_attention[512-sdpa_cudnn_qkv-fwd]"]),
+    ("causal attention fwd+bwd, T 512, qkv views (the model's layout)", "attention",
+     "test_attention[512-fastgpt_packed-fwd_bwd]",
+     ["test_attention[512-sdpa_flash_qkv-fwd_bwd]", "test_attention[512-sdpa_cudnn_qkv-fwd_bwd]"]),
+    ("causal attention fwd, T 512, contiguous", "attention", "test_attention[512-fastgpt-fwd]",
+     ["test_attention[512-sdpa_flash-fwd]", "test_attention[512-sdpa_cudnn-fwd]", "test_attention[512-sdpa_efficient-fwd]"]),
+    ("causal attention fwd+bwd, T 512, contiguous", "attention", "test_attention[512-fastgpt-fwd_bwd]",
+     ["test_attention[512-sdpa_flash-fwd_bwd]", "test_attention[512-sdpa_cudnn-fwd_bwd]",
+      "test_attention[512-sdpa_efficient-fwd_bwd]"]),
+    ("causal attention fwd+bwd, T 2048, contiguous", "attention", "test_attention[2048-fastgpt-fwd_bwd]",
+     ["test_attention[2048-sdpa_flash-fwd_bwd]", "test_attention[2048-sdpa_cudnn-fwd_bwd]"]),
+    ("residual add + LayerNorm fwd", "layernorm", "test_add_layernorm[triton-fwd]",
+     ["test_add_layernorm[torch-fwd]", "test_add_layernorm[compile-fwd]"]),
+    ("residual add + LayerNorm fwd+bwd", "layernorm", "test_add_layernorm[triton-fwd_bwd]",
+     ["test_add_layernorm[torch-fwd_bwd]", "test_add_layernorm[compile-fwd_bwd]"]),
+    ("bias + GELU MLP fwd", "mlp", "test_mlp_triton[triton-fwd]",
+     ["test_mlp_reference[eager-fwd]", "test_mlp_reference[compile-fwd]"]),
+    ("bias + GELU MLP fwd+bwd", "mlp", "test_mlp_triton[triton-fwd_bwd]",
+     ["test_mlp_reference[eager-fwd_bwd]", "test_mlp_reference[compile-fwd_bwd]"]),
+    ("LM head + cross-entropy fwd+bwd", "cross_entropy", "test_lm_head_loss_triton[default]",
+     ["test_lm_head_loss_reference[eager]", "test_lm_head_loss_reference[compile]"]),
+    ("linear (c_attn) fwd+bwd", "linear", "test_linear[triton-c_attn]", ["test_linear[torch-c_attn]"]),
+    ("bias gradient (column sum), c_attn", "linear", "test_bias_grad[triton-c_attn]",
+     ["test_bias_grad[torch-c_attn]", "test_bias_grad[compile-c_attn]"]),
+    ("bias gradient (column sum), c_proj", "linear", "test_bias_grad[triton-c_proj]",
+     ["test_bias_grad[torch-c_proj]", "test_bias_grad[compile-c_proj]"]),
+    ("token + position embedding fwd+bwd (GPT's use)", "embedding", "test_gpt[triton-fwd_bwd]", ["test_gpt[torch-fwd_bwd]"]),
+    ("AdamW step (+ bf16 copies)", "adamw", "test_adamw_step[triton]", ["test_adamw_step[torch]"]),
+]
+
+
+def _medians(path: Path) -> dict:
+    data = json.loads(path.read_text())
+    return {b["fullname"].split("::", 1)[-1]: b["extra_info"]["median_ms"] for b in data["benchmarks"]}
+
+
+def op_summary_table(runs: Path) -> str:
+    """fastgpt's time for each op against each reference's, from OPS_RUN's files: a reference's
+    time over ours (above 1: ours is faster)."""
+    lines = ["| op | fastgpt ms | reference: ms (reference / fastgpt) |", "|---|---|---|"]
+    for op, file, ours, references in OP_SUMMARY:
+        medians = _medians(runs / f"{OPS_RUN}-{file}.json")
+        cells = ", ".join(f"{ref.split('[', 1)[1].rstrip(']')}: {medians[ref]:.4f} ({medians[ref] / medians[ours]:.2f}x)"
+                          for ref in references)
+        lines.append(f"| {op} | {medians[ours]:.4f} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_ops_section(runs: Path) -> str:
+    """The README's copy of RESULTS.md's op summary, its paths from the repository's root."""
+    note = OPS_SUMMARY_NOTE.replace("## ", "### ", 1).replace("`results/runs/", "`benchmarks/results/runs/").replace(
+        "`runs/logs/", "`benchmarks/results/runs/logs/").replace("`results.py`", "`benchmarks/results.py`")
+    return note + "\n" + op_summary_table(runs)
+
+
+OP_RUNS = [(f"{file} (run 160, session 21: the summary above)", f"{OPS_RUN}-{file}.json") for file in OPS_RUN_FILES] + [
     ("The step's plain GEMMs (session 17, run 121, the final code): PyTorch's call (`torch`) against "
      "kernels/gemm.py's timed cuBLASLt choice (`fastgpt`; the choice and every candidate's timed median in "
      "extra_info), each replayed alone in a CUDA graph. Within ~6% either way (the LM head's dX runs the "
@@ -220,6 +284,18 @@ eager; `eager ms` is the plain do_bench median of the same callable. NOTES.md ha
 the log of variants.
 """
 
+OPS_SUMMARY_NOTE = f"""## Every fused op against what a user would otherwise run (run 160, session 21)
+
+One H100 80GB HBM3, torch 2.11.0+cu130, triton 3.6.0: every op benchmark file run on the session's
+code (`results/runs/{OPS_RUN}-*.json`, their tables first below; command `runs/logs/{OPS_RUN}.sh`),
+CUDA-graph replays, do_bench medians; written by `results.py` from those files (OP_SUMMARY names
+the rows). Above 1x fastgpt is faster. Where it is not: attention's forward against cuDNN's (on
+either layout), its forward+backward against cuDNN's on contiguous tensors (on the model's qkv
+views cuDNN's backward is the slower); and the standalone bias-gradient column sum against
+torch.compile's reduction, which the graphed training step does not run (its bias gradients come
+out of other kernels' tiles).
+"""
+
 TRAIN_STEP_NOTE = """`results/runs/run157-train_step/*.json`: one row per configuration, written by
 bench_train_step.py as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100
 (torch 2.11.0+cu130, triton 3.6.0), one after the other; their pytest-benchmark JSONs are in
@@ -330,7 +406,7 @@ def readme_train_step_section(runs: Path) -> str:
 
 def main():
     runs = HERE / "results" / "runs"
-    parts = [HEADER]
+    parts = [HEADER, OPS_SUMMARY_NOTE + "\n" + op_summary_table(runs)]
     for title, name in OP_RUNS:
         parts.append(f"## {title}\n\n`results/runs/{name}`\n\n" + render(json.loads((runs / name).read_text())))
     parts.append("## GPT-2 124M training step\n\n" + TRAIN_STEP_NOTE + "\n" + train_step_table(runs / TRAIN_STEP_RUN)
@@ -347,6 +423,7 @@ def main():
     # the README shows the training-step table and the convergence check, copied from the same files
     readme = HERE.parent / "README.md"
     text = replace_section(readme.read_text(), "train_step", readme_train_step_section(runs))
+    text = replace_section(text, "ops", readme_ops_section(runs))
     readme.write_text(replace_section(text, "scaling", scaling_section(runs / SCALING_RUN)))
     print(f"updated {readme}")
 

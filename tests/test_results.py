@@ -40,6 +40,20 @@ def test_committed_readme_section_is_what_the_runs_give():
     readme = (BENCHMARKS.parent / "README.md").read_text()
     runs = BENCHMARKS / "results" / "runs"
     assert replace_section(readme, "train_step", results.readme_train_step_section(runs)) == readme
+    assert replace_section(readme, "ops", results.readme_ops_section(runs)) == readme
+
+
+def test_op_summary_divides_each_reference_time_by_fastgpt_s(tmp_path, monkeypatch):
+    rows = {"test_add_layernorm[triton-fwd]": 0.2, "test_add_layernorm[torch-fwd]": 0.5,
+            "test_add_layernorm[compile-fwd]": 0.1}
+    data = {"benchmarks": [{"fullname": f"benchmarks/bench_layernorm.py::{name}", "extra_info": {"median_ms": ms}}
+                           for name, ms in rows.items()]}
+    (tmp_path / "runX-layernorm.json").write_text(json.dumps(data))
+    monkeypatch.setattr(results, "OPS_RUN", "runX")
+    monkeypatch.setattr(results, "OP_SUMMARY", [("add+LN fwd", "layernorm", "test_add_layernorm[triton-fwd]",
+                                                 ["test_add_layernorm[torch-fwd]", "test_add_layernorm[compile-fwd]"])])
+    assert results.op_summary_table(tmp_path).splitlines()[2] == \
+        "| add+LN fwd | 0.2000 | torch-fwd: 0.5000 (2.50x), compile-fwd: 0.1000 (0.50x) |"
 
 
 def test_a_benchmark_peak_leaves_out_what_was_allocated_before_it(monkeypatch):
