@@ -29,8 +29,9 @@ VARIANTS = {
     "triton-m64w8-sm2": {"BLOCK_M": 64, "NUM_WARPS": 8, "PROGRAMS_PER_SM": 2},
     "triton-sm8": {"PROGRAMS_PER_SM": 8},
     "triton-sm16": {"PROGRAMS_PER_SM": 16},
-    "triton-n128": {"BLOCK_N": 128},
-    "triton-n128-m64": {"BLOCK_N": 128, "BLOCK_M": 64},
+    "triton-s1-sm4": {"NUM_STAGES": 1, "PROGRAMS_PER_SM": 4},    # the default before run 163
+    "triton-sm4": {"PROGRAMS_PER_SM": 4},
+    "triton-s4": {"NUM_STAGES": 4},
     "triton-m16-sm8": {"BLOCK_M": 16, "PROGRAMS_PER_SM": 8},
 }
 

@@ -17,6 +17,8 @@ HERE = Path(__file__).parent
 # Run 160 (session 21): every op benchmark file on the code of that session, one H100, one file each
 OPS_RUN = "run160"
 OPS_RUN_FILES = ["attention", "layernorm", "mlp", "cross_entropy", "linear", "embedding", "adamw", "gemm"]
+# the column sum's rows again after session 21 pipelined its loads (run 164, another H100)
+COLUMN_SUM_RUN = "run164-linear-bias_grad.json"
 # The summary at the top of RESULTS.md and in the README: (op, file, fastgpt's row, the references' rows).
 # Each reference is what a user would otherwise run for that op: PyTorch eager, torch.compile of the
 # same reference, and for attention SDPA's backends (on the model's layout: the q, k, v views of
@@ -45,9 +47,9 @@ OP_SUMMARY = [
     ("LM head + cross-entropy fwd+bwd", "cross_entropy", "test_lm_head_loss_triton[default]",
      ["test_lm_head_loss_reference[eager]", "test_lm_head_loss_reference[compile]"]),
     ("linear (c_attn) fwd+bwd", "linear", "test_linear[triton-c_attn]", ["test_linear[torch-c_attn]"]),
-    ("bias gradient (column sum), c_attn", "linear", "test_bias_grad[triton-c_attn]",
+    ("bias gradient (column sum), c_attn", COLUMN_SUM_RUN, "test_bias_grad[triton-c_attn]",
      ["test_bias_grad[torch-c_attn]", "test_bias_grad[compile-c_attn]"]),
-    ("bias gradient (column sum), c_proj", "linear", "test_bias_grad[triton-c_proj]",
+    ("bias gradient (column sum), c_proj", COLUMN_SUM_RUN, "test_bias_grad[triton-c_proj]",
      ["test_bias_grad[torch-c_proj]", "test_bias_grad[compile-c_proj]"]),
     ("token + position embedding fwd+bwd (GPT's use)", "embedding", "test_gpt[triton-fwd_bwd]", ["test_gpt[torch-fwd_bwd]"]),
     ("AdamW step (+ bf16 copies)", "adamw", "test_adamw_step[triton]", ["test_adamw_step[torch]"]),
@@ -60,11 +62,11 @@ def _medians(path: Path) -> dict:
 
 
 def op_summary_table(runs: Path) -> str:
-    """fastgpt's time for each op against each reference's, from OPS_RUN's files: a reference's
-    time over ours (above 1: ours is faster)."""
+    """fastgpt's time for each op against each reference's, from OPS_RUN's files (or the file an
+    entry names): a reference's time over ours (above 1: ours is faster)."""
     lines = ["| op | fastgpt ms | reference: ms (reference / fastgpt) |", "|---|---|---|"]
     for op, file, ours, references in OP_SUMMARY:
-        medians = _medians(runs / f"{OPS_RUN}-{file}.json")
+        medians = _medians(runs / (file if file.endswith(".json") else f"{OPS_RUN}-{file}.json"))
         cells = ", ".join(f"{ref.split('[', 1)[1].rstrip(']')}: {medians[ref]:.4f} ({medians[ref] / medians[ours]:.2f}x)"
                           for ref in references)
         lines.append(f"| {op} | {medians[ours]:.4f} | {cells} |")
@@ -79,6 +81,8 @@ def readme_ops_section(runs: Path) -> str:
 
 
 OP_RUNS = [(f"{file} (run 160, session 21: the summary above)", f"{OPS_RUN}-{file}.json") for file in OPS_RUN_FILES] + [
+    ("The bias-gradient column sum with its loads pipelined (run 164, session 21; `triton-s1-sm4` is run "
+     "160's default)", COLUMN_SUM_RUN),
     ("The step's plain GEMMs (session 17, run 121, the final code): PyTorch's call (`torch`) against "
      "kernels/gemm.py's timed cuBLASLt choice (`fastgpt`; the choice and every candidate's timed median in "
      "extra_info), each replayed alone in a CUDA graph. Within ~6% either way (the LM head's dX runs the "
@@ -136,23 +140,23 @@ OP_RUNS = [(f"{file} (run 160, session 21: the summary above)", f"{OPS_RUN}-{fil
     ("Embedding backward: the two designs that lost to PyTorch, a program per four table rows "
      "(run 50) and a program per sorted position (run 51)", "run51-embedding.json"),
 ]
-TRAIN_STEP_RUN = "run157-train_step"
-TRAIN_STEP_FOLLOWUP_RUN = "run148-train_step"
-TRAIN_STEP_FOLLOWUP_NOTE = """Run 148 (`results/runs/run148-train_step/`, session 19, another H100 of the same kind): the
-table before session 20 made the LM head's chunks 8192 tokens (4096 before; -0.04 to -0.13 ms in
-alternating processes, run 153, and 0.4 GiB more at the peak). Session 20's machines ran
-fastgpt's graphed step at 26.3-26.6 ms in every call, with 4096-token chunks as well (runs 153 and
-156), where run 148's ran it at 25.98 and run 147's at 25.93: the two tables compare
-machines as well as code (the eager and compiled-without-graphs rows are host-bound and move by
-10-20 ms from machine to machine). The plot below is drawn from run 157's table (`python
-benchmarks/plot_train_step.py benchmarks/results/runs/run157-train_step -o
-benchmarks/results/train_step.png`).
+TRAIN_STEP_RUN = "run162-train_step"
+TRAIN_STEP_FOLLOWUP_RUN = "run157-train_step"
+TRAIN_STEP_FOLLOWUP_NOTE = """Run 157 (`results/runs/run157-train_step/`, session 20, another H100 of the same kind): the
+table before session 21. The step's kernels are the same in both (session 21 changed the attention
+kernels' dropout seed to a pointer that a step without dropout never reads, and the standalone
+column sum, which the step does not run); the two tables compare machines: run 157's ran both
+fastgpt's graphed step and the compiled reference slower than run 162's, ours by more (the line
+above lists each; session 20's machines ran the step at 26.3-26.6 ms in every call; the eager and
+compiled-without-graphs rows are host-bound and move by 10-20 ms from machine to machine). The
+plot below is drawn from run 162's table (`python benchmarks/plot_train_step.py
+benchmarks/results/runs/run162-train_step -o benchmarks/results/train_step.png`).
 """
 # fastgpt's graphed steps against each compiled reference: the ratios the README states, computed.
 # *-adamwcopy-* is what fastgpt-train runs without gradient accumulation (since session 8).
 HEADLINE = (("triton-adamwcopy-cudagraph", "cuda-adamwcopy-cudagraph"),
             ("reference-compile", "reference-compile-cudagraphs"))
-README_TRAIN_STEP_LEAD = """Run 157 (`benchmarks/results/runs/run157-train_step/`): one device call on one H100, every
+README_TRAIN_STEP_LEAD = """Run 162 (`benchmarks/results/runs/run162-train_step/`): one device call on one H100, every
 configuration the issue lists (the eager reference, the reference with torch.compile and with its
 CUDA graphs, fastgpt's triton backend eager, with torch.compile and as fastgpt-train's graphed
 step, the cuda backend) on the same GPU one after the other. fastgpt's graphed steps run their
@@ -173,6 +177,8 @@ chunk (session 20);
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run148-train_step", "Run 148 (one H100, session 19): the README's table before session 20 made the "
+     "LM head's chunks 8192 tokens (4096 before)."),
     ("run126-train_step", "Run 126 (one H100, session 18): the README's table before session 19 moved "
      "the residual add into the projections' GEMM epilogues and deferred the backward's column sums."),
     ("run142-train_step", "Run 142 (one H100, session 19): the README's table after the residual add "
@@ -265,7 +271,7 @@ TRAIN_STEP_HISTORY = [
      "suite ran on the other; `cuda-cudagraph` then \"cublaslt_forward\"."),
 ]
 SCALING_RUN = "run44-scaling"
-CONVERGENCE_RUN = "run158-convergence.json"
+CONVERGENCE_RUN = "run164-convergence.json"
 SCALING_NOTE = """The val loss column is each run's own: 300 steps of 16k (1 GPU) or 32k (2 GPUs) tokens pass
 over Tiny Shakespeare's 304k training tokens 16 or 32 times, so the 2-GPU run overfits further.
 The loss check compares like with like: the 2-GPU run against one GPU trained on the same global
@@ -291,12 +297,13 @@ code (`results/runs/{OPS_RUN}-*.json`, their tables first below; command `runs/l
 CUDA-graph replays, do_bench medians; written by `results.py` from those files (OP_SUMMARY names
 the rows). Above 1x fastgpt is faster. Where it is not: attention's forward against cuDNN's (on
 either layout), its forward+backward against cuDNN's on contiguous tensors (on the model's qkv
-views cuDNN's backward is the slower); and the standalone bias-gradient column sum against
-torch.compile's reduction, which the graphed training step does not run (its bias gradients come
-out of other kernels' tiles).
+views cuDNN's backward is the slower). The standalone bias-gradient column sum (which the graphed
+training step does not run: its bias gradients come out of other kernels' tiles) was behind
+torch.compile's reduction in run 160 and is level with it since its loads are pipelined (its
+rows here are run 164's, `results/runs/{COLUMN_SUM_RUN}`).
 """
 
-TRAIN_STEP_NOTE = """`results/runs/run157-train_step/*.json`: one row per configuration, written by
+TRAIN_STEP_NOTE = """`results/runs/run162-train_step/*.json`: one row per configuration, written by
 bench_train_step.py as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100
 (torch 2.11.0+cu130, triton 3.6.0), one after the other; their pytest-benchmark JSONs are in
 `pytest/` beside them. `*-cudagraph` is the whole step replayed as one CUDA graph
@@ -324,7 +331,8 @@ attention dQ kernel sums c_attn's bias partials on the tensor cores, and the aut
 hold two attention tiles under register caps (maxnreg). Since run 104 the LM head writes
 exp(logits - the target's logit) from its GEMM's epilogue (no loss pass); since run 118 the graphed
 steps' plain GEMMs run on kernels/gemm.py's timed cuBLASLt choices; since run 157 the LM
-head's chunks are 8192 tokens (4096 before). The eager reference is
+head's chunks are 8192 tokens (4096 before); since run 160 each row's peak memory leaves out what
+was still allocated when it began (benchmarks/timing.peak_memory_gib). The eager reference is
 GPU-bound; fastgpt's eager rows (`triton`, and `triton-compile`, torch.compile without CUDA graphs)
 are host-bound: their Python and custom-op dispatch, not the GPU, set their time (41-76 ms in
 runs 16-27 and 116-118). Command per configuration:

@@ -11,7 +11,7 @@ How. Pass 1: a 2-D grid of (row bands x BLOCK_N columns) programs; each walks it
 (BLOCK_M x BLOCK_N) tiles, adds them into an fp32 register tile, and reduces over rows once at
 the end: one row of an fp32 (bands, N) partials buffer. The band height is chosen so the grid has
 about PROGRAMS_PER_SM programs per SM (a few tiles in flight per SM hide the load latency; plain
-loads are not software-pipelined by Triton). Pass 2 (kernels/common.sum_partials, which the
+loads are software-pipelined NUM_STAGES deep). Pass 2 (kernels/common.sum_partials, which the
 attention's qkv bias gradient ends with too): narrow column tiles sum the bands in order
 and write the output in the caller's dtype (the bias's), so no cast kernel follows. Fixed
 partition, fixed order, no atomics: bit-identical results run to run on a device.
@@ -38,17 +38,20 @@ SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # Tuning knobs, read by the launcher at each call (benchmarks/bench_linear.py times variants).
 # pass 1: 64 x 128 tiles on 4 warps (16 bf16 values a thread per load). Run 13 (H100, graph
 # replay, 16384 rows): 46.1 / 22.3 us at N = 2304 / 768, against 45.9 / 24.8 for 32 x 256; more
-# programs per SM or 8 warps were slower (bench_linear.py's variants)
+# programs per SM or 8 warps were slower (bench_linear.py's variants). Run 163 (20 calls a graph
+# replay): the loads pipelined NUM_STAGES deep (cp.async) at 2 programs an SM, 30.9 / 8.8 us
+# against 33.9 / 9.9 unpipelined at 4 (torch.compile's dy.sum(0): 31.7 / 7.7)
 BLOCK_M, BLOCK_N = (8, 16) if _INTERPRET else (64, 128)
 NUM_WARPS = 4
-PROGRAMS_PER_SM = 4
+PROGRAMS_PER_SM = 2
+NUM_STAGES = 3
 _INT32_LIMIT = 2**31
 
 
 @triton.jit
 def _column_sum_partial_kernel(
     Dy, Partial, M, N, stride_dym, stride_dyn, ROWS_PER_PROGRAM,
-    INDEX_64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    INDEX_64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, NUM_STAGES: tl.constexpr,
 ):
     """Partial[band, n] = sum of Dy[m, n] over the band's ROWS_PER_PROGRAM rows (a multiple of BLOCK_M)."""
     band = tl.program_id(0)
@@ -58,7 +61,8 @@ def _column_sum_partial_kernel(
     if INDEX_64:
         first = first.to(tl.int64)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for start in range(0, ROWS_PER_PROGRAM, BLOCK_M):
+    # the next tiles' loads are issued while this one is added (the loop is software-pipelined)
+    for start in tl.range(0, ROWS_PER_PROGRAM, BLOCK_M, num_stages=NUM_STAGES):
         rows = first + start + tl.arange(0, BLOCK_M)
         mask = (rows < M)[:, None] & cols_ok[None, :]
         acc += tl.load(Dy + rows[:, None] * stride_dym + cols[None, :] * stride_dyn, mask=mask,
@@ -106,5 +110,5 @@ def column_sum(dy: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.
     _column_sum_partial_kernel[(bands, triton.cdiv(N, BLOCK_N))](
         dy, partial, M, N, dy.stride(0), dy.stride(1), rows,
         INDEX_64=dy.stride(0) * M + dy.stride(1) * N >= _INT32_LIMIT, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
-        num_warps=NUM_WARPS)
+        NUM_STAGES=NUM_STAGES, num_warps=NUM_WARPS)
     return sum_partials(partial, out)
