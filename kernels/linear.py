@@ -10,8 +10,8 @@ over the bandwidth. The sum is memory bound (read M x N once), so that floor is 
 How. Pass 1: a 2-D grid of (row bands x BLOCK_N columns) programs; each walks its band in
 (BLOCK_M x BLOCK_N) tiles, adds them into an fp32 register tile, and reduces over rows once at
 the end: one row of an fp32 (bands, N) partials buffer. The band height is chosen so the grid has
-about PROGRAMS_PER_SM programs per SM (a few tiles in flight per SM hide the load latency; plain
-loads are software-pipelined NUM_STAGES deep). Pass 2 (kernels/common.sum_partials, which the
+about PROGRAMS_PER_SM programs per SM, and Triton software-pipelines each program's loads
+NUM_STAGES deep: the tiles in flight hide the load latency. Pass 2 (kernels/common.sum_partials, which the
 attention's qkv bias gradient ends with too): narrow column tiles sum the bands in order
 and write the output in the caller's dtype (the bias's), so no cast kernel follows. Fixed
 partition, fixed order, no atomics: bit-identical results run to run on a device.
@@ -39,7 +39,7 @@ SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # pass 1: 64 x 128 tiles on 4 warps (16 bf16 values a thread per load). Run 13 (H100, graph
 # replay, 16384 rows): 46.1 / 22.3 us at N = 2304 / 768, against 45.9 / 24.8 for 32 x 256; more
 # programs per SM or 8 warps were slower (bench_linear.py's variants). Run 163 (20 calls a graph
-# replay): the loads pipelined NUM_STAGES deep (cp.async) at 2 programs an SM, 30.9 / 8.8 us
+# replay): the loads pipelined NUM_STAGES deep at 2 programs an SM, 30.9 / 8.8 us
 # against 33.9 / 9.9 unpipelined at 4 (torch.compile's dy.sum(0): 31.7 / 7.7)
 BLOCK_M, BLOCK_N = (8, 16) if _INTERPRET else (64, 128)
 NUM_WARPS = 4
