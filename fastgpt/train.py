@@ -510,6 +510,8 @@ class Trainer:
                 if stopping:
                     self.save()
                     break
+                if self.step == start_step + 1 and not at_log:
+                    self.report_first_step(timer)
         if not dist.replicas_in_sync(self.model):
             raise RuntimeError("the ranks' model replicas differ: DDP training went out of sync")
         self.summarise(losses, evals, timer.total)
@@ -518,6 +520,16 @@ class Trainer:
                      f"--resume --out-dir {cfg.out_dir}")
         return TrainResult(self.step, losses, evals, self.ckpt_path if self.step > start_step else None,
                            timer.total, stopped_by=stop.signum)
+
+    def report_first_step(self, timer: "StepTimer") -> None:
+        """The run's first step compiles and autotunes the kernels (and on a GPU captures the CUDA
+        graph): seconds to a minute that would otherwise read as a slow first log interval. Say how
+        long it took and leave it out of the next interval's rate (it stays in the training time)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = timer.lap()
+        work = "kernel compilation and autotuning" + (", CUDA-graph capture" if self.graphed_step is not None else "")
+        self.say(f"first step: {seconds:.1f} s ({work}; not counted in the rates below)")
 
     def log_step(self, loss: float, lr: float, seconds_per_step: float, bar, print_line: bool) -> None:
         """Loss, learning rate, the job's tokens/s, (on GPUs of known peak) MFU and rank 0's peak

@@ -18,7 +18,7 @@ from fastgpt.data import BatchSampler
 from fastgpt.model import GPT
 from fastgpt.sample import main as sample_main
 from fastgpt.train import (TRAIN_PRESETS, TrainConfig, default_preset, learning_rate_at, main, model_config,
-                           resolve_config, train_step)
+                           resolve_config, train, train_step)
 from fastgpt.tokenizer import CharTokenizer, GPT2Tokenizer
 
 CORPUS = Path(__file__).resolve().parents[1] / "fastgpt" / "data" / "tinyshakespeare.txt"
@@ -55,6 +55,18 @@ def run_script(name, args, timeout=120, **kwargs):
 
 
 # ---- end to end ----
+
+def test_first_step_is_reported_apart_from_the_rates(tmp_path, corpus):
+    """The first step (compilation, autotuning, graph capture) gets a line of its own and is left
+    out of the first log interval's rate, but not out of the training time."""
+    lines = []
+    result = train(tiny_config(tmp_path, corpus, log_interval=3), log=lines.append)
+    first = [line for line in lines if line.startswith("first step: ")]
+    assert len(first) == 1 and "not counted in the rates below" in first[0]
+    assert lines.index(first[0]) < next(i for i, line in enumerate(lines) if line.startswith("step 3/6 |"))
+    assert result.train_seconds >= float(first[0].split()[2])
+
+
 
 def test_console_scripts_train_then_sample(tmp_path, corpus):
     done = run_script("fastgpt-train", tiny_flags(tmp_path, corpus))
@@ -115,7 +127,6 @@ def test_unwritable_metrics_file(tmp_path, corpus, capsys):
 
 
 def test_sample_in_process_is_seeded(tmp_path, corpus, capsys):
-    from fastgpt.train import train
     train(tiny_config(tmp_path, corpus, max_iters=2, sample_tokens=0))
     capsys.readouterr()
     argv = ["--checkpoint", str(tmp_path / "out" / "ckpt.pt"), "--max-new-tokens", "30", "--top-k", "none"]
