@@ -73,11 +73,16 @@ def op_summary_table(runs: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def readme_ops_section(runs: Path) -> str:
-    """The README's copy of RESULTS.md's op summary, its paths from the repository's root."""
-    note = OPS_SUMMARY_NOTE.replace("## ", "### ", 1).replace("`results/runs/", "`benchmarks/results/runs/").replace(
+def _from_repository_root(text: str) -> str:
+    """A note written for RESULTS.md (paths from benchmarks/) with its paths from the repository's
+    root, for the README."""
+    return text.replace("`results/runs/", "`benchmarks/results/runs/").replace(
         "`runs/logs/", "`benchmarks/results/runs/logs/").replace("`results.py`", "`benchmarks/results.py`")
-    return note + "\n" + op_summary_table(runs)
+
+
+def readme_ops_section(runs: Path) -> str:
+    """The README's copy of RESULTS.md's op summary."""
+    return _from_repository_root(OPS_SUMMARY_NOTE.replace("## ", "### ", 1)) + "\n" + op_summary_table(runs)
 
 
 OP_RUNS = [(f"{file} (run 160, session 21: the summary above)", f"{OPS_RUN}-{file}.json") for file in OPS_RUN_FILES] + [
@@ -406,7 +411,7 @@ def readme_train_step_section(runs: Path) -> str:
     """The README's training-step section: the tables, the plot and the convergence line."""
     return (README_TRAIN_STEP_LEAD + "\n" + train_step_table(runs / TRAIN_STEP_RUN) + "\n"
             + headline(runs / TRAIN_STEP_RUN, runs / TRAIN_STEP_FOLLOWUP_RUN) + "\n"
-            + TRAIN_STEP_FOLLOWUP_NOTE.replace("`results/runs/", "`benchmarks/results/runs/") + "\n"
+            + _from_repository_root(TRAIN_STEP_FOLLOWUP_NOTE) + "\n"
             + train_step_table(runs / TRAIN_STEP_FOLLOWUP_RUN) + "\n"
             + "![tokens/s and peak memory per configuration](benchmarks/results/train_step.png)\n\n"
             + "Convergence: " + convergence_line(runs / CONVERGENCE_RUN))
