@@ -201,7 +201,6 @@ class DeferredColumnSums:
         return self.table
 
 
-
 @functools.lru_cache(maxsize=None)
 def _multiprocessor_count(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
