@@ -119,6 +119,34 @@ def sum_partials(partials: torch.Tensor, out: torch.Tensor,
     return out
 
 
+class PinnedTable:
+    """An int64 device table of addresses and sizes that kernels read, written from pinned host
+    memory without blocking, so that a CUDA graph can record the write. A captured copy re-reads
+    its host buffer at every replay, so a capture writes through a host buffer of its own, which
+    eager writes never touch; an eager write first waits until the previous eager copy has read
+    the other. The AdamW step's gradient table (fastgpt.ops.adamw) and DeferredColumnSums use it."""
+
+    def __init__(self, n: int, device: torch.device):
+        pinned = device.type == "cuda"
+        self.host = {capturing: torch.empty(n, dtype=torch.int64, pin_memory=pinned) for capturing in (False, True)}
+        self.table = torch.empty(n, dtype=torch.int64, device=device)
+        self.copied: torch.cuda.Event | None = None        # the last eager copy's completion
+
+    def write(self, values) -> torch.Tensor:
+        """values (at most the table's size) into the table's first entries; returns the table."""
+        n = len(values)
+        capturing = self.table.is_cuda and torch.cuda.is_current_stream_capturing()
+        if not capturing and self.copied is not None:
+            self.copied.synchronize()       # (a capture starts after torch.cuda.graph synchronised)
+        host = self.host[capturing]
+        host[:n].copy_(torch.tensor(values, dtype=torch.int64))
+        self.table[:n].copy_(host[:n], non_blocking=True)
+        if self.table.is_cuda and not capturing:
+            self.copied = torch.cuda.Event()
+            self.copied.record()
+        return self.table
+
+
 class DeferredColumnSums:
     """The sum_partials calls of backwards, run by flush() in one launch per output dtype and tile
     (the module's header). One object serves a training step's backward at every step.
@@ -126,17 +154,14 @@ class DeferredColumnSums:
     Holds the partials (so their memory stays theirs until the flush) and only the address, size
     and dtype of each output: a reference would make autograd copy the output instead of taking
     it as the gradient. Each sum keeps the tile its call would have run on, so the outputs are
-    bit for bit those of the calls in place. The launch reads a table of addresses copied in from
-    pinned host memory without blocking, so a CUDA graph can record the copy; a captured copy
-    re-reads its host buffer at every replay, so a capture gets a buffer of its own, made (as the
-    eager one) at the first flush, outside the capture (as fastgpt.ops.adamw's gradient table)."""
+    bit for bit those of the calls in place. The launch reads a table of addresses (a
+    PinnedTable, so a CUDA graph can record its write), made at the first flush, outside any
+    capture."""
 
     def __init__(self):
         self.partials: list[torch.Tensor] = []
         self.outputs: list[tuple[int, int, torch.dtype, tuple]] = []    # (address, C, dtype, tile)
-        self.host: dict[bool, torch.Tensor] = {}                # capturing -> pinned int64 table
-        self.table: torch.Tensor | None = None                   # the device table
-        self.copied: torch.cuda.Event | None = None              # the last eager copy's completion
+        self.table: PinnedTable | None = None
 
     def add(self, partials: torch.Tensor, out: torch.Tensor, tile: tuple[int, int, int]) -> None:
         """Record out = partials summed over rows, on `tile` (sum_tile's) when flushed."""
@@ -170,35 +195,17 @@ class DeferredColumnSums:
             values += ([self.partials[i].data_ptr() for i in items] + [self.outputs[i][0] for i in items]
                        + [self.partials[i].shape[0] for i in items] + [self.outputs[i][1] for i in items]
                        + [v for chunk in chunks for v in chunk])
-        table = self._table(values, self.partials[0].device)
+        if self.table is None or self.table.table.numel() < len(values):
+            if self.partials[0].is_cuda and torch.cuda.is_current_stream_capturing():
+                raise RuntimeError("DeferredColumnSums: a capture needs a larger table than the flushes before it")
+            self.table = PinnedTable(len(values), self.partials[0].device)
+        table = self.table.write(values)
         for offset, dtype, (block_p, block_c, warps), n_items, programs in launches:
             _sum_partials_table_kernel[(programs,)](table[offset:], n_items, OUT_TYPE=TRITON_TYPES[dtype],
                                                     BLOCK_P=block_p, BLOCK_C=block_c, num_warps=warps)
         count = len(self.outputs)
         self.discard()
         return count
-
-    def _table(self, values: list[int], device: torch.device) -> torch.Tensor:
-        """`values` as a device int64 table, copied in from this object's pinned host buffers."""
-        if device.type != "cuda":
-            return torch.tensor(values, dtype=torch.int64, device=device)
-        capturing = torch.cuda.is_current_stream_capturing()
-        n = len(values)
-        if self.table is None or self.table.numel() < n:
-            if capturing:
-                raise RuntimeError("DeferredColumnSums: a capture needs a larger table than the flushes before it")
-            self.host = {c: torch.empty(n, dtype=torch.int64, pin_memory=True) for c in (False, True)}
-            self.table = torch.empty(n, dtype=torch.int64, device=device)
-            self.copied = None
-        if not capturing and self.copied is not None:
-            self.copied.synchronize()       # the last eager copy has read the host buffer
-        host = self.host[capturing]
-        host[:n].copy_(torch.tensor(values, dtype=torch.int64))
-        self.table[:n].copy_(host[:n], non_blocking=True)
-        if not capturing:
-            self.copied = torch.cuda.Event()
-            self.copied.record()
-        return self.table
 
 
 @functools.lru_cache(maxsize=None)

@@ -50,6 +50,7 @@ class _TritonTables:
 
     def __init__(self, params, exp_avgs, exp_avg_sqs, copies, steps, weight_decays):
         from fastgpt.kernels import adamw as kernels
+        from fastgpt.kernels.common import PinnedTable
 
         device = params[0].device
         self.params = kernels.address_table(params, device)
@@ -61,14 +62,8 @@ class _TritonTables:
         self.weight_decays = torch.tensor(weight_decays, dtype=torch.float32, device=device)
         self.chunks = kernels.chunk_table([p.numel() for p in params], device)
         self.aligned = kernels.aligned([t for group in (params, exp_avgs, exp_avg_sqs, copies or []) for t in group])
-        # the gradients' addresses: copied in from pinned host memory without blocking, so that a
-        # CUDA graph can record the copy. A captured copy re-reads its host buffer at every replay,
-        # so a capture gets a buffer of its own, which nothing writes afterwards.
-        self.grads = torch.empty(len(params), dtype=torch.int64, device=device)
-        pinned = device.type == "cuda"
-        self.grads_host = {capturing: torch.empty(len(params), dtype=torch.int64, pin_memory=pinned)
-                           for capturing in (False, True)}
-        self.grads_copied: torch.cuda.Event | None = None    # the last eager copy's completion
+        # the gradients' addresses, written so that a CUDA graph can record the write
+        self.grads = PinnedTable(len(params), device)
         self.grad_addresses: tuple[int, ...] | None = None   # what the table holds (eager calls)
         self.captured = False           # once a graph replays its own table, eager calls rewrite it
         self.keep = (params, exp_avgs, exp_avg_sqs, copies, steps)   # the addresses stay valid
@@ -84,22 +79,14 @@ class _TritonTables:
 
     def grad_table(self, grads: list[Tensor]) -> Tensor:
         addresses = tuple(g.data_ptr() for g in grads)
-        capturing = self.grads.is_cuda and torch.cuda.is_current_stream_capturing()
+        capturing = self.grads.table.is_cuda and torch.cuda.is_current_stream_capturing()
         if capturing or self.captured or addresses != self.grad_addresses:
-            host = self.grads_host[capturing]
-            if not capturing and self.grads_copied is not None:
-                self.grads_copied.synchronize()    # the last eager copy has read the host buffer
-            # (a capture starts after torch.cuda.graph synchronised the device: nothing pending)
-            host.copy_(torch.tensor(addresses, dtype=torch.int64))
-            self.grads.copy_(host, non_blocking=True)
-            if self.grads.is_cuda and not capturing:
-                self.grads_copied = torch.cuda.Event()
-                self.grads_copied.record()
+            self.grads.write(addresses)
             # after a capture, every replay copies the graph's addresses in: an eager call then
             # always writes its own
             self.grad_addresses = addresses
             self.captured = self.captured or capturing
-        return self.grads
+        return self.grads.table
 
 
 @adamw_with_copies.register("triton")
