@@ -306,6 +306,43 @@ def test_qkvpacked_bias_gradient_from_the_kernels_tiles(T, causal, device):
     assert_rel_close(dbias[0::2].double(), dqkv.double().sum((0, 1))[0::2], 1e-2, "against our own d(qkv)")
 
 
+@pytest.mark.parametrize("causal", [True, False])
+def test_program_order_leaves_results_unchanged(causal, device, monkeypatch):
+    """kernels/attention.HEAD_MAJOR only reorders the programs (each head's blocks as consecutive
+    programs of a 1-D grid, or every head's first block before any head's second): the same tiles
+    compute the same values, so O, LSE, dq, dk, dv and the bias partials are bitwise those of the
+    other order. Each kernel runs one explicit tile (the autotuner keys on the order and could pick
+    two), into NaN-poisoned outputs; T = 100 leaves a ragged block and several blocks a head, which
+    the causal order walks heaviest first; the result is also checked against float64."""
+    kernels = _kernels()
+    dtype = torch.bfloat16 if HAS_CUDA else torch.float16
+    B, H, T, D = 2, 3, 100, 32
+    scale = 1 / math.sqrt(D)
+    qkv = torch.randn(B, T, 3, H, D, device=device).to(dtype)
+    dout = torch.randn(B, H, T, D, device=device).to(dtype)
+    q, k, v = kernels.qkv_views(qkv)
+    tiles = {"config": (64, 32, 4, 3), "dkdv_config": (32, 64, 4, 3), "dq_config": (64, 32, 4, 3)}
+    fwd_config, dkdv_config, dq_config = (kernels.tile_config(t) for t in tiles.values())
+    results = {}
+    for head_major in (False, True):
+        monkeypatch.setattr(kernels, "HEAD_MAJOR", head_major)
+        out = poison_(torch.empty(B, H, T, D, device=device, dtype=dtype))
+        out, lse = kernels.attention_fwd(q, k, v, causal, scale, out=out, config=fwd_config)
+        grads = tuple(poison_(torch.empty_like(out)) for _ in range(3))
+        partials = poison_(kernels.bias_grad_partials(q))
+        kernels.attention_bwd(dout, q, k, v, out, lse, causal, scale, grads=grads, partials=partials,
+                              dkdv_config=dkdv_config, dq_config=dq_config)
+        results[head_major] = (out, lse, *grads, partials)
+    names = ("out", "lse", "dq", "dk", "dv", "bias partials")
+    for name, before, now in zip(names, results[False], results[True]):
+        assert torch.isfinite(now).all(), f"{name}: an element left unwritten"
+        assert torch.equal(before, now), f"{name} differs between the two program orders"
+    ref_out, *ref_grads = _reference(q, k, v, causal, scale, dout)
+    assert_rel_close(results[True][0], ref_out, REL_TOL[dtype], "out")
+    for name, got, ref in zip(("dq", "dk", "dv"), results[True][2:5], ref_grads):
+        assert_rel_close(got, ref, GRAD_TOL_FACTOR * REL_TOL[dtype], name)
+
+
 def _autotuned_tiles():
     from fastgpt.kernels import attention as kernels
     return ([("fwd", t) for t in kernels.FWD_TILES] + [("dkdv", t) for t in kernels.DKDV_TILES]
