@@ -182,6 +182,10 @@ chunk (session 20);
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run170-train_step-round1", "Run 170 (one H100, session 22): the headline pair, fastgpt's row first, "
+     "after the attention kernels' programs became head-major (kernels/attention.HEAD_MAJOR); round 1 "
+     "of 2 in one call."),
+    ("run170-train_step-round2", "Run 170, round 2 (the same call and machine)."),
     ("run148-train_step", "Run 148 (one H100, session 19): the README's table before session 20 made the "
      "LM head's chunks 8192 tokens (4096 before)."),
     ("run126-train_step", "Run 126 (one H100, session 18): the README's table before session 19 moved "
