@@ -321,8 +321,8 @@ def test_program_order_leaves_results_unchanged(causal, device, monkeypatch):
     qkv = torch.randn(B, T, 3, H, D, device=device).to(dtype)
     dout = torch.randn(B, H, T, D, device=device).to(dtype)
     q, k, v = kernels.qkv_views(qkv)
-    tiles = {"config": (64, 32, 4, 3), "dkdv_config": (32, 64, 4, 3), "dq_config": (64, 32, 4, 3)}
-    fwd_config, dkdv_config, dq_config = (kernels.tile_config(t) for t in tiles.values())
+    fwd_config, dkdv_config, dq_config = (kernels.tile_config(t) for t in ((64, 32, 4, 3), (32, 64, 4, 3),
+                                                                            (64, 32, 4, 3)))
     results = {}
     for head_major in (False, True):
         monkeypatch.setattr(kernels, "HEAD_MAJOR", head_major)
