@@ -7,7 +7,8 @@ through shared memory in BLOCK_N-row tiles, keeping the running row maximum and 
 online softmax, so the scores never leave the chip. It writes O and the per-row log-sum-exp
 (LSE, in log2 units), which is all the backward needs to rebuild any tile of P exactly.
 
-  forward    _attention_fwd_kernel: one program per (head, query block), heaviest causal block first.
+  forward    _attention_fwd_kernel: one program per (head, query block), each head's heaviest
+             causal block first (see "order").
              Softmax in exp2 with the scale folded into log2(e) and into the one FMA per score
              that subtracts the row max; the key loop is split into the off-diagonal blocks (no
              mask, no bounds check) and the diagonal / ragged-end blocks (masked). EVEN_T (set per
