@@ -74,6 +74,7 @@ VARIANTS = {
     "triton": MLPOptions(),
     "triton-tritonmlp": MLPOptions(fc="triton", gelu_grad="cublas"),
     "triton-recompute_h": MLPOptions(save_gelu=False),
+    "triton-pre_kept": MLPOptions(gelu_grad_code="never"),
     "triton-gemm_epilogue": MLPOptions(gelu_grad="gemm_epilogue"),
     "triton-gemm_epilogue-save_gelu": MLPOptions(gelu_grad="gemm_epilogue", save_gelu=True),
     "triton-tiled": MLPOptions(schedule="tiled"),

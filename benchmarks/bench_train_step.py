@@ -27,6 +27,8 @@ zero_grad. Configurations:
                         bf16 copies that the AdamW step (fastgpt.ops.adamw) reads the gradients of
                         and writes, so neither the parameters nor the gradients are cast; what
                         fastgpt-train runs without gradient accumulation (session 8)
+    *-prekept-*         the MLP keeping its pre-activation in bf16 for the backward, as before session
+                        23 (MLPOptions(gelu_grad_code="never")); the default keeps gelu'(pre) as 8-bit codes
     *-compile-cudagraphs  the compiled models with mode="reduce-overhead" (CUDA graph replay)
     *-cudagraph         the eager model, the whole step (forward, backward, AdamW) captured as one
                         CUDA graph by fastgpt.cuda_graph.GraphedTrainStep: what fastgpt-train
@@ -116,6 +118,9 @@ CONFIGS = {
     # session 10's default MLP: the Triton c_fc GEMM, cuBLAS dh + one elementwise pass
     "triton-tritonmlp-adamwcopy-cudagraph": Config("triton", cuda_graph=True, optimizer_writes_copies=True,
                                                    mlp=MLPOptions(fc="triton", gelu_grad="cublas")),
+    # the default before session 23: the MLP keeps pre in bf16, not gelu'(pre)'s 8-bit codes
+    "triton-prekept-adamwcopy-cudagraph": Config("triton", cuda_graph=True, optimizer_writes_copies=True,
+                                                 mlp=MLPOptions(gelu_grad_code="never")),
 }
 CONFIG_ORDER = list(CONFIGS)              # tables and the plot list configurations in this order
 HAS_CUDA = torch.cuda.is_available()

@@ -96,9 +96,9 @@ def _stub_attention_qkvpacked_bwd(dout, qkv, out, lse, causal, softmax_scale, dr
     return dqkv, None if bias_grad_dtype is None else qkv.new_empty(3, qkv.shape[3], qkv.shape[4], dtype=bias_grad_dtype)
 
 
-def _stub_linear_gelu(x, weight, bias=None, store_pre=False, schedule=None, kernel="triton"):
+def _stub_linear_gelu(x, weight, bias=None, store_pre=False, schedule=None, kernel="triton", pre_code=False):
     h = x.new_empty(x.shape[0], weight.shape[0])
-    return h, torch.empty_like(h) if store_pre else None
+    return h, torch.empty_like(h, dtype=torch.uint8 if pre_code else None) if store_pre else None
 
 
 def _stub_linear(x, weight, bias=None, schedule=None):
@@ -110,14 +110,15 @@ def _stub_matmul(a, b, prologue_gelu=False, schedule=None):
 
 
 def _stub_gelu_bwd(dh, pre, store_gelu=False, bias_grad=False, overwrite_dh=False, bias_dtype=torch.float32):
-    dpre = dh if overwrite_dh else torch.empty_like(pre)
-    h = torch.empty_like(pre) if store_gelu else None
+    dpre = dh if overwrite_dh else torch.empty_like(dh)
+    h = torch.empty_like(dh) if store_gelu else None
     return dpre, h, pre.new_empty(pre.shape[1], dtype=bias_dtype) if bias_grad else None
 
 
 def _stub_matmul_gelu_grad(dy, weight, pre, store_gelu=False, bias_grad=False, schedule=None, kernel="triton",
                            bias_dtype=torch.float32):
-    return _stub_gelu_bwd(torch.empty_like(pre), pre, store_gelu, bias_grad, overwrite_dh=True, bias_dtype=bias_dtype)
+    dh = dy.new_empty(dy.shape[0], weight.shape[1])
+    return _stub_gelu_bwd(dh, pre, store_gelu, bias_grad, overwrite_dh=True, bias_dtype=bias_dtype)
 
 
 def _stub_linear_cross_entropy_fwd_bwd(x, weight, targets, ignore_index, compute_dtype, need_grad_x,

@@ -9,6 +9,9 @@ fp32 inputs unless torch's float32 matmul precision is "highest"), then one of t
     EPILOGUE="gelu_grad"  C = acc * gelu_tanh'(P), P loaded from memory; gelu_tanh(P) is also
                           stored when STORE_GELU; per-tile column sums of C (fp32, before the
                           rounding to the output dtype) when BIAS_GRAD: the bias gradient
+    PRE_CODE              P is stored / loaded as gelu_tanh'(P)'s 8-bit codes (a uint8 Pre:
+                          kernels/mlp_gluon.gelu_grad_encode's format), half a 16-bit P's bytes;
+                          the backward needs only the derivative when h was kept (not STORE_GELU)
     PROLOGUE_GELU         B tiles pass through gelu_tanh as they are loaded, so dW_proj =
                           dy^T @ gelu(pre) needs the saved pre-activation only
 
@@ -46,6 +49,7 @@ import triton.language as tl
 
 from fastgpt.backend import interpreter_mode
 from fastgpt.kernels import mlp_gluon
+from fastgpt.kernels.mlp_gluon import GELU_GRAD_MIN, GELU_GRAD_STEP, GELU_GRAD_TOP
 from fastgpt.kernels.common import sm_count, sum_partials, tma_row_major, tuning_configs
 
 _INTERPRET = interpreter_mode()
@@ -110,6 +114,27 @@ def _mlp_gelu_grad(x):
     return s + 2.0 * x * s * (1.0 - s) * du
 
 
+_GRAD_CODE_MIN = tl.constexpr(GELU_GRAD_MIN)
+_GRAD_CODE_STEP = tl.constexpr(GELU_GRAD_STEP)
+_GRAD_CODE_TOP = tl.constexpr(float(GELU_GRAD_TOP))
+
+
+@triton.jit
+def _mlp_gelu_grad_code(x):
+    """gelu_tanh'(x) of an fp32 tile as PRE_CODE's uint8 codes (the nearest level)."""
+    code = (_mlp_gelu_grad(x) - _GRAD_CODE_MIN) / _GRAD_CODE_STEP + 0.5
+    return tl.minimum(tl.maximum(code, 0.0), _GRAD_CODE_TOP).to(tl.uint8)
+
+
+@triton.jit
+def _mlp_gelu_grad_of(pre, PRE_CODE: tl.constexpr):
+    """gelu_tanh' of an fp32 tile loaded from Pre: the pre-activation itself, or its codes (PRE_CODE)."""
+    if PRE_CODE:
+        return pre * _GRAD_CODE_STEP + _GRAD_CODE_MIN
+    else:
+        return _mlp_gelu_grad(pre)
+
+
 @triton.jit
 def _mlp_store_bias_grad(DbiasPartial, tile_row, g, rows_ok, offs_n, cols_ok, N):
     """Column sums of the fp32 gradient tile g (rows past M zeroed) into row tile_row of the partials."""
@@ -165,7 +190,7 @@ def _mlp_gemm_kernel(
     M, N, K,
     stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
     stride_pm, stride_pn, stride_gm, stride_gn,
-    EPILOGUE: tl.constexpr, HAS_BIAS: tl.constexpr, STORE_PRE: tl.constexpr,
+    EPILOGUE: tl.constexpr, HAS_BIAS: tl.constexpr, STORE_PRE: tl.constexpr, PRE_CODE: tl.constexpr,
     STORE_GELU: tl.constexpr, BIAS_GRAD: tl.constexpr, PROLOGUE_GELU: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, INDEX_64: tl.constexpr, EVEN_K: tl.constexpr,
     FLATTEN: tl.constexpr, TMA: tl.constexpr, B_NK: tl.constexpr, WARP_SPECIALIZE: tl.constexpr,
@@ -250,12 +275,13 @@ def _mlp_gemm_kernel(
             acc += tl.load(Bias + offs_n, mask=cols_ok, other=0.0).to(tl.float32)[None, :]
         if EPILOGUE == "gelu":
             if STORE_PRE:
-                _mlp_store_tile(Pre, pre_desc, acc, off_m, off_n, rows, offs_n, stride_pm, stride_pn, mask, TMA)
+                p = _mlp_gelu_grad_code(acc) if PRE_CODE else acc
+                _mlp_store_tile(Pre, pre_desc, p, off_m, off_n, rows, offs_n, stride_pm, stride_pn, mask, TMA)
             out = _mlp_gelu(acc)
         elif EPILOGUE == "gelu_grad":
             pre = _mlp_load_tile(Pre, pre_desc, off_m, off_n, rows, offs_n, stride_pm, stride_pn, mask, TMA)
-            out = acc * _mlp_gelu_grad(pre)
-            if STORE_GELU:
+            out = acc * _mlp_gelu_grad_of(pre, PRE_CODE)
+            if STORE_GELU:   # (not with PRE_CODE: the launcher refuses)
                 _mlp_store_tile(Gelu, gelu_desc, _mlp_gelu(pre), off_m, off_n, rows, offs_n,
                                 stride_gm, stride_gn, mask, TMA)
             if BIAS_GRAD:
@@ -269,7 +295,7 @@ def _autotuned(configs, pinned):
     """The GEMM kernel autotuned over one schedule's configs, per shape, layout and flags."""
     return triton.autotune(
         configs=tuning_configs(configs, pinned, _INTERPRETER_CONFIG),
-        key=["M", "N", "K", "EPILOGUE", "STORE_PRE", "STORE_GELU", "BIAS_GRAD", "PROLOGUE_GELU",
+        key=["M", "N", "K", "EPILOGUE", "STORE_PRE", "PRE_CODE", "STORE_GELU", "BIAS_GRAD", "PROLOGUE_GELU",
              "stride_ak", "stride_bk", "TMA", "B_NK"],
         reset_to_zero=["DbiasPartial"],   # partials of a smaller BLOCK_M must not linger
     )(triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})(_mlp_gemm_kernel))
@@ -283,7 +309,7 @@ _KERNELS = {"tiled": _autotuned(_TILED_CONFIGS, _PINNED_TILED),
 def _mlp_gelu_bwd_kernel(
     Dh, Pre, Dpre, Gelu, DbiasPartial, M, N,
     stride_dhm, stride_dhn, stride_pm, stride_pn, stride_dm, stride_dn, stride_gm, stride_gn,
-    STORE_GELU: tl.constexpr, BIAS_GRAD: tl.constexpr, INDEX_64: tl.constexpr,
+    STORE_GELU: tl.constexpr, BIAS_GRAD: tl.constexpr, PRE_CODE: tl.constexpr, INDEX_64: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """dpre = dh * gelu'(pre) in one pass over (dh, pre): the GELU backward as an elementwise kernel.
@@ -293,7 +319,7 @@ def _mlp_gelu_bwd_kernel(
     h = gelu(pre) from the same load of pre (for dW_proj); BIAS_GRAD writes this program's
     fp32 column sums of dpre to row pid_m of DbiasPartial (summed in a fixed order by the
     launcher: deterministic). Dpre may alias Dh: each element is read before it is written by
-    the same program."""
+    the same program. PRE_CODE: Pre holds gelu'(pre)'s codes (then not STORE_GELU)."""
     pid_m = tl.program_id(0)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -304,7 +330,7 @@ def _mlp_gelu_bwd_kernel(
     dh = tl.load(Dh + rows[:, None] * stride_dhm + offs_n[None, :] * stride_dhn, mask=mask, other=0.0)
     pre = tl.load(Pre + rows[:, None] * stride_pm + offs_n[None, :] * stride_pn, mask=mask, other=0.0)
     pre = pre.to(tl.float32)
-    dpre = dh.to(tl.float32) * _mlp_gelu_grad(pre)
+    dpre = dh.to(tl.float32) * _mlp_gelu_grad_of(pre, PRE_CODE)
     tl.store(Dpre + rows[:, None] * stride_dm + offs_n[None, :] * stride_dn,
              dpre.to(Dpre.dtype.element_ty), mask=mask)
     if STORE_GELU:
@@ -334,6 +360,11 @@ def _input_precision(dtype: torch.dtype):
 def _empty(like: torch.Tensor, m: int, n: int) -> torch.Tensor:
     """Every output buffer comes from here (tests swap in NaN-filled buffers)."""
     return like.new_empty(m, n)
+
+
+def _empty_codes(like: torch.Tensor, m: int, n: int) -> torch.Tensor:
+    """A buffer of gelu'(pre)'s uint8 codes (tests swap in one of a code no kernel writes)."""
+    return torch.empty(m, n, device=like.device, dtype=torch.uint8)
 
 
 def _column_total(partial: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -369,14 +400,15 @@ def _use_tma(a, b, *outs) -> tuple[bool, bool]:
 
 
 def _gemm(a: torch.Tensor, b: torch.Tensor, *, bias=None, epilogue="linear", pre=None,
-          store_pre=False, store_gelu=False, bias_grad=False, prologue_gelu=False,
+          store_pre=False, pre_code=False, store_gelu=False, bias_grad=False, prologue_gelu=False,
           schedule: str = DEFAULT_SCHEDULE, bias_dtype: torch.dtype = torch.float32):
     """The one GEMM launcher: a (M, K) @ b (K, N) with the requested prologue/epilogue.
 
     schedule: "tiled" (a program per tile), "persistent" (a few programs per SM looping over
     tiles), "persistent_tma" (persistent, with TMA loads and stores where the layouts allow;
     otherwise as "persistent"). Returns (c, pre, gelu, dbias): the outputs not asked for are None;
-    dbias in bias_dtype.
+    dbias in bias_dtype. pre_code: the stored pre is gelu'(pre)'s uint8 codes; a uint8 pre
+    (epilogue "gelu_grad") is read as codes.
     """
     _check(a, b)
     if schedule not in SCHEDULES:
@@ -384,8 +416,11 @@ def _gemm(a: torch.Tensor, b: torch.Tensor, *, bias=None, epilogue="linear", pre
     M, K = a.shape
     N = b.shape[1]
     c = _empty(a, M, N)
-    pre_out = _empty(a, M, N) if epilogue == "gelu" and store_pre else None
+    pre_out = (_empty_codes(a, M, N) if pre_code else _empty(a, M, N)) if epilogue == "gelu" and store_pre else None
     pre_arg = pre if epilogue == "gelu_grad" else pre_out
+    pre_is_code = pre_arg is not None and pre_arg.dtype == torch.uint8
+    if pre_is_code and store_gelu:
+        raise ValueError("gelu(pre) cannot be made from gelu'(pre)'s codes: keep h from the forward")
     gelu_out = _empty(a, M, N) if epilogue == "gelu_grad" and store_gelu else None
     partial = (torch.zeros(triton.cdiv(M, _BLOCK_M_MIN), N, device=a.device, dtype=torch.float32)
                if bias_grad else None)
@@ -409,7 +444,7 @@ def _gemm(a: torch.Tensor, b: torch.Tensor, *, bias=None, epilogue="linear", pre
         gelu_out if gelu_out is not None else dummy, partial if partial is not None else dummy,
         M, N, K, a.stride(0), a.stride(1), b.stride(0), b.stride(1), c.stride(0), c.stride(1),
         pre_strides[0], pre_strides[1], gelu_strides[0], gelu_strides[1],
-        EPILOGUE=epilogue, HAS_BIAS=bias is not None, STORE_PRE=pre_out is not None,
+        EPILOGUE=epilogue, HAS_BIAS=bias is not None, STORE_PRE=pre_out is not None, PRE_CODE=pre_is_code,
         STORE_GELU=gelu_out is not None, BIAS_GRAD=partial is not None, PROLOGUE_GELU=prologue_gelu,
         INPUT_PRECISION=_input_precision(a.dtype), INDEX_64=_needs_int64(a, b, c, pre_arg),
         FLATTEN=persistent, TMA=tma, B_NK=b_nk, WARP_SPECIALIZE=False,
@@ -429,16 +464,20 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 
 
 def linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                store_pre: bool = False, schedule: str = DEFAULT_SCHEDULE, kernel: str = "triton"):
-    """h = gelu_tanh(x @ weight^T + bias) -> (h, pre); pre (the pre-activation) only if store_pre.
+                store_pre: bool = False, schedule: str = DEFAULT_SCHEDULE, kernel: str = "triton",
+                pre_code: bool = False):
+    """h = gelu_tanh(x @ weight^T + bias) -> (h, pre); pre (the pre-activation) only if store_pre,
+    as gelu_tanh'(pre)'s uint8 codes with pre_code (kernels/mlp_gluon.gelu_grad_encode's format).
 
     kernel="gluon" runs kernels/mlp_gluon.py's ping-pong kernel where it applies (a Hopper GPU,
     16-bit row-major operands, pre stored), this file's kernel elsewhere."""
-    if kernel == "gluon" and store_pre and mlp_gluon.applies(x, weight, bias):
-        h, pre = _empty(x, x.shape[0], weight.shape[0]), _empty(x, x.shape[0], weight.shape[0])
+    M, N = x.shape[0], weight.shape[0]
+    if kernel == "gluon" and store_pre and mlp_gluon.applies(x, weight, bias) and (not pre_code or N % 16 == 0):
+        h, pre = _empty(x, M, N), (_empty_codes(x, M, N) if pre_code else _empty(x, M, N))
         mlp_gluon.launch_linear_gelu(x, weight, bias, h, pre)
         return h, pre
-    h, pre, _, _ = _gemm(x, weight.t(), bias=bias, epilogue="gelu", store_pre=store_pre, schedule=schedule)
+    h, pre, _, _ = _gemm(x, weight.t(), bias=bias, epilogue="gelu", store_pre=store_pre, pre_code=pre_code,
+                         schedule=schedule)
     return h, pre
 
 
@@ -456,14 +495,14 @@ def matmul_gelu_grad(dy: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor,
     h = gelu_tanh(pre) when store_gelu, dbias = dpre.sum(0) (summed in fp32, returned in
     bias_dtype) when bias_grad, else None. kernel="gluon" runs kernels/mlp_gluon.py's ping-pong
     kernel where it applies (a Hopper GPU, 16-bit row-major operands, h not stored), else cuBLAS's
-    dh and gelu_bwd's pass.
+    dh and gelu_bwd's pass. A uint8 pre is gelu_tanh'(pre)'s codes (linear_gelu's pre_code).
     """
     if kernel == "gluon":
         if store_gelu or not mlp_gluon.applies_gelu_grad(dy, weight, pre):
             return gelu_bwd(torch.mm(dy, weight), pre, store_gelu=store_gelu, bias_grad=bias_grad, overwrite_dh=True,
                             bias_dtype=bias_dtype)
         M, N = pre.shape
-        dpre = _empty(pre, M, N)
+        dpre = _empty(dy, M, N)
         partial = _empty_partials(pre, mlp_gluon.partial_rows(M), N) if bias_grad else None
         mlp_gluon.launch_matmul_gelu_grad(dy, weight, pre, dpre, partial)
         return dpre, None, None if partial is None else _column_total(partial, bias_dtype)
@@ -476,17 +515,21 @@ def gelu_bwd(dh: torch.Tensor, pre: torch.Tensor, store_gelu: bool = False, bias
              overwrite_dh: bool = False, bias_dtype: torch.dtype = torch.float32):
     """dpre = dh * gelu_tanh'(pre), both (M, N) -> (dpre, h, dbias), one elementwise pass.
 
+    A uint8 pre is gelu_tanh'(pre)'s codes (linear_gelu's pre_code; no store_gelu then).
     h = gelu_tanh(pre) when store_gelu, dbias = dpre.sum(0) in bias_dtype when bias_grad (fp32
     per-program partial sums, then a fixed-order sum: deterministic), else None. overwrite_dh
     writes dpre into dh's buffer (dh is then gone): the MLP's backward passes its own temporary dh
     this way, so the cuBLAS dpre path holds no more (M, N) buffers than the fused GEMM.
     """
-    _check(dh, pre)
+    pre_code = pre.dtype == torch.uint8
+    _check(dh, *(() if pre_code else (pre,)))
     if dh.shape != pre.shape:
         raise ValueError(f"gelu_bwd: dh {tuple(dh.shape)} and pre {tuple(pre.shape)} differ in shape")
+    if pre_code and store_gelu:
+        raise ValueError("gelu(pre) cannot be made from gelu'(pre)'s codes: keep h from the forward")
     M, N = pre.shape
-    dpre = dh if overwrite_dh else _empty(pre, M, N)
-    h = _empty(pre, M, N) if store_gelu else None
+    dpre = dh if overwrite_dh else _empty(dh, M, N)
+    h = _empty(dh, M, N) if store_gelu else None
     # 64 x 128 tiles, 4 warps: 16-byte vector accesses, and (M/64, N) fp32 partials: 12.6 MB at
     # 65536 x 3072, under 1% of the pass's 1.6 GB of traffic
     block_m, block_n = (32, 32) if _INTERPRET else (64, 128)
@@ -498,6 +541,6 @@ def gelu_bwd(dh: torch.Tensor, pre: torch.Tensor, store_gelu: bool = False, bias
             dh, pre, dpre, h if h is not None else dpre, partial if partial is not None else dpre, M, N,
             dh.stride(0), dh.stride(1), pre.stride(0), pre.stride(1), dpre.stride(0), dpre.stride(1),
             h_strides[0], h_strides[1],
-            STORE_GELU=h is not None, BIAS_GRAD=partial is not None, INDEX_64=_needs_int64(dh, pre),
+            STORE_GELU=h is not None, BIAS_GRAD=partial is not None, PRE_CODE=pre_code, INDEX_64=_needs_int64(dh, pre),
             BLOCK_M=block_m, BLOCK_N=block_n, num_warps=4)
     return dpre, h, None if partial is None else _column_total(partial, bias_dtype)

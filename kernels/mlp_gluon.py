@@ -20,6 +20,13 @@ way CUTLASS's Hopper "ping-pong" GEMMs are built:
                    rounded), one row of partials per 128 rows, computed on the tensor cores as
                    ones @ out from that shared-memory tile. h = gelu_tanh(pre) is not written:
                    the MLP keeps h from its forward (MLPOptions.save_gelu)
+  GRAD_CODE        with either: aux / pre is not the pre-activation but gelu_tanh'(pre) as an
+                   8-bit code (uint8, `gelu_grad_encode`: 255 levels over the derivative's range
+                   [-0.129, 1.129], so within 0.0025 of it): the second stream is half the bytes
+                   (the kernel is bound by its L2 traffic, below) and the backward does no tanh.
+                   The code tile lives in the first half of a 16-bit output buffer; the backward
+                   overwrites it with out after a warpgroup barrier (the two layouts map a thread's
+                   elements to different bytes)
 
   EXP_SHIFT        (the LM head, kernels/cross_entropy.py's exp-logits path) out = exp(min(acc -
                    shift[row], CAP)), one output, and each row's sum of out (before rounding) over
@@ -90,6 +97,27 @@ CONSUMER_REGS, PRODUCER_REGS, MAX_REGS = 232, 40, 168
 BLOCK_N, BLOCK_K, GROUP_M = 128, 64, 8
 HALF = 64
 
+# GRAD_CODE's format: gelu_tanh'(x) lies in [-0.12899, 1.12899] (its extremes at x = -/+1.4185),
+# spread over codes 0..254 of a uint8 in equal steps of 1.26 / 254 = 0.00496; a code is the
+# nearest level, so the decoded derivative is within half a step (0.00248) of the exact one. For
+# derivatives in [0.5, 1.13] (every x > 0) that is as fine as bf16's own spacing there (2^-8 to
+# 2^-7). Code 255 is never written (tests fill code buffers with it, as others with NaN).
+GELU_GRAD_MIN, GELU_GRAD_MAX, GELU_GRAD_TOP = -0.13, 1.13, 254
+GELU_GRAD_STEP = (GELU_GRAD_MAX - GELU_GRAD_MIN) / GELU_GRAD_TOP
+
+
+def gelu_grad_encode(pre: torch.Tensor) -> torch.Tensor:
+    """The reference of GRAD_CODE's store: gelu_tanh'(pre) as uint8 codes (computed in fp32)."""
+    x = pre.float()
+    t = torch.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))
+    grad = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * (0.7978845608028654 + 0.10703222440890038 * x * x)
+    return ((grad - GELU_GRAD_MIN) / GELU_GRAD_STEP + 0.5).clamp(0, GELU_GRAD_TOP).to(torch.uint8)
+
+
+def gelu_grad_decode(code: torch.Tensor) -> torch.Tensor:
+    """gelu_tanh'(pre) (fp32) back from gelu_grad_encode's codes, as the kernel decodes them."""
+    return code.float() * GELU_GRAD_STEP + GELU_GRAD_MIN
+
 
 def available(device: torch.device | None = None) -> bool:
     """Gluon present and a Hopper GPU (sm_90) to run on."""
@@ -97,6 +125,15 @@ def available(device: torch.device | None = None) -> bool:
 
 
 if HAVE_GLUON:
+    _CODE_MIN = gl.constexpr(GELU_GRAD_MIN)
+    _CODE_STEP = gl.constexpr(GELU_GRAD_STEP)
+    # the forward's code level (gelu'(x) - MIN) / STEP + 0.5 with the constants folded in:
+    # K0 + K1 t + (x / 2) (1 - t^2) (D0 + D1 x^2)
+    _CODE_K0 = gl.constexpr((0.5 - GELU_GRAD_MIN) / GELU_GRAD_STEP + 0.5)
+    _CODE_K1 = gl.constexpr(0.5 / GELU_GRAD_STEP)
+    _CODE_D0 = gl.constexpr(0.7978845608028654 / GELU_GRAD_STEP)
+    _CODE_D1 = gl.constexpr(0.10703222440890038 / GELU_GRAD_STEP)
+
     @gluon.jit
     def _tanh(x):
         """tanh of an fp32 tile by the SFU's tanh.approx.f32 (max relative error ~2^-11, under the
@@ -109,7 +146,7 @@ if HAVE_GLUON:
     @gluon.jit
     def _gelu(x):
         """gelu_tanh of an fp32 tile: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
-        t = _tanh(x * (0.7978845608028654 + 0.035677408136300125 * x * x))
+        t = _tanh(x * (0.7978845608028654 + 0.035677408136300125 * (x * x)))
         half_x = 0.5 * x
         return half_x + half_x * t
 
@@ -120,6 +157,19 @@ if HAVE_GLUON:
         t = _tanh(x * (0.7978845608028654 + 0.035677408136300125 * x2))
         du = 0.7978845608028654 + 0.10703222440890038 * x2
         return 0.5 + 0.5 * t + (0.5 * x) * (1.0 - t * t) * du
+
+    @gluon.jit
+    def _gelu_grad_code(x):
+        """(gelu_tanh(x), gelu_tanh'(x) as GRAD_CODE's uint8 code) of an fp32 tile, one tanh for both
+        (h as _gelu computes it). The level lies in (0.7, 254.4) for every finite x (gelu' in
+        [-0.129, 1.129], tanh.approx within ~1e-3): the conversion's truncation rounds it to the
+        nearest code with no clamps (NaN converts to 0). run 172 measured the clamped form no
+        faster than the bf16 pre: the epilogue's instructions are what this kernel issues most."""
+        x2 = x * x
+        t = _tanh(x * (0.7978845608028654 + 0.035677408136300125 * x2))
+        half_x = 0.5 * x
+        level = (_CODE_K0 + _CODE_K1 * t) + half_x * (1.0 - t * t) * (_CODE_D0 + _CODE_D1 * x2)
+        return half_x + half_x * t, level.to(gl.uint8)
 
     @gluon.jit
     def _tile_coords(tile_id, num_pid_m, num_pid_n, GROUP: gl.constexpr):
@@ -224,22 +274,38 @@ if HAVE_GLUON:
         gl.store(RowSums + rows.to(gl.int64) * gl.cdiv(N, BN) + off_n // BN, sums, mask=rows < M)
 
     @gluon.jit
-    def _epilogue_half(acc, h: gl.constexpr, out_desc, aux_desc, c_bufs, pre_ready, off_m, off_n, phase,
-                       GELU_GRAD: gl.constexpr, WHICH: gl.constexpr):
+    def _code_buffer(buf, code_desc):
+        """GRAD_CODE's (HALF, BN) uint8 code tile in the first half of a 16-bit output buffer."""
+        return buf._reinterpret(gl.uint8, code_desc.block_type.shape, code_desc.layout)
+
+    @gluon.jit
+    def _epilogue_half(acc, h: gl.constexpr, out_desc, aux_desc, pre_desc, c_bufs, pre_ready, off_m, off_n, phase,
+                       GELU_GRAD: gl.constexpr, WHICH: gl.constexpr, GRAD_CODE: gl.constexpr):
         """Rows off_m + 64h.. of the tile: acc (64, BN) fp32 (the bias added) -> the output(s)."""
         HALF: gl.constexpr = out_desc.block_type.shape[0]
         c_buf = c_bufs.index(2 * WHICH + h)
         row = off_m + h * HALF
         if not GELU_GRAD:
-            # the warpgroup's two buffers alternate (pre, h), one store in flight while the next
-            # fills (three buffers a warpgroup, so that no store waits for one of its own tile, measured
-            # no faster: run 66)
-            _store_tile(aux_desc, c_bufs.index(2 * WHICH), acc, row, off_n, 1)
-            _store_tile(out_desc, c_bufs.index(2 * WHICH + 1), _gelu(acc), row, off_n, 1)
+            # the warpgroup's two buffers alternate (pre or its code, h), one store in flight while
+            # the next fills (three buffers a warpgroup, so that no store waits for one of its own
+            # tile, measured no faster: run 66)
+            if GRAD_CODE:
+                gelu, code = _gelu_grad_code(acc)
+                _store_tile(aux_desc, _code_buffer(c_bufs.index(2 * WHICH), aux_desc), code, row, off_n, 1)
+            else:
+                gelu = _gelu(acc)
+                _store_tile(aux_desc, c_bufs.index(2 * WHICH), acc, row, off_n, 1)
+            _store_tile(out_desc, c_bufs.index(2 * WHICH + 1), gelu, row, off_n, 1)
         else:
             mbarrier.wait(pre_ready.index(2 * WHICH + h), phase)
-            pre = c_buf.load(acc.type.layout).to(gl.float32)
-            out = (acc * _gelu_grad(pre)).to(out_desc.dtype)
+            if GRAD_CODE:
+                code = _code_buffer(c_buf, pre_desc).load(acc.type.layout)
+                out = (acc * (code.to(gl.float32) * _CODE_STEP + _CODE_MIN)).to(out_desc.dtype)
+                # out's elements lie on other threads' code bytes: all codes read before any is overwritten
+                gl.thread_barrier()
+            else:
+                pre = c_buf.load(acc.type.layout).to(gl.float32)
+                out = (acc * _gelu_grad(pre)).to(out_desc.dtype)
             # c_buf held pre; every thread overwrites exactly the elements it read (one layout), and
             # its last store left at the tile's start (store_wait before pre's load): no wait here
             c_buf.store(out)
@@ -276,7 +342,7 @@ if HAVE_GLUON:
     def _mlp_consumer(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
                       turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr,
                       BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, WHICH: gl.constexpr,
-                      EXP_SHIFT: gl.constexpr = False, CAP: gl.constexpr = 0.0):
+                      EXP_SHIFT: gl.constexpr = False, CAP: gl.constexpr = 0.0, GRAD_CODE: gl.constexpr = False):
         """One warpgroup (WHICH = 0 or 1), 128 rows x BN per tile as two 64-row accumulators.
         Ping-pong: the K loop and the epilogue of every other tile (the epilogue finishes one half,
         freeing its registers, before it starts the other). COOPERATIVE: rows 128 WHICH.. of every
@@ -312,9 +378,12 @@ if HAVE_GLUON:
             if GELU_GRAD:   # pre's two half-tiles come into c_bufs while the K loop runs
                 tma.store_wait(0)
                 for h in gl.static_range(2):
+                    pre_buf = c_bufs.index(2 * WHICH + h)
+                    if GRAD_CODE:
+                        pre_buf = _code_buffer(pre_buf, pre_desc)
                     mbarrier.expect(pre_ready.index(2 * WHICH + h), pre_desc.block_type.nbytes)
                     tma.async_copy_global_to_shared(pre_desc, [off_m + h * HALF, off_n],
-                                                    pre_ready.index(2 * WHICH + h), c_bufs.index(2 * WHICH + h))
+                                                    pre_ready.index(2 * WHICH + h), pre_buf)
             if HAS_BIAS:   # loaded before the K loop, which hides the load's latency
                 bias = _load_bias(Bias, off_n, N, BN, mma_layout)
             acc0, acc1 = _mlp_k_loop(a_bufs, b_bufs, ready, empty, turn, idx * k_tiles, k_tiles, mma_layout,
@@ -329,10 +398,10 @@ if HAVE_GLUON:
                 _exp_shift_half(acc1, off_m + HALF, off_n, M, N, out_desc, c_bufs.index(2 * WHICH + 1), Bias,
                                 Partials, CAP)
             else:
-                _epilogue_half(acc0, 0, out_desc, aux_desc, c_bufs, pre_ready, off_m, off_n, phase, GELU_GRAD,
-                               WHICH)
-                _epilogue_half(acc1, 1, out_desc, aux_desc, c_bufs, pre_ready, off_m, off_n, phase, GELU_GRAD,
-                               WHICH)
+                _epilogue_half(acc0, 0, out_desc, aux_desc, pre_desc, c_bufs, pre_ready, off_m, off_n, phase,
+                               GELU_GRAD, WHICH, GRAD_CODE)
+                _epilogue_half(acc1, 1, out_desc, aux_desc, pre_desc, c_bufs, pre_ready, off_m, off_n, phase,
+                               GELU_GRAD, WHICH, GRAD_CODE)
             if BIAS_GRAD:   # TMA zero-fills rows past M: out is 0 there. One partials row per 128 rows
                 sums = _column_sums_async(c_bufs.index(2 * WHICH), c_bufs.index(2 * WHICH + 1))
             if not SHARED_TILE and idx + STEP < my_tiles:   # the next tile's turn, while the sums run
@@ -345,18 +414,18 @@ if HAVE_GLUON:
     def _mlp_consumer1(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
                        turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr,
                        BIAS_GRAD: gl.constexpr, B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, WHICH: gl.constexpr,
-                       EXP_SHIFT: gl.constexpr, CAP: gl.constexpr):
+                       EXP_SHIFT: gl.constexpr, CAP: gl.constexpr, GRAD_CODE: gl.constexpr):
         """The second consumer partition (a partition is a function: this one runs WHICH = 1)."""
         _mlp_consumer(a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty, pre_ready,
                       turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD, B_NK, COOPERATIVE, 1,
-                      EXP_SHIFT, CAP)
+                      EXP_SHIFT, CAP, GRAD_CODE)
 
     @gluon.jit
     def _mlp_gluon_kernel(a_desc, b_desc, out_desc, aux_desc, pre_desc, Bias, Partials, M, N, K,
                           GELU_GRAD: gl.constexpr, HAS_BIAS: gl.constexpr, BIAS_GRAD: gl.constexpr,
                           B_NK: gl.constexpr, COOPERATIVE: gl.constexpr, NUM_STAGES: gl.constexpr,
                           CONSUMER_REGS: gl.constexpr, PRODUCER_REGS: gl.constexpr, EXP_SHIFT: gl.constexpr = False,
-                          CAP: gl.constexpr = 0.0):
+                          CAP: gl.constexpr = 0.0, GRAD_CODE: gl.constexpr = False):
         dtype: gl.constexpr = a_desc.dtype
         a_bufs = gl.allocate_shared_memory(dtype, [NUM_STAGES] + a_desc.block_type.shape, a_desc.layout)
         b_bufs = gl.allocate_shared_memory(dtype, [NUM_STAGES] + b_desc.block_type.shape, b_desc.layout)
@@ -378,10 +447,10 @@ if HAVE_GLUON:
         gl.warp_specialize([
             (_mlp_consumer, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty,
                              pre_ready, turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD,
-                             B_NK, COOPERATIVE, 0, EXP_SHIFT, CAP)),
+                             B_NK, COOPERATIVE, 0, EXP_SHIFT, CAP, GRAD_CODE)),
             (_mlp_consumer1, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty,
                               pre_ready, turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD,
-                              B_NK, COOPERATIVE, 1, EXP_SHIFT, CAP)),
+                              B_NK, COOPERATIVE, 1, EXP_SHIFT, CAP, GRAD_CODE)),
             (_mlp_producer, (a_desc, b_desc, out_desc, aux_desc, pre_desc, a_bufs, b_bufs, c_bufs, ready, empty,
                              pre_ready, turn, Bias, Partials, M, N, K, pid, nprog, GELU_GRAD, HAS_BIAS, BIAS_GRAD,
                              B_NK, COOPERATIVE)),
@@ -389,8 +458,8 @@ if HAVE_GLUON:
 
 
 def _descriptor(t: torch.Tensor, block: list[int]):
-    layout = gl.NVMMASharedLayout.get_default_for(block, gl.bfloat16 if t.dtype == torch.bfloat16 else gl.float16)
-    return TensorDescriptor.from_tensor(t, block, layout)
+    dtype = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16, torch.uint8: gl.uint8}[t.dtype]
+    return TensorDescriptor.from_tensor(t, block, gl.NVMMASharedLayout.get_default_for(block, dtype))
 
 
 def _operands_apply(a: torch.Tensor, *others: torch.Tensor) -> bool:
@@ -417,6 +486,8 @@ def partial_rows(M: int, schedule: str | None = None) -> int:
 def _launch(a, b, b_nk, out, aux, gelu_grad, bias=None, pre=None, partials=None, schedule=None, stages=None,
             exp_shift=None, row_sums=None, cap=0.0):
     schedule = schedule or SCHEDULE     # read at the call: tests switch it
+    # GRAD_CODE: the forward's aux or the backward's pre holds gelu'(pre) as uint8 codes
+    grad_code = (pre if gelu_grad else aux).dtype == torch.uint8
     M, K = a.shape
     N = out.shape[1]
     block_m = BLOCK_M[schedule]
@@ -434,17 +505,21 @@ def _launch(a, b, b_nk, out, aux, gelu_grad, bias=None, pre=None, partials=None,
         GELU_GRAD=gelu_grad, HAS_BIAS=bias is not None, BIAS_GRAD=partials is not None, B_NK=b_nk,
         COOPERATIVE=schedule == "cooperative", NUM_STAGES=stages or STAGES[schedule],
         CONSUMER_REGS=CONSUMER_REGS, PRODUCER_REGS=PRODUCER_REGS, EXP_SHIFT=exp_shift is not None, CAP=cap,
-        num_warps=4, maxnreg=MAX_REGS)
+        GRAD_CODE=grad_code, num_warps=4, maxnreg=MAX_REGS)
 
 
 def launch_linear_gelu(x, weight, bias, h, pre, schedule: str | None = None, stages: int | None = None) -> None:
     """h = gelu_tanh(x (M, K) @ weight (N, K)^T + bias), pre = x @ weight^T + bias, into the given
-    (M, N) buffers (kernels/mlp.linear_gelu's kernel="gluon"; `applies` must hold)."""
+    (M, N) buffers (kernels/mlp.linear_gelu's kernel="gluon"; `applies` must hold). A uint8 pre
+    receives gelu_tanh'(x @ weight^T + bias) as codes instead (GRAD_CODE, gelu_grad_encode)."""
     _launch(x, weight, True, h, pre, False, bias=bias, schedule=schedule, stages=stages)
 
 
 def applies_gelu_grad(dy: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor) -> bool:
-    """Whether launch_matmul_gelu_grad can run dy (M, K) @ weight (K, N) * gelu'(pre (M, N)) here."""
+    """Whether launch_matmul_gelu_grad can run dy (M, K) @ weight (K, N) * gelu'(pre (M, N)) here
+    (pre of dy's dtype, or uint8 codes of gelu'(pre))."""
+    if pre.dtype == torch.uint8:
+        return _operands_apply(dy, weight) and tma_row_major(pre) and weight.shape[1] % 16 == 0
     return _operands_apply(dy, weight, pre) and weight.shape[1] % 8 == 0
 
 
@@ -452,7 +527,7 @@ def launch_matmul_gelu_grad(dy, weight, pre, dpre, partials=None, schedule: str 
                             stages: int | None = None) -> None:
     """dpre = (dy (M, K) @ weight (K, N)) * gelu_tanh'(pre) into dpre (M, N), and with partials
     ((partial_rows(M), N) fp32) the column sums of dpre per 128 rows (kernels/mlp.matmul_gelu_grad's
-    kernel="gluon"; `applies_gelu_grad` must hold)."""
+    kernel="gluon"; `applies_gelu_grad` must hold). A uint8 pre is gelu_tanh'(pre)'s codes (GRAD_CODE)."""
     _launch(dy, weight, False, dpre, dpre, True, pre=pre, partials=partials, schedule=schedule, stages=stages)
 
 

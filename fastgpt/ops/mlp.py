@@ -116,6 +116,13 @@ class MLPOptions:
     # H100 this was the one variant at or under torch.compile's fwd+bwd time (3.648 ms against
     # 3.689, benchmarks/results/runs/run5-mlp.json), for one more (N, 4C) activation held
     save_gelu: bool = True
+    # with save_gelu, keep gelu'(pre) as 8-bit codes (uint8, within 0.0025 of the derivative:
+    # kernels/mlp_gluon's GRAD_CODE) instead of pre: half the bytes of the forward's second output,
+    # of the backward's load and of the activation held between them (run 172: the graphed step
+    # -0.20 to -0.31 ms, peak -0.54 GiB). "bf16": where the activations are bf16, whose own
+    # spacing near gelu' ~ 1 (2^-8 to 2^-7) the codes' error matches; fp16 and fp32 keep pre |
+    # "always" | "never". Without save_gelu pre is kept whatever this says (h is rebuilt from it)
+    gelu_grad_code: str = "bf16"
     schedule: str = "persistent_tma"   # Triton GEMMs: "tiled" | "persistent" | "persistent_tma"
     # c_fc's forward GEMM (bias + GELU epilogue, pre stored): "gluon" (kernels/mlp_gluon.py's
     # warp-specialised ping-pong kernel, Hopper; where it does not apply, the triton kernel runs) |
@@ -133,10 +140,17 @@ class MLPOptions:
         choices = {"schedule": ("tiled", "persistent", "persistent_tma"), "proj": ("triton", "torch"),
                    "gelu_grad": ("cublas", "gemm_epilogue", "gluon"), "dgrad": ("triton", "torch"),
                    "wgrad": ("torch", "triton", "recompute"), "bias_grad": ("fused", "torch"), "fc": ("triton", "gluon"),
+                   "gelu_grad_code": ("bf16", "always", "never"),
                    "cuda_gemm": ("auto", "cublas", "cublaslt", "cublaslt_dgelu", "cublaslt_forward")}
         for field, allowed in choices.items():
             if getattr(self, field) not in allowed:
                 raise ValueError(f"MLPOptions.{field} must be one of {allowed}, got {getattr(self, field)!r}")
+
+
+    def keeps_codes(self, dtype: torch.dtype) -> bool:
+        """Whether the triton backend's MLP on activations of this dtype keeps gelu'(pre)'s codes."""
+        return self.save_gelu and (self.gelu_grad_code == "always"
+                                   or (self.gelu_grad_code == "bf16" and dtype == torch.bfloat16))
 
 
 DEFAULT_OPTIONS = MLPOptions()
@@ -299,10 +313,11 @@ def _(dh, x, weight, pre, has_bias, dgrad, wgrad, schedule):
 
 def _mlp_fwd_impl(x: torch.Tensor, fc_weight: torch.Tensor, fc_bias: Optional[torch.Tensor],
              proj_weight: torch.Tensor, proj_bias: Optional[torch.Tensor], save_pre: bool,
-             save_gelu: bool, proj: str, schedule: str, fc: str = "triton", residual: Optional[torch.Tensor] = None
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             save_gelu: bool, proj: str, schedule: str, fc: str = "triton", residual: Optional[torch.Tensor] = None,
+             pre_code: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from fastgpt.kernels import mlp as kernels
-    h, pre = kernels.linear_gelu(x, fc_weight, fc_bias, store_pre=save_pre, schedule=schedule, kernel=fc)
+    h, pre = kernels.linear_gelu(x, fc_weight, fc_bias, store_pre=save_pre, schedule=schedule, kernel=fc,
+                                 pre_code=pre_code)
     if proj == "triton":
         y = kernels.linear(h, proj_weight, proj_bias, schedule=schedule)
         y = y if residual is None else y.add_(residual)
@@ -314,10 +329,11 @@ def _mlp_fwd_impl(x: torch.Tensor, fc_weight: torch.Tensor, fc_bias: Optional[to
 _mlp_fwd = torch.library.custom_op("fastgpt::mlp_fwd", mutates_args=())(_mlp_fwd_impl)
 
 @_mlp_fwd.register_fake
-def _(x, fc_weight, fc_bias, proj_weight, proj_bias, save_pre, save_gelu, proj, schedule, fc="triton", residual=None):
+def _(x, fc_weight, fc_bias, proj_weight, proj_bias, save_pre, save_gelu, proj, schedule, fc="triton", residual=None,
+      pre_code=False):
     hidden = x.new_empty(x.shape[0], fc_weight.shape[0])
     return (x.new_empty(x.shape[0], proj_weight.shape[0]),
-            torch.empty_like(hidden) if save_pre else absent(x),
+            torch.empty_like(hidden, dtype=torch.uint8 if pre_code else None) if save_pre else absent(x),
             torch.empty_like(hidden) if save_gelu else absent(x))
 
 
@@ -399,7 +415,8 @@ class _MLPFunction(torch.autograd.Function):
         x2d = _rows(x)
         y, pre, saved_gelu = call_custom_op(_mlp_fwd, _mlp_fwd_impl,
             x2d, fc_weight, fc_bias, proj_weight, proj_bias, needs_grad,
-            needs_grad and options.save_gelu, options.proj, options.schedule, options.fc, _residual_rows(residual))
+            needs_grad and options.save_gelu, options.proj, options.schedule, options.fc, _residual_rows(residual),
+            options.keeps_codes(x.dtype))
         ctx.has_residual = residual is not None
         ctx.save_for_backward(x2d, fc_weight, proj_weight, pre, saved_gelu)
         # c_proj's bias gradient only where it is wanted (not for a bias the next LayerNorm differentiates)
