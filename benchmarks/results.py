@@ -19,30 +19,33 @@ OPS_RUN = "run160"
 OPS_RUN_FILES = ["attention", "layernorm", "mlp", "cross_entropy", "linear", "embedding", "adamw", "gemm"]
 # the column sum's rows again after session 21 pipelined its loads (run 164, another H100)
 COLUMN_SUM_RUN = "run164-linear-bias_grad.json"
+# attention and the MLP again on session 23's code (run 175, another H100): attention after the
+# head-major program order (session 22), the MLP keeping gelu'(pre)'s 8-bit codes
+ATTENTION_RUN, MLP_RUN = "run175-attention.json", "run175-mlp.json"
 # The summary at the top of RESULTS.md and in the README: (op, file, fastgpt's row, the references' rows).
 # Each reference is what a user would otherwise run for that op: PyTorch eager, torch.compile of the
 # same reference, and for attention SDPA's backends (on the model's layout: the q, k, v views of
 # c_attn's packed output; and on contiguous (B, H, T, D) tensors).
 OP_SUMMARY = [
-    ("causal attention fwd, T 512, qkv views (the model's layout)", "attention", "test_attention[512-fastgpt_packed-fwd]",
+    ("causal attention fwd, T 512, qkv views (the model's layout)", ATTENTION_RUN, "test_attention[512-fastgpt_packed-fwd]",
      ["test_attention[512-sdpa_flash_qkv-fwd]", "test_attention[512-sdpa_cudnn_qkv-fwd]"]),
-    ("causal attention fwd+bwd, T 512, qkv views (the model's layout)", "attention",
+    ("causal attention fwd+bwd, T 512, qkv views (the model's layout)", ATTENTION_RUN,
      "test_attention[512-fastgpt_packed-fwd_bwd]",
      ["test_attention[512-sdpa_flash_qkv-fwd_bwd]", "test_attention[512-sdpa_cudnn_qkv-fwd_bwd]"]),
-    ("causal attention fwd, T 512, contiguous", "attention", "test_attention[512-fastgpt-fwd]",
+    ("causal attention fwd, T 512, contiguous", ATTENTION_RUN, "test_attention[512-fastgpt-fwd]",
      ["test_attention[512-sdpa_flash-fwd]", "test_attention[512-sdpa_cudnn-fwd]", "test_attention[512-sdpa_efficient-fwd]"]),
-    ("causal attention fwd+bwd, T 512, contiguous", "attention", "test_attention[512-fastgpt-fwd_bwd]",
+    ("causal attention fwd+bwd, T 512, contiguous", ATTENTION_RUN, "test_attention[512-fastgpt-fwd_bwd]",
      ["test_attention[512-sdpa_flash-fwd_bwd]", "test_attention[512-sdpa_cudnn-fwd_bwd]",
       "test_attention[512-sdpa_efficient-fwd_bwd]"]),
-    ("causal attention fwd+bwd, T 2048, contiguous", "attention", "test_attention[2048-fastgpt-fwd_bwd]",
+    ("causal attention fwd+bwd, T 2048, contiguous", ATTENTION_RUN, "test_attention[2048-fastgpt-fwd_bwd]",
      ["test_attention[2048-sdpa_flash-fwd_bwd]", "test_attention[2048-sdpa_cudnn-fwd_bwd]"]),
     ("residual add + LayerNorm fwd", "layernorm", "test_add_layernorm[triton-fwd]",
      ["test_add_layernorm[torch-fwd]", "test_add_layernorm[compile-fwd]"]),
     ("residual add + LayerNorm fwd+bwd", "layernorm", "test_add_layernorm[triton-fwd_bwd]",
      ["test_add_layernorm[torch-fwd_bwd]", "test_add_layernorm[compile-fwd_bwd]"]),
-    ("bias + GELU MLP fwd", "mlp", "test_mlp_triton[triton-fwd]",
+    ("bias + GELU MLP fwd", MLP_RUN, "test_mlp_triton[triton-fwd]",
      ["test_mlp_reference[eager-fwd]", "test_mlp_reference[compile-fwd]"]),
-    ("bias + GELU MLP fwd+bwd", "mlp", "test_mlp_triton[triton-fwd_bwd]",
+    ("bias + GELU MLP fwd+bwd", MLP_RUN, "test_mlp_triton[triton-fwd_bwd]",
      ["test_mlp_reference[eager-fwd_bwd]", "test_mlp_reference[compile-fwd_bwd]"]),
     ("LM head + cross-entropy fwd+bwd", "cross_entropy", "test_lm_head_loss_triton[default]",
      ["test_lm_head_loss_reference[eager]", "test_lm_head_loss_reference[compile]"]),
@@ -85,7 +88,12 @@ def readme_ops_section(runs: Path) -> str:
     return _from_repository_root(OPS_SUMMARY_NOTE.replace("## ", "### ", 1)) + "\n" + op_summary_table(runs)
 
 
-OP_RUNS = [(f"{file} (run 160, session 21: the summary above)", f"{OPS_RUN}-{file}.json") for file in OPS_RUN_FILES] + [
+OP_RUNS = [
+    ("Causal flash attention on session 23's code (run 175: the head-major program order; the summary's "
+     "attention rows)", ATTENTION_RUN),
+    ("Fused bias + GELU MLP on session 23's code (run 175: gelu'(pre) kept as 8-bit codes for the backward; "
+     "`triton-pre_kept` keeps pre in bf16 as before; the summary's MLP rows)", MLP_RUN),
+] + [(f"{file} (run 160, session 21: the summary's other rows)", f"{OPS_RUN}-{file}.json") for file in OPS_RUN_FILES] + [
     ("The bias-gradient column sum with its loads pipelined (run 164, session 21; `triton-s1-sm4` is run "
      "160's default)", COLUMN_SUM_RUN),
     ("The step's plain GEMMs (session 17, run 121, the final code): PyTorch's call (`torch`) against "
@@ -145,23 +153,21 @@ OP_RUNS = [(f"{file} (run 160, session 21: the summary above)", f"{OPS_RUN}-{fil
     ("Embedding backward: the two designs that lost to PyTorch, a program per four table rows "
      "(run 50) and a program per sorted position (run 51)", "run51-embedding.json"),
 ]
-TRAIN_STEP_RUN = "run162-train_step"
-TRAIN_STEP_FOLLOWUP_RUN = "run157-train_step"
-TRAIN_STEP_FOLLOWUP_NOTE = """Run 157 (`results/runs/run157-train_step/`, session 20, another H100 of the same kind): the
-table before session 21. The step's kernels are the same in both (session 21 changed the attention
-kernels' dropout seed to a pointer that a step without dropout never reads, and the standalone
-column sum, which the step does not run); the two tables compare machines: run 157's ran both
-fastgpt's graphed step and the compiled reference slower than run 162's, ours by more (the line
-above lists each; session 20's machines ran the step at 26.3-26.6 ms in every call; the eager and
-compiled-without-graphs rows are host-bound and move by 10-20 ms from machine to machine). The
-plot below is drawn from run 162's table (`python benchmarks/plot_train_step.py
-benchmarks/results/runs/run162-train_step -o benchmarks/results/train_step.png`).
+TRAIN_STEP_RUN = "run173-train_step"
+TRAIN_STEP_FOLLOWUP_RUN = "run176-train_step-round1"
+TRAIN_STEP_FOLLOWUP_NOTE = """Run 176 (`results/runs/run176-train_step-round1/`, session 23, another H100 of the same kind,
+after the whole GPU test suite passed there): the headline pair on the same code as run 173's
+table, fastgpt's row first; round 2 of the same call is in RESULTS.md. The two machines differ:
+this one ran both the compiled reference and fastgpt's graphed step faster, ours by more (the
+line above lists each). The plot below is drawn from run 173's table (`python
+benchmarks/plot_train_step.py benchmarks/results/runs/run173-train_step -o
+benchmarks/results/train_step.png`).
 """
 # fastgpt's graphed steps against each compiled reference: the ratios the README states, computed.
 # *-adamwcopy-* is what fastgpt-train runs without gradient accumulation (since session 8).
 HEADLINE = (("triton-adamwcopy-cudagraph", "cuda-adamwcopy-cudagraph"),
             ("reference-compile", "reference-compile-cudagraphs"))
-README_TRAIN_STEP_LEAD = """Run 162 (`benchmarks/results/runs/run162-train_step/`): one device call on one H100, every
+README_TRAIN_STEP_LEAD = """Run 173 (`benchmarks/results/runs/run173-train_step/`): one device call on one H100, every
 configuration the issue lists (the eager reference, the reference with torch.compile and with its
 CUDA graphs, fastgpt's triton backend eager, with torch.compile and as fastgpt-train's graphed
 step, the cuda backend) on the same GPU one after the other. fastgpt's graphed steps run their
@@ -177,11 +183,19 @@ tied table's two gradients (session 14), the attention backward's qkv bias parti
 cores with register caps on two attention tiles (session 15), and the LM head without its loss
 pass: the logits GEMM's Gluon epilogue writes exp(logits - the target's logit) and its row sums
 (session 16; the cuda row shares it, the LM head being Triton's on both backends), 8192 tokens a
-chunk (session 20);
+chunk (session 20), the attention kernels' programs head-major (session 22), and the MLP keeping
+gelu'(pre) as 8-bit codes for its backward instead of pre in bf16 (session 23;
+`triton-prekept-adamwcopy-cudagraph` is the same step keeping pre);
 `benchmarks/RESULTS.md` says what each configuration is and keeps the earlier tables.
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run176-train_step-round2", "Run 176, round 2 (the same call and machine as the pair above)."),
+    ("run162-train_step", "Run 162 (one H100, session 21): the README's table before session 23 (the "
+     "MLP keeping pre in bf16 for its backward; the attention kernels' programs block-major)."),
+    ("run157-train_step", "Run 157 (one H100, session 20): the table before session 21, with the same step "
+     "kernels as run 162's; the two compare machines (run 157's ran both the compiled reference and "
+     "fastgpt's graphed step slower, ours by more)."),
     ("run170-train_step-round1", "Run 170 (one H100, session 22): the headline pair, fastgpt's row first, "
      "after the attention kernels' programs became head-major (kernels/attention.HEAD_MAJOR); round 1 "
      "of 2 in one call."),
@@ -280,7 +294,7 @@ TRAIN_STEP_HISTORY = [
      "suite ran on the other; `cuda-cudagraph` then \"cublaslt_forward\"."),
 ]
 SCALING_RUN = "run44-scaling"
-CONVERGENCE_RUN = "run164-convergence.json"
+CONVERGENCE_RUN = "run174-convergence.json"
 SCALING_NOTE = """The val loss column is each run's own: 300 steps of 16k (1 GPU) or 32k (2 GPUs) tokens pass
 over Tiny Shakespeare's 304k training tokens 16 or 32 times, so the 2-GPU run overfits further.
 The loss check compares like with like: the 2-GPU run against one GPU trained on the same global
@@ -299,20 +313,22 @@ eager; `eager ms` is the plain do_bench median of the same callable. NOTES.md ha
 the log of variants.
 """
 
-OPS_SUMMARY_NOTE = f"""## Every fused op against what a user would otherwise run (run 160, session 21)
+OPS_SUMMARY_NOTE = f"""## Every fused op against what a user would otherwise run (run 160, session 21; attention and the MLP run 175, session 23)
 
-One H100 80GB HBM3, torch 2.11.0+cu130, triton 3.6.0: every op benchmark file run on the session's
-code (`results/runs/{OPS_RUN}-*.json`, their tables first below; command `runs/logs/{OPS_RUN}.sh`),
-CUDA-graph replays, do_bench medians; written by `results.py` from those files (OP_SUMMARY names
-the rows). Above 1x fastgpt is faster. Where it is not: attention's forward against cuDNN's (on
-either layout), its forward+backward against cuDNN's on contiguous tensors (on the model's qkv
-views cuDNN's backward is the slower). The standalone bias-gradient column sum (which the graphed
+One H100 80GB HBM3, torch 2.11.0+cu130, triton 3.6.0: every op benchmark file run on session 21's
+code (`results/runs/{OPS_RUN}-*.json`; command `runs/logs/{OPS_RUN}.sh`), attention's and the
+MLP's again on session 23's (`results/runs/{ATTENTION_RUN}`, `results/runs/{MLP_RUN}`, another
+H100; command `runs/logs/run175.sh`), their tables first below; CUDA-graph replays, do_bench
+medians; written by `results.py` from those files (OP_SUMMARY names the rows). Above 1x fastgpt is faster. Where it is not: attention's forward against cuDNN's (on
+either layout), and its forward+backward against cuDNN's on contiguous tensors at T 2048 (at T 512
+ours is the faster since the head-major order, 0.90 against 1.02 ms; on the model's qkv views
+cuDNN's backward is the slower). The standalone bias-gradient column sum (which the graphed
 training step does not run: its bias gradients come out of other kernels' tiles) was behind
 torch.compile's reduction in run 160 and is level with it since its loads are pipelined (its
 rows here are run 164's, `results/runs/{COLUMN_SUM_RUN}`).
 """
 
-TRAIN_STEP_NOTE = """`results/runs/run162-train_step/*.json`: one row per configuration, written by
+TRAIN_STEP_NOTE = """`results/runs/run173-train_step/*.json`: one row per configuration, written by
 bench_train_step.py as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100
 (torch 2.11.0+cu130, triton 3.6.0), one after the other; their pytest-benchmark JSONs are in
 `pytest/` beside them. `*-cudagraph` is the whole step replayed as one CUDA graph
@@ -341,7 +357,9 @@ hold two attention tiles under register caps (maxnreg). Since run 104 the LM hea
 exp(logits - the target's logit) from its GEMM's epilogue (no loss pass); since run 118 the graphed
 steps' plain GEMMs run on kernels/gemm.py's timed cuBLASLt choices; since run 157 the LM
 head's chunks are 8192 tokens (4096 before); since run 160 each row's peak memory leaves out what
-was still allocated when it began (benchmarks/timing.peak_memory_gib). The eager reference is
+was still allocated when it began (benchmarks/timing.peak_memory_gib); since run 170 the attention
+kernels' programs are head-major; since run 173 the triton backend's MLP keeps gelu'(pre) as 8-bit
+codes where its activations are bf16 (`triton-prekept-*` keeps pre in bf16, as before). The eager reference is
 GPU-bound; fastgpt's eager rows (`triton`, and `triton-compile`, torch.compile without CUDA graphs)
 are host-bound: their Python and custom-op dispatch, not the GPU, set their time (41-76 ms in
 runs 16-27 and 116-118). Command per configuration:
@@ -386,6 +404,10 @@ def headline(folder: Path, repeat: Path) -> str:
     moved = [f"`{c}` {again[c]['median_ms']:.2f} ms (here {rows[c]['median_ms']:.2f})" for c in again if c in rows]
     if moved:
         lines.append(f"- the same configurations in {repeat.name}: " + ", ".join(moved))
+    ours, ref = HEADLINE[0][0], HEADLINE[1][0]
+    if ours in again and ref in again:
+        lines.append(f"- there `{ours}` against `{ref}`: {again[ours]['tokens_per_s'] / again[ref]['tokens_per_s']:.3f}x "
+                     f"the tokens/s, {again[ours]['peak_mem_gib'] / again[ref]['peak_mem_gib']:.2f}x the peak memory")
     return "\n".join(lines) + "\n"
 
 

@@ -57,7 +57,9 @@ was a third, "handoff" schedule (cooperative tiles, the epilogue in its own warp
 the step's shapes: its main loop with one output runs at cuBLAS's speed, and the kernel is bound
 by its L2 traffic, which cuBLAS halves by TMA multicast (not in Gluon 3.6). The LM head's
 EXP_SHIFT GEMM (run 105, a 4096 x 768 x 50304 chunk): 522-542 us against cuBLAS's plain GEMM's
-507-527.
+507-527. GRAD_CODE (runs 172-173, the step's shapes): the backward 159-168 -> 141-148 us; the forward
+no faster (159-163 with pre against 163-164 with codes, min of three: the halved second store did
+not show there, nor with the code's clamps removed; why was not measured); the step -0.34 ms.
 
 Limits: Hopper only (wgmma, TMA, setmaxnreg), triton >= 3.6 with Gluon; bf16/fp16 operands and
 outputs, row-major, 16-byte aligned; any M, N, K (TMA zero-fills loads past the edges and clips
@@ -163,8 +165,7 @@ if HAVE_GLUON:
         """(gelu_tanh(x), gelu_tanh'(x) as GRAD_CODE's uint8 code) of an fp32 tile, one tanh for both
         (h as _gelu computes it). The level lies in (0.7, 254.4) for every finite x (gelu' in
         [-0.129, 1.129], tanh.approx within ~1e-3): the conversion's truncation rounds it to the
-        nearest code with no clamps (NaN converts to 0). run 172 measured the clamped form no
-        faster than the bf16 pre: the epilogue's instructions are what this kernel issues most."""
+        nearest code with no clamps (NaN converts to 0)."""
         x2 = x * x
         t = _tanh(x * (0.7978845608028654 + 0.035677408136300125 * x2))
         half_x = 0.5 * x
