@@ -190,6 +190,10 @@ gelu'(pre) as 8-bit codes for its backward instead of pre in bf16 (session 23;
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run177-train_step", "Run 177 (one H100, session 23, a third machine, the final code): every "
+     "configuration's table, cut short when the session's device time ran out after 5 of its 9 rows; the "
+     "rows are the pytest-benchmark JSONs that came back (`pytest/`), each's extra_info as "
+     "bench_train_step.py writes it."),
     ("run176-train_step-round2", "Run 176, round 2 (the same call and machine as the pair above)."),
     ("run162-train_step", "Run 162 (one H100, session 21): the README's table before session 23 (the "
      "MLP keeping pre in bf16 for its backward; the attention kernels' programs block-major)."),
