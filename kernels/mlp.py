@@ -362,6 +362,13 @@ def _empty(like: torch.Tensor, m: int, n: int) -> torch.Tensor:
     return like.new_empty(m, n)
 
 
+def _holds_codes(pre: torch.Tensor, store_gelu: bool) -> bool:
+    """Whether a saved pre is gelu'(pre)'s uint8 codes (PRE_CODE), which cannot give back h."""
+    if pre.dtype == torch.uint8 and store_gelu:
+        raise ValueError("gelu(pre) cannot be made from gelu'(pre)'s codes: keep h from the forward")
+    return pre.dtype == torch.uint8
+
+
 def _empty_codes(like: torch.Tensor, m: int, n: int) -> torch.Tensor:
     """A buffer of gelu'(pre)'s uint8 codes (tests swap in one of a code no kernel writes)."""
     return torch.empty(m, n, device=like.device, dtype=torch.uint8)
@@ -418,9 +425,7 @@ def _gemm(a: torch.Tensor, b: torch.Tensor, *, bias=None, epilogue="linear", pre
     c = _empty(a, M, N)
     pre_out = (_empty_codes(a, M, N) if pre_code else _empty(a, M, N)) if epilogue == "gelu" and store_pre else None
     pre_arg = pre if epilogue == "gelu_grad" else pre_out
-    pre_is_code = pre_arg is not None and pre_arg.dtype == torch.uint8
-    if pre_is_code and store_gelu:
-        raise ValueError("gelu(pre) cannot be made from gelu'(pre)'s codes: keep h from the forward")
+    pre_is_code = pre_arg is not None and _holds_codes(pre_arg, store_gelu)
     gelu_out = _empty(a, M, N) if epilogue == "gelu_grad" and store_gelu else None
     partial = (torch.zeros(triton.cdiv(M, _BLOCK_M_MIN), N, device=a.device, dtype=torch.float32)
                if bias_grad else None)
@@ -521,12 +526,10 @@ def gelu_bwd(dh: torch.Tensor, pre: torch.Tensor, store_gelu: bool = False, bias
     writes dpre into dh's buffer (dh is then gone): the MLP's backward passes its own temporary dh
     this way, so the cuBLAS dpre path holds no more (M, N) buffers than the fused GEMM.
     """
-    pre_code = pre.dtype == torch.uint8
+    pre_code = _holds_codes(pre, store_gelu)
     _check(dh, *(() if pre_code else (pre,)))
     if dh.shape != pre.shape:
         raise ValueError(f"gelu_bwd: dh {tuple(dh.shape)} and pre {tuple(pre.shape)} differ in shape")
-    if pre_code and store_gelu:
-        raise ValueError("gelu(pre) cannot be made from gelu'(pre)'s codes: keep h from the forward")
     M, N = pre.shape
     dpre = dh if overwrite_dh else _empty(dh, M, N)
     h = _empty(dh, M, N) if store_gelu else None

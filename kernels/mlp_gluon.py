@@ -23,7 +23,7 @@ way CUTLASS's Hopper "ping-pong" GEMMs are built:
   GRAD_CODE        with either: aux / pre is not the pre-activation but gelu_tanh'(pre) as an
                    8-bit code (uint8, `gelu_grad_encode`: 255 levels over the derivative's range
                    [-0.129, 1.129], so within 0.0025 of it): the second stream is half the bytes
-                   (the kernel is bound by its L2 traffic, below) and the backward does no tanh.
+                   (the kernel was bound by its L2 traffic, below) and the backward does no tanh.
                    The code tile lives in the first half of a 16-bit output buffer; the backward
                    overwrites it with out after a warpgroup barrier (the two layouts map a thread's
                    elements to different bytes)
@@ -60,6 +60,7 @@ EXP_SHIFT GEMM (run 105, a 4096 x 768 x 50304 chunk): 522-542 us against cuBLAS'
 507-527. GRAD_CODE (runs 172-173, the step's shapes): the backward 159-168 -> 141-148 us; the forward
 no faster (159-163 with pre against 163-164 with codes, min of three: the halved second store did
 not show there, nor with the code's clamps removed; why was not measured); the step -0.34 ms.
+With the codes the cooperative schedule stayed slower (run 175: 184.5 / 155.8 us against 152.5 / 142.4).
 
 Limits: Hopper only (wgmma, TMA, setmaxnreg), triton >= 3.6 with Gluon; bf16/fp16 operands and
 outputs, row-major, 16-byte aligned; any M, N, K (TMA zero-fills loads past the edges and clips
