@@ -110,10 +110,10 @@ GELU_GRAD_STEP = (GELU_GRAD_MAX - GELU_GRAD_MIN) / GELU_GRAD_TOP
 
 
 def gelu_grad_encode(pre: torch.Tensor) -> torch.Tensor:
-    """The reference of GRAD_CODE's store: gelu_tanh'(pre) as uint8 codes (computed in fp32)."""
+    """The reference of GRAD_CODE's store: gelu_tanh'(pre) (PyTorch's own GELU backward, in fp32)
+    as uint8 codes."""
     x = pre.float()
-    t = torch.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))
-    grad = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * (0.7978845608028654 + 0.10703222440890038 * x * x)
+    grad = torch.ops.aten.gelu_backward(torch.ones_like(x), x, approximate="tanh")
     return ((grad - GELU_GRAD_MIN) / GELU_GRAD_STEP + 0.5).clamp(0, GELU_GRAD_TOP).to(torch.uint8)
 
 

@@ -67,7 +67,6 @@ def test_first_step_is_reported_apart_from_the_rates(tmp_path, corpus):
     assert result.train_seconds >= float(first[0].split()[2])
 
 
-
 def test_console_scripts_train_then_sample(tmp_path, corpus):
     done = run_script("fastgpt-train", tiny_flags(tmp_path, corpus))
     assert done.returncode == 0, done.stderr
