@@ -61,6 +61,11 @@ EXP_SHIFT GEMM (run 105, a 4096 x 768 x 50304 chunk): 522-542 us against cuBLAS'
 no faster (159-163 with pre against 163-164 with codes, min of three: the halved second store did
 not show there, nor with the code's clamps removed; why was not measured); the step -0.34 ms.
 With the codes the cooperative schedule stayed slower (run 175: 184.5 / 155.8 us against 152.5 / 142.4).
+What bounds the forward with codes (run 178, H100): a copy whose code skips the derivative's
+arithmetic ran 144 us against 159: the epilogue's instructions, ~3 us an FMA an element. Trimmed
+(run 179, H200): the accumulators start from the bias (no FADD), the level takes four FMAs from h
+(h (1 - t) for (x / 2)(1 - t^2)), an FADD rounds it (no F2I): 14.75 -> 12.75 instructions an
+element of the offline SASS, 160.5 against 164.4 us, the step -0.10 / -0.27 / -0.14 ms.
 
 Limits: Hopper only (wgmma, TMA, setmaxnreg), triton >= 3.6 with Gluon; bf16/fp16 operands and
 outputs, row-major, 16-byte aligned; any M, N, K (TMA zero-fills loads past the edges and clips
@@ -130,12 +135,15 @@ def available(device: torch.device | None = None) -> bool:
 if HAVE_GLUON:
     _CODE_MIN = gl.constexpr(GELU_GRAD_MIN)
     _CODE_STEP = gl.constexpr(GELU_GRAD_STEP)
-    # the forward's code level (gelu'(x) - MIN) / STEP + 0.5 with the constants folded in:
-    # K0 + K1 t + (x / 2) (1 - t^2) (D0 + D1 x^2)
-    _CODE_K0 = gl.constexpr((0.5 - GELU_GRAD_MIN) / GELU_GRAD_STEP + 0.5)
+    # the forward's code level (gelu'(x) - MIN) / STEP with the constants folded in:
+    # K0 + K1 t + (x / 2) (1 - t^2) (D0 + D1 x^2), where (x / 2) (1 - t^2) = h (1 - t) = h - h t
+    _CODE_K0 = gl.constexpr((0.5 - GELU_GRAD_MIN) / GELU_GRAD_STEP)
     _CODE_K1 = gl.constexpr(0.5 / GELU_GRAD_STEP)
     _CODE_D0 = gl.constexpr(0.7978845608028654 / GELU_GRAD_STEP)
     _CODE_D1 = gl.constexpr(0.10703222440890038 / GELU_GRAD_STEP)
+    # 1.5 * 2^23: a float in [2^23, 2^24) has a spacing of 1, so level + _ROUND_BIAS is level rounded
+    # to the nearest integer, held in the low bits (here the low byte: level < 256) of its encoding
+    _ROUND_BIAS = gl.constexpr(12582912.0)
 
     @gluon.jit
     def _tanh(x):
@@ -164,14 +172,17 @@ if HAVE_GLUON:
     @gluon.jit
     def _gelu_grad_code(x):
         """(gelu_tanh(x), gelu_tanh'(x) as GRAD_CODE's uint8 code) of an fp32 tile, one tanh for both
-        (h as _gelu computes it). The level lies in (0.7, 254.4) for every finite x (gelu' in
-        [-0.129, 1.129], tanh.approx within ~1e-3): the conversion's truncation rounds it to the
-        nearest code with no clamps (NaN converts to 0)."""
+        (h as _gelu computes it). The level lies in (0.2, 253.9) for every finite x (gelu' in
+        [-0.129, 1.129], tanh.approx within ~1e-3), so no clamps: the nearest code is the low byte
+        of level + _ROUND_BIAS's encoding (an FADD where a conversion takes the SFU's rate; NaN and
+        infinities give code 0). Four FMAs for the level from t, x^2 and h (run 178: each FMA an
+        element costs this kernel ~3 us)."""
         x2 = x * x
         t = _tanh(x * (0.7978845608028654 + 0.035677408136300125 * x2))
         half_x = 0.5 * x
-        level = (_CODE_K0 + _CODE_K1 * t) + half_x * (1.0 - t * t) * (_CODE_D0 + _CODE_D1 * x2)
-        return half_x + half_x * t, level.to(gl.uint8)
+        h = half_x + half_x * t
+        level = (_CODE_K0 + _CODE_K1 * t) + (h - h * t) * (_CODE_D0 + _CODE_D1 * x2)
+        return h, (level + _ROUND_BIAS).to(gl.int32, bitcast=True).to(gl.uint8)
 
     @gluon.jit
     def _tile_coords(tile_id, num_pid_m, num_pid_n, GROUP: gl.constexpr):
@@ -219,15 +230,15 @@ if HAVE_GLUON:
                 count += 1
 
     @gluon.jit
-    def _mlp_k_loop(a_bufs, b_bufs, ready, empty, turn, base, k_tiles, mma_layout: gl.constexpr,
-                    ROW0: gl.constexpr, HALF: gl.constexpr, BN: gl.constexpr, B_NK: gl.constexpr,
-                    PINGPONG: gl.constexpr, WHICH: gl.constexpr):
+    def _mlp_k_loop(a_bufs, b_bufs, ready, empty, turn, base, k_tiles, acc_init, ROW0: gl.constexpr,
+                    HALF: gl.constexpr, B_NK: gl.constexpr, PINGPONG: gl.constexpr, WHICH: gl.constexpr):
         """One warpgroup's K loop over rows ROW0.. of the A slots: two (HALF, BN) fp32 accumulators,
-        each slot handed back once the wgmmas reading it have finished; ping-pong: the caller holds
-        the turn, passed on as soon as the last wgmma is issued."""
+        each starting from acc_init (zeros or the bias), each slot handed back once the wgmmas reading
+        it have finished; ping-pong: the caller holds the turn, passed on as soon as the last wgmma
+        is issued."""
         NUM_STAGES: gl.constexpr = a_bufs.type.shape[0]
-        acc0 = gl.zeros([HALF, BN], gl.float32, layout=mma_layout)
-        acc1 = gl.zeros([HALF, BN], gl.float32, layout=mma_layout)
+        acc0 = acc_init
+        acc1 = acc_init
         for k in range(k_tiles):
             count = base + k
             s = count % NUM_STAGES
@@ -386,13 +397,13 @@ if HAVE_GLUON:
                     mbarrier.expect(pre_ready.index(2 * WHICH + h), pre_desc.block_type.nbytes)
                     tma.async_copy_global_to_shared(pre_desc, [off_m + h * HALF, off_n],
                                                     pre_ready.index(2 * WHICH + h), pre_buf)
-            if HAS_BIAS:   # loaded before the K loop, which hides the load's latency
-                bias = _load_bias(Bias, off_n, N, BN, mma_layout)
-            acc0, acc1 = _mlp_k_loop(a_bufs, b_bufs, ready, empty, turn, idx * k_tiles, k_tiles, mma_layout,
-                                     ROW0, HALF, BN, B_NK, not SHARED_TILE, WHICH)
+            acc_init = gl.zeros([HALF, BN], gl.float32, layout=mma_layout)
             if HAS_BIAS:
-                acc0 = acc0 + bias
-                acc1 = acc1 + bias
+                # the accumulators start from the bias: an FADD an element less in the epilogue, which
+                # bounds this kernel; the broadcast runs while the other warpgroup's last wgmmas do
+                acc_init = acc_init + _load_bias(Bias, off_n, N, BN, mma_layout)
+            acc0, acc1 = _mlp_k_loop(a_bufs, b_bufs, ready, empty, turn, idx * k_tiles, k_tiles, acc_init,
+                                     ROW0, HALF, B_NK, not SHARED_TILE, WHICH)
             # epilogue (ping-pong: the other warpgroup's K loop runs meanwhile)
             phase = (idx // STEP) & 1
             if EXP_SHIFT:   # Bias: the per-row shift; Partials: the row sums
