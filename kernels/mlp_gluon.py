@@ -65,7 +65,13 @@ What bounds the forward with codes (run 178, H100): a copy whose code skips the 
 arithmetic ran 144 us against 159: the epilogue's instructions, ~3 us an FMA an element. Trimmed
 (run 179, H200): the accumulators start from the bias (no FADD), the level takes four FMAs from h
 (h (1 - t) for (x / 2)(1 - t^2)), an FADD rounds it (no F2I): 14.75 -> 12.75 instructions an
-element of the offline SASS, 160.5 against 164.4 us, the step -0.10 / -0.27 / -0.14 ms.
+element of the offline SASS, 160.5 against 164.4 us, the step -0.10 / -0.27 / -0.14 ms (H100,
+run 180: 161.5 against 163.7). Nsight Compute of it (run 182): the main loops, not the epilogues,
+set the pace (their stall samples twice the epilogues'; the epilogue warpgroup then waits for its
+turn), and 29% of the main loops' samples wait for a slot's data while the producer waits for a
+free slot: operand delivery from L2, as sessions 15-16 read it. Handing slots back sooner (BLOCK_K
+32, 8-10 slots; run 183) was slower everywhere (forward 178 against 161 us, backward 149 / 141,
+the LM head's chunk 1417 / 1128; the step +0.9 ms).
 
 Limits: Hopper only (wgmma, TMA, setmaxnreg), triton >= 3.6 with Gluon; bf16/fp16 operands and
 outputs, row-major, 16-byte aligned; any M, N, K (TMA zero-fills loads past the edges and clips
