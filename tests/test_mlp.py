@@ -608,6 +608,28 @@ def test_gelu_grad_codes_stay_within_half_a_step():
     assert mlp_gluon.GELU_GRAD_STEP < 0.005
 
 
+
+@pytest.mark.skipif(not mlp_gluon.HAVE_GLUON, reason="needs Gluon (triton >= 3.5)")
+def test_gluon_forward_code_arithmetic():
+    """The Gluon forward's code, emulated in fp32 on the CPU with its folded constants: the level
+    K0 + K1 t + (h - h t)(D0 + D1 x^2) stays inside (0, 254) for every x (the kernel has no clamps),
+    and the low byte of level + _ROUND_BIAS's encoding is gelu_grad_encode's code, one level off at
+    most (fp32 rounding near a half; the GPU tests hold the kernel itself to the same)."""
+    x = torch.cat([torch.linspace(-12, 12, 400001), torch.tensor([-1.4185, 1.4185, 0.0, -1e4, 1e4])])
+    k = {name: float(getattr(mlp_gluon, f"_CODE_{name}").value) for name in ("K0", "K1", "D0", "D1")}
+    x2 = x * x
+    t = torch.tanh(x * (0.7978845608028654 + 0.035677408136300125 * x2))
+    half_x = 0.5 * x
+    h = half_x + half_x * t
+    level = (k["K0"] + k["K1"] * t) + (h - h * t) * (k["D0"] + k["D1"] * x2)
+    assert level.min().item() > 0.0 and level.max().item() < mlp_gluon.GELU_GRAD_TOP
+    rounded = (level + float(mlp_gluon._ROUND_BIAS.value)).view(torch.int32) & 0xFF
+    assert torch.equal(rounded, level.round().int())
+    diff = (rounded - mlp_gluon.gelu_grad_encode(x).int()).abs()
+    assert diff.max().item() <= 1 and diff.float().mean().item() < 1e-3
+    nan = (torch.tensor([float("nan")]) + float(mlp_gluon._ROUND_BIAS.value)).view(torch.int32) & 0xFF
+    assert nan.item() == 0
+
 CODED_OPTIONS = [MLPOptions(gelu_grad_code="always"), MLPOptions(gelu_grad_code="always", gelu_grad="cublas"),
                  MLPOptions(gelu_grad_code="always", **EPILOGUE), MLPOptions(gelu_grad_code="always", fc="triton"),
                  MLPOptions(gelu_grad_code="always", schedule="tiled", **ALL_TRITON, **EPILOGUE)]
