@@ -19,9 +19,10 @@ OPS_RUN = "run160"
 OPS_RUN_FILES = ["attention", "layernorm", "mlp", "cross_entropy", "linear", "embedding", "adamw", "gemm"]
 # the column sum's rows again after session 21 pipelined its loads (run 164, another H100)
 COLUMN_SUM_RUN = "run164-linear-bias_grad.json"
-# attention and the MLP again on session 23's code (run 175, another H100): attention after the
-# head-major program order (session 22), the MLP keeping gelu'(pre)'s 8-bit codes
-ATTENTION_RUN, MLP_RUN = "run175-attention.json", "run175-mlp.json"
+# attention again on session 23's code (run 175, another H100), after the head-major program order
+# (session 22); the MLP on session 24's (run 185, another H100): gelu'(pre)'s 8-bit codes, the
+# forward's epilogue trimmed
+ATTENTION_RUN, MLP_RUN = "run175-attention.json", "run185-mlp.json"
 # The summary at the top of RESULTS.md and in the README: (op, file, fastgpt's row, the references' rows).
 # Each reference is what a user would otherwise run for that op: PyTorch eager, torch.compile of the
 # same reference, and for attention SDPA's backends (on the model's layout: the q, k, v views of
@@ -91,7 +92,8 @@ def readme_ops_section(runs: Path) -> str:
 OP_RUNS = [
     ("Causal flash attention on session 23's code (run 175: the head-major program order; the summary's "
      "attention rows)", ATTENTION_RUN),
-    ("Fused bias + GELU MLP on session 23's code (run 175: gelu'(pre) kept as 8-bit codes for the backward; "
+    ("Fused bias + GELU MLP on session 24's code (run 185: gelu'(pre) kept as 8-bit codes for the backward, "
+     "the forward's epilogue trimmed; "
      "`triton-pre_kept` keeps pre in bf16 as before; the summary's MLP rows)", MLP_RUN),
 ] + [(f"{file} (run 160, session 21: the summary's other rows)", f"{OPS_RUN}-{file}.json") for file in OPS_RUN_FILES] + [
     ("The bias-gradient column sum with its loads pipelined (run 164, session 21; `triton-s1-sm4` is run "
@@ -192,6 +194,9 @@ instructions an element shorter (session 24);
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
     ("run184-train_step-round2", "Run 184, round 2 (the same call and machine as the pair above)."),
+    ("run185-train_step-round1", "Run 185 (one H100, session 24, a third machine, the final code, after "
+     "bench_mlp): the headline pair, fastgpt's row first; round 1 of 2 in one call."),
+    ("run185-train_step-round2", "Run 185, round 2 (the same call and machine)."),
     ("run173-train_step", "Run 173 (one H100, session 23): the README's table before session 24 trimmed "
      "the MLP forward's epilogue (bias in the accumulators' start, the code's level in four FMAs, "
      "rounded by an FADD)."),
@@ -324,12 +329,13 @@ eager; `eager ms` is the plain do_bench median of the same callable. NOTES.md ha
 the log of variants.
 """
 
-OPS_SUMMARY_NOTE = f"""## Every fused op against what a user would otherwise run (run 160, session 21; attention and the MLP run 175, session 23)
+OPS_SUMMARY_NOTE = f"""## Every fused op against what a user would otherwise run (run 160, session 21; attention run 175, session 23; the MLP run 185, session 24)
 
 One H100 80GB HBM3, torch 2.11.0+cu130, triton 3.6.0: every op benchmark file run on session 21's
-code (`results/runs/{OPS_RUN}-*.json`; command `runs/logs/{OPS_RUN}.sh`), attention's and the
-MLP's again on session 23's (`results/runs/{ATTENTION_RUN}`, `results/runs/{MLP_RUN}`, another
-H100; command `runs/logs/run175.sh`), their tables first below; CUDA-graph replays, do_bench
+code (`results/runs/{OPS_RUN}-*.json`; command `runs/logs/{OPS_RUN}.sh`), attention's again on
+session 23's (`results/runs/{ATTENTION_RUN}`, another H100; command `runs/logs/run175.sh`) and the
+MLP's on session 24's (`results/runs/{MLP_RUN}`, another H100; command `runs/logs/run185.sh`),
+their tables first below; CUDA-graph replays, do_bench
 medians; written by `results.py` from those files (OP_SUMMARY names the rows). Above 1x fastgpt is faster. Where it is not: attention's forward against cuDNN's (on
 either layout), and its forward+backward against cuDNN's on contiguous tensors at T 2048 (at T 512
 ours is the faster since the head-major order, 0.90 against 1.02 ms; on the model's qkv views
