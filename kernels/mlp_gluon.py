@@ -35,7 +35,7 @@ way CUTLASS's Hopper "ping-pong" GEMMs are built:
 
 The two consumers' K loops strictly alternate (an ordering barrier pair, `turn`): a slot's
 `ready` barrier can then never be more than one phase behind the count a consumer waits for.
-The bias partials' wgmma is issued asynchronously and waited for after the next turn's wait.
+A consumer waits for its turn once its tile's loads are issued and its bias is in registers.
 The other schedule of the same kernel (COOPERATIVE, kept for measuring) gives both warpgroups 128
 rows each of one (256, 128) tile, sharing the B slot: a third less operand traffic, but the
 epilogues no longer overlap any main loop.
@@ -71,7 +71,11 @@ set the pace (their stall samples twice the epilogues'; the epilogue warpgroup t
 turn), and 29% of the main loops' samples wait for a slot's data while the producer waits for a
 free slot: operand delivery from L2, as sessions 15-16 read it. Handing slots back sooner (BLOCK_K
 32, 8-10 slots; run 183) was slower everywhere (forward 178 against 161 us, backward 149 / 141,
-the LM head's chunk 1417 / 1128; the step +0.9 ms).
+the LM head's chunk 1417 / 1128; the step +0.9 ms). The same profile found each K loop's start
+stalled on its tile's bias load (issued after the turn was taken): waiting for the turn after the
+load (run 186, min of three): forward 162.4 / 164.4 us with codes, 158.4 / 163.6 with pre, backward
+140.7 / 142.4, the LM head's chunk 1143 / 1155, outputs bitwise equal; the step -0.05 to -0.09 ms
+in three pairs.
 
 Limits: Hopper only (wgmma, TMA, setmaxnreg), triton >= 3.6 with Gluon; bf16/fp16 operands and
 outputs, row-major, 16-byte aligned; any M, N, K (TMA zero-fills loads past the edges and clips
@@ -381,14 +385,6 @@ if HAVE_GLUON:
         num_pid_n = gl.cdiv(N, BN)
         k_tiles = gl.cdiv(K, BK)
         my_tiles = gl.cdiv(num_pid_m * num_pid_n - pid, nprog)
-        if not SHARED_TILE:
-            # K loops strictly alternate between the two warpgroups (the other one's last finished
-            # first): a slot's `ready` barrier then never runs more than one phase behind the
-            # count this warpgroup waits for (parity waits tell only two phases apart). Cooperative
-            # warpgroups need no turn: a slot is refilled only once both have handed it back
-            # (`empty` counts two arrivals). The first tile's turn here, each next one's at the end
-            # of the tile before it.
-            mbarrier.wait(turn.index(WHICH), (1 - WHICH) & 1)
         for idx in range(FIRST, my_tiles, STEP):
             tile_id = pid + idx * nprog
             pid_m, pid_n = _tile_coords(tile_id, num_pid_m, num_pid_n, 8)
@@ -405,9 +401,18 @@ if HAVE_GLUON:
                                                     pre_ready.index(2 * WHICH + h), pre_buf)
             acc_init = gl.zeros([HALF, BN], gl.float32, layout=mma_layout)
             if HAS_BIAS:
-                # the accumulators start from the bias: an FADD an element less in the epilogue, which
-                # bounds this kernel; the broadcast runs while the other warpgroup's last wgmmas do
+                # the accumulators start from the bias: an FADD an element less in the epilogue (whose
+                # instructions cost this kernel time, run 178)
                 acc_init = acc_init + _load_bias(Bias, off_n, N, BN, mma_layout)
+            if not SHARED_TILE:
+                # K loops strictly alternate between the two warpgroups (the other one's last finished
+                # first): a slot's `ready` barrier then never runs more than one phase behind the
+                # count this warpgroup waits for (parity waits tell only two phases apart). Cooperative
+                # warpgroups need no turn: a slot is refilled only once both have handed it back
+                # (`empty` counts two arrivals). Waited for once the tile's pre loads are issued and
+                # its bias is in registers, so that neither delays its first wgmma (run 182: the
+                # bias's load stalled the start of every K loop)
+                mbarrier.wait(turn.index(WHICH), ((idx // 2) & 1) ^ (1 - WHICH))
             acc0, acc1 = _mlp_k_loop(a_bufs, b_bufs, ready, empty, turn, idx * k_tiles, k_tiles, acc_init,
                                      ROW0, HALF, B_NK, not SHARED_TILE, WHICH)
             # epilogue (ping-pong: the other warpgroup's K loop runs meanwhile)
@@ -423,9 +428,6 @@ if HAVE_GLUON:
                                GELU_GRAD, WHICH, GRAD_CODE)
             if BIAS_GRAD:   # TMA zero-fills rows past M: out is 0 there. One partials row per 128 rows
                 sums = _column_sums_async(c_bufs.index(2 * WHICH), c_bufs.index(2 * WHICH + 1))
-            if not SHARED_TILE and idx + STEP < my_tiles:   # the next tile's turn, while the sums run
-                mbarrier.wait(turn.index(WHICH), (((idx + STEP) // 2) & 1) ^ (1 - WHICH))
-            if BIAS_GRAD:
                 _store_column_sums(warpgroup_mma_wait(0, deps=(sums,)), Partials, off_m // (2 * HALF), off_n, N)
         tma.store_wait(0)
 
