@@ -155,24 +155,28 @@ OP_RUNS = [
     ("Embedding backward: the two designs that lost to PyTorch, a program per four table rows "
      "(run 50) and a program per sorted position (run 51)", "run51-embedding.json"),
 ]
-TRAIN_STEP_RUN = "run180-train_step"
+TRAIN_STEP_RUN = "run187-train_step"
 TRAIN_STEP_FOLLOWUP_RUN = "run184-train_step-round1"
 TRAIN_STEP_FOLLOWUP_NOTE = """Run 184 (`results/runs/run184-train_step-round1/`, session 24, another H100 of the same kind,
 after the whole GPU test suite and the convergence check passed there): the headline pair on the
-same code as run 180's table, fastgpt's row first; round 2 of the same call is in RESULTS.md. On
-this machine fastgpt's graphed step fell short of 1.25x (the line above gives each ratio); runs
-176 and 177 (session 23's code, RESULTS.md) gave 1.250-1.255x on two others. The plot below is
-drawn from run 180's table (`python benchmarks/plot_train_step.py
-benchmarks/results/runs/run180-train_step -o benchmarks/results/train_step.png`).
+code before run 186's change to the Gluon kernel (its consumers' turn waits; -0.05 to -0.09 ms a
+step in run 186's three pairs), fastgpt's row first; round 2 is in RESULTS.md. On this machine
+fastgpt's graphed step fell short of 1.25x (the line above gives each ratio), as on run 180's
+(1.249x) and run 185's (1.235-1.240x) with that code; session 23's code gave 1.250-1.255x on two
+machines of three. The ratio moves by ~2% from machine to machine. The plot below is drawn from
+run 187's table (`python benchmarks/plot_train_step.py benchmarks/results/runs/run187-train_step
+-o benchmarks/results/train_step.png`).
 """
 # fastgpt's graphed steps against each compiled reference: the ratios the README states, computed.
 # *-adamwcopy-* is what fastgpt-train runs without gradient accumulation (since session 8).
 HEADLINE = (("triton-adamwcopy-cudagraph", "cuda-adamwcopy-cudagraph"),
             ("reference-compile", "reference-compile-cudagraphs"))
-README_TRAIN_STEP_LEAD = """Run 180 (`benchmarks/results/runs/run180-train_step/`): one device call on one H100, every
+README_TRAIN_STEP_LEAD = """Run 187 (`benchmarks/results/runs/run187-train_step/`): one device call on one H100, every
 configuration the issue lists (the eager reference, the reference with torch.compile and with its
-CUDA graphs, fastgpt's triton backend eager, with torch.compile and as fastgpt-train's graphed
-step, the cuda backend) on the same GPU one after the other. fastgpt's graphed steps run their
+CUDA graphs, fastgpt's triton backend eager and as fastgpt-train's graphed step, the cuda
+backend) on the same GPU one after the other, but fastgpt's triton backend with torch.compile,
+which did not finish within its 100 s there (compilation included; 48.69 ms a step in run 180,
+RESULTS.md). fastgpt's graphed steps run their
 plain GEMMs on the cuBLASLt algorithm timed fastest for each shape (kernels/gemm.py, session 17)
 and replay a graph whose small memsets (cuBLAS's, before most GEMMs) are kernel nodes
 (fastgpt/graph_memsets.py, session 18); each projection into the residual stream adds the stream
@@ -187,12 +191,15 @@ pass: the logits GEMM's Gluon epilogue writes exp(logits - the target's logit) a
 (session 16; the cuda row shares it, the LM head being Triton's on both backends), 8192 tokens a
 chunk (session 20), the attention kernels' programs head-major (session 22), and the MLP keeping
 gelu'(pre) as 8-bit codes for its backward instead of pre in bf16 (session 23;
-`triton-prekept-adamwcopy-cudagraph` is the same step keeping pre), its forward's epilogue two
-instructions an element shorter (session 24);
+`triton-prekept-adamwcopy-cudagraph` is the same step keeping pre), and the Gluon kernel's
+forward epilogue two instructions an element shorter, its consumers taking their turn after the
+tile's bias load (session 24);
 `benchmarks/RESULTS.md` says what each configuration is and keeps the earlier tables.
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run180-train_step", "Run 180 (one H100, session 24): every configuration on the code before run 186 "
+     "moved the Gluon kernel's turn waits (the MLP forward's epilogue already trimmed)."),
     ("run184-train_step-round2", "Run 184, round 2 (the same call and machine as the pair above)."),
     ("run185-train_step-round1", "Run 185 (one H100, session 24, a third machine, the final code, after "
      "bench_mlp): the headline pair, fastgpt's row first; round 1 of 2 in one call."),
@@ -345,10 +352,11 @@ torch.compile's reduction in run 160 and is level with it since its loads are pi
 rows here are run 164's, `results/runs/{COLUMN_SUM_RUN}`).
 """
 
-TRAIN_STEP_NOTE = """`results/runs/run180-train_step/*.json`: one row per configuration, written by
+TRAIN_STEP_NOTE = """`results/runs/run187-train_step/*.json`: one row per configuration, written by
 bench_train_step.py as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100
 (torch 2.11.0+cu130, triton 3.6.0), one after the other; their pytest-benchmark JSONs are in
-`pytest/` beside them. `*-cudagraph` is the whole step replayed as one CUDA graph
+`pytest/` beside them (`triton-compile` did not finish within its 100 s in run 187: its row is run
+180's, below). `*-cudagraph` is the whole step replayed as one CUDA graph
 (fastgpt.cuda_graph.GraphedTrainStep, fastgpt-train's default on a GPU; for fastgpt's
 backends it also casts the parameters to bf16 in one multi-tensor copy); `*-compile-cudagraphs` is
 torch.compile's own CUDA graphs (mode="reduce-overhead"). Bias gradients: fastgpt's rows take
