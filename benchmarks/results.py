@@ -201,8 +201,8 @@ TRAIN_STEP_HISTORY = [
     ("run180-train_step", "Run 180 (one H100, session 24): every configuration on the code before run 186 "
      "moved the Gluon kernel's turn waits (the MLP forward's epilogue already trimmed)."),
     ("run184-train_step-round2", "Run 184, round 2 (the same call and machine as the pair above)."),
-    ("run185-train_step-round1", "Run 185 (one H100, session 24, a third machine, the final code, after "
-     "bench_mlp): the headline pair, fastgpt's row first; round 1 of 2 in one call."),
+    ("run185-train_step-round1", "Run 185 (one H100, session 24, a third machine, the code before run 186's "
+     "turn waits, after bench_mlp): the headline pair, fastgpt's row first; round 1 of 2 in one call."),
     ("run185-train_step-round2", "Run 185, round 2 (the same call and machine)."),
     ("run173-train_step", "Run 173 (one H100, session 23): the README's table before session 24 trimmed "
      "the MLP forward's epilogue (bias in the accumulators' start, the code's level in four FMAs, "
