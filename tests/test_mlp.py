@@ -608,7 +608,6 @@ def test_gelu_grad_codes_stay_within_half_a_step():
     assert mlp_gluon.GELU_GRAD_STEP < 0.005
 
 
-
 @pytest.mark.skipif(not mlp_gluon.HAVE_GLUON, reason="needs Gluon (triton >= 3.5)")
 def test_gluon_forward_code_arithmetic():
     """The Gluon forward's code, emulated in fp32 on the CPU with its folded constants: the level
@@ -629,6 +628,7 @@ def test_gluon_forward_code_arithmetic():
     assert diff.max().item() <= 1 and diff.float().mean().item() < 1e-3
     nan = (torch.tensor([float("nan")]) + float(mlp_gluon._ROUND_BIAS.value)).view(torch.int32) & 0xFF
     assert nan.item() == 0
+
 
 CODED_OPTIONS = [MLPOptions(gelu_grad_code="always"), MLPOptions(gelu_grad_code="always", gelu_grad="cublas"),
                  MLPOptions(gelu_grad_code="always", **EPILOGUE), MLPOptions(gelu_grad_code="always", fc="triton"),

@@ -154,7 +154,6 @@ class MLPOptions:
             if getattr(self, field) not in allowed:
                 raise ValueError(f"MLPOptions.{field} must be one of {allowed}, got {getattr(self, field)!r}")
 
-
     def keeps_codes(self, dtype: torch.dtype) -> bool:
         """Whether the triton backend's MLP on activations of this dtype keeps gelu'(pre)'s codes."""
         return self.save_gelu and (self.gelu_grad_code == "always"
