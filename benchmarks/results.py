@@ -7,7 +7,9 @@ rewritten from the same files.
     python benchmarks/results.py
 """
 import json
+import re
 from pathlib import Path
+from statistics import median
 
 from bench_train_step import CONFIG_ORDER
 from report import render, replace_section
@@ -156,16 +158,26 @@ OP_RUNS = [
      "(run 50) and a program per sorted position (run 51)", "run51-embedding.json"),
 ]
 TRAIN_STEP_RUN = "run187-train_step"
-TRAIN_STEP_FOLLOWUP_RUN = "run184-train_step-round1"
-TRAIN_STEP_FOLLOWUP_NOTE = """Run 184 (`results/runs/run184-train_step-round1/`, session 24, another H100 of the same kind,
-after the whole GPU test suite and the convergence check passed there): the headline pair on the
-code before run 186's change to the Gluon kernel (its consumers' turn waits; -0.05 to -0.09 ms a
-step in run 186's three pairs), fastgpt's row first; round 2 is in RESULTS.md. On this machine
-fastgpt's graphed step fell short of 1.25x (the line above gives each ratio), as on run 180's
-(1.249x) and run 185's (1.235-1.240x) with that code; session 23's code gave 1.250-1.255x on two
-machines of three. The ratio moves by ~2% from machine to machine. The plot below is drawn from
-run 187's table (`python benchmarks/plot_train_step.py benchmarks/results/runs/run187-train_step
--o benchmarks/results/train_step.png`).
+TRAIN_STEP_FOLLOWUP_RUN = "run191-train_step-round1"
+# the headline pair on the final code of sessions 24-25, each device call a freshly started H100: run
+# 187's table, then every pair of runs 188-191 (run 189's right after the whole GPU test suite and
+# the convergence check)
+FINAL_CODE_PAIRS = ["run187-train_step", "run188-train_step-round1", "run189-train_step-round1",
+                    "run190-train_step-round1", "run190-train_step-round2", "run191-train_step-round1",
+                    "run191-train_step-round2"]
+SUSTAINED_PROBE_LOG = "logs/run192-sustain.log"
+TRAIN_STEP_FOLLOWUP_NOTE = """Run 191 (`results/runs/run191-train_step-round1/`, session 25, another H100 of the same kind,
+the same code): the headline pair, fastgpt's row first. Every timing of the pair on this code
+(runs 187-191, five device calls, each on a freshly started H100; `results/runs/run18*-train_step*`
+and `run19*-train_step*`), each in bench_train_step's do_bench window (0.3 s after a warm-up):
+"""
+SUSTAINED_NOTE = """Sustained. The step holds the H100 at its 700 W power cap (nvidia-smi's "SW power cap" active in
+every sample, runs 191-192), and the 0.3 s window above runs faster than the step keeps up as the
+GPU warms (run 191: 3 s windows slower for both, fastgpt's by more; `runs/logs/run191-clock.log`).
+Run 192 (`results/runs/logs/run192-sustain.log`, one H100, probe `runs/logs/run192-sustain.py`):
+each step run back to back for 40 s, the median of the last third's ~1 s slices, with the SM
+clock, instantaneous power and temperature of the same stretch (tree: the kernels as committed;
+coop: the Gluon kernel's cooperative schedule, a third less operand traffic, slower here too):
 """
 # fastgpt's graphed steps against each compiled reference: the ratios the README states, computed.
 # *-adamwcopy-* is what fastgpt-train runs without gradient accumulation (since session 8).
@@ -175,7 +187,7 @@ README_TRAIN_STEP_LEAD = """Run 187 (`benchmarks/results/runs/run187-train_step/
 configuration the issue lists (the eager reference, the reference with torch.compile and with its
 CUDA graphs, fastgpt's triton backend eager and as fastgpt-train's graphed step, the cuda
 backend) on the same GPU one after the other, but fastgpt's triton backend with torch.compile,
-which did not finish within its 100 s there (compilation included; 48.69 ms a step in run 180,
+which did not finish within its 100 s there (compilation included; 53.24 ms a step in run 191,
 RESULTS.md). fastgpt's graphed steps run their
 plain GEMMs on the cuBLASLt algorithm timed fastest for each shape (kernels/gemm.py, session 17)
 and replay a graph whose small memsets (cuBLAS's, before most GEMMs) are kernel nodes
@@ -198,6 +210,21 @@ tile's bias load (session 24);
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run191-train_step-round2", "Run 191, round 2 (the same call and machine as the pair above, the reference "
+     "first, after the clock probes of `runs/logs/run191-clock.log`)."),
+    ("run191-triton-compile", "Run 191 (the same call and machine): `triton-compile`, fastgpt's triton backend "
+     "under torch.compile, which run 187 cut at its 100 s (compilation included), given 200 s."),
+    ("run190-train_step-round1", "Run 190 (one H100, session 25, the final code): the headline pair, the "
+     "reference first; round 1 of 2 in one call."),
+    ("run190-train_step-round2", "Run 190, round 2 (the same call and machine, fastgpt first, after the step "
+     "probes of `runs/logs/run190-modes.log`)."),
+    ("run189-train_step-round1", "Run 189 (one H100, session 25, the final code): the headline pair, fastgpt "
+     "first, right after the whole GPU test suite and the convergence check on the same GPU."),
+    ("run188-train_step-round1", "Run 188 (one H100, session 25, the final code): the headline pair, the "
+     "reference first, before the LM head probes of `runs/logs/run188-step.log`."),
+    ("run184-train_step-round1", "Run 184 (one H100, session 24, after the whole GPU test suite and the "
+     "convergence check there): the headline pair on the code before run 186's turn waits, fastgpt first; "
+     "round 1 of 2 in one call."),
     ("run180-train_step", "Run 180 (one H100, session 24): every configuration on the code before run 186 "
      "moved the Gluon kernel's turn waits (the MLP forward's epilogue already trimmed)."),
     ("run184-train_step-round2", "Run 184, round 2 (the same call and machine as the pair above)."),
@@ -317,7 +344,7 @@ TRAIN_STEP_HISTORY = [
      "suite ran on the other; `cuda-cudagraph` then \"cublaslt_forward\"."),
 ]
 SCALING_RUN = "run44-scaling"
-CONVERGENCE_RUN = "run184-convergence.json"
+CONVERGENCE_RUN = "run189-convergence.json"
 SCALING_NOTE = """The val loss column is each run's own: 300 steps of 16k (1 GPU) or 32k (2 GPUs) tokens pass
 over Tiny Shakespeare's 304k training tokens 16 or 32 times, so the 2-GPU run overfits further.
 The loss check compares like with like: the 2-GPU run against one GPU trained on the same global
@@ -404,14 +431,61 @@ def train_step_rows(folder: Path) -> list[tuple[str | None, dict]]:
 def train_step_table(folder: Path) -> str:
     rows = train_step_rows(folder)
     with_gpu = any(gpu is not None for gpu, _ in rows)
+    # the sustained rate (bench_train_step.SUSTAIN_S) where the run measured it (since session 25)
+    with_sustained = any("sustained_ms" in r for _, r in rows)
     gpu_head, gpu_rule = ("GPU | ", "---|") if with_gpu else ("", "")
-    lines = [f"| config | {gpu_head}device | ms/step | tokens/s | MFU | peak GiB |",
-             f"|---|{gpu_rule}---|---|---|---|---|"]
+    sustained_head, sustained_rule = (" sustained ms/step | sustained tokens/s | SM clock MHz, W, C |", "---|---|---|") \
+        if with_sustained else ("", "")
+    lines = [f"| config | {gpu_head}device | ms/step | tokens/s | MFU | peak GiB |{sustained_head}",
+             f"|---|{gpu_rule}---|---|---|---|---|{sustained_rule}"]
     for gpu, r in rows:
         gpu_cell = f"{gpu} | " if with_gpu else ""
+        sustained_cells = ""
+        if with_sustained and "sustained_ms" in r:
+            gpu_state = ", ".join(f"{r[key]:.0f}" if key in r else "?" for key in ("sm_clock_mhz", "power_w", "temperature_c"))
+            sustained_cells = f" {r['sustained_ms']:.2f} | {r['sustained_tokens_per_s']:,.0f} | {gpu_state} |"
+        elif with_sustained:
+            sustained_cells = " - | - | - |"
         lines.append(f"| {r['config']} | {gpu_cell}{r['device']} | {r['median_ms']:.2f} | {r['tokens_per_s']:,.0f} | "
-                     f"{r['mfu']:.1%} | {r['peak_mem_gib']:.2f} |")
+                     f"{r['mfu']:.1%} | {r['peak_mem_gib']:.2f} |{sustained_cells}")
     return "\n".join(lines) + "\n"
+
+
+def pair_ratios_line(runs: Path, folders: list[str]) -> str:
+    """HEADLINE's first pair (fastgpt's graphed step against the compiled reference) as the ratio of
+    their tokens/s in each of `folders`, with the median and how many reach the issue's 1.25x."""
+    ours, ref = HEADLINE[0][0], HEADLINE[1][0]
+    ratios = []
+    for name in folders:
+        rows = {r["config"]: r for _, r in train_step_rows(runs / name)}
+        ratios.append((name, rows[ours]["tokens_per_s"] / rows[ref]["tokens_per_s"]))
+    values = [ratio for _, ratio in ratios]
+    return (f"- `{ours}` against `{ref}` in {len(ratios)} timings of the pair: "
+            + ", ".join(f"{ratio:.3f}x (`{name}`)" for name, ratio in ratios)
+            + f"; median {median(values):.3f}x, {sum(v >= 1.25 for v in values)} of {len(values)} at 1.25x or more\n")
+
+
+SUSTAINED_LINE = re.compile(r"^(?P<config>\S+) (?P<mode>\w+): .*last third (?P<ms>[\d.]+) .*SM clock (?P<mhz>\d+) MHz, "
+                            r"power (?P<w>\d+) W, temperature (?P<c>\d+) C")
+
+
+def sustained_probe_line(path: Path) -> str:
+    """Each configuration's sustained ms/step from a run192-sustain.py log (the last third of each 40 s
+    run; several runs of a configuration by their median) and fastgpt's ratio to the reference."""
+    found: dict[str, list[dict]] = {}
+    for line in path.read_text().splitlines():
+        match = SUSTAINED_LINE.match(line)
+        if match:
+            found.setdefault(f"{match['config']} ({match['mode']})", []).append(match.groupdict())
+    ms = {name: median(float(m["ms"]) for m in runs) for name, runs in found.items()}
+    # fastgpt's committed kernels first, its variants next, the reference last
+    order = sorted(found, key=lambda name: (name.startswith(HEADLINE[1][0]), not name.endswith("(tree)")))
+    cells = [f"`{name}` " + " / ".join(f"{m['ms']} ms at {m['mhz']} MHz, {m['w']} W, {m['c']} C" for m in found[name])
+             for name in order]
+    ours, ref = f"{HEADLINE[0][0]} (tree)", f"{HEADLINE[1][0]} (tree)"
+    ratio = f"; `{HEADLINE[0][0]}` against `{HEADLINE[1][0]}` sustained: {ms[ref] / ms[ours]:.3f}x" \
+        if ours in ms and ref in ms else ""
+    return "; ".join(cells) + ratio + "\n"
 
 
 def headline(folder: Path, repeat: Path) -> str:
@@ -463,7 +537,10 @@ def readme_train_step_section(runs: Path) -> str:
     return (README_TRAIN_STEP_LEAD + "\n" + train_step_table(runs / TRAIN_STEP_RUN) + "\n"
             + headline(runs / TRAIN_STEP_RUN, runs / TRAIN_STEP_FOLLOWUP_RUN) + "\n"
             + _from_repository_root(TRAIN_STEP_FOLLOWUP_NOTE) + "\n"
+            + pair_ratios_line(runs, FINAL_CODE_PAIRS) + "\n"
             + train_step_table(runs / TRAIN_STEP_FOLLOWUP_RUN) + "\n"
+            + _from_repository_root(SUSTAINED_NOTE) + "\n"
+            + sustained_probe_line(runs / SUSTAINED_PROBE_LOG) + "\n"
             + "![tokens/s and peak memory per configuration](benchmarks/results/train_step.png)\n\n"
             + "Convergence: " + convergence_line(runs / CONVERGENCE_RUN))
 
@@ -475,7 +552,9 @@ def main():
         parts.append(f"## {title}\n\n`results/runs/{name}`\n\n" + render(json.loads((runs / name).read_text())))
     parts.append("## GPT-2 124M training step\n\n" + TRAIN_STEP_NOTE + "\n" + train_step_table(runs / TRAIN_STEP_RUN)
                  + "\n" + headline(runs / TRAIN_STEP_RUN, runs / TRAIN_STEP_FOLLOWUP_RUN)
-                 + "\n" + TRAIN_STEP_FOLLOWUP_NOTE + "\n" + train_step_table(runs / TRAIN_STEP_FOLLOWUP_RUN)
+                 + "\n" + TRAIN_STEP_FOLLOWUP_NOTE + "\n" + pair_ratios_line(runs, FINAL_CODE_PAIRS)
+                 + "\n" + train_step_table(runs / TRAIN_STEP_FOLLOWUP_RUN)
+                 + "\n" + SUSTAINED_NOTE + "\n" + sustained_probe_line(runs / SUSTAINED_PROBE_LOG)
                  + "".join(f"\n### {note}\n\n`results/runs/{name}/`\n\n" + train_step_table(runs / name)
                            for name, note in TRAIN_STEP_HISTORY))
     parts.append("## Convergence: fastgpt (triton) against the reference (torch), bf16\n\n"

@@ -64,3 +64,53 @@ def test_a_benchmark_peak_leaves_out_what_was_allocated_before_it(monkeypatch):
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a, **k: 5 * 2**30)
     assert timing.peak_memory_gib({timing.BASELINE_KEY: 2**30}) == 4.0
     assert timing.peak_memory_gib({}) == 5.0
+
+
+def test_sustained_rate_is_the_second_half_median_with_the_gpu_state_of_that_half():
+    """benchmarks/timing.summarize_sustained: the slices and samples of the first half (the GPU
+    still warming) are left out of the reported rate and GPU state, and reported apart."""
+    import timing
+    slices = [(t, ms) for t, ms in zip(range(10), [25.0, 25.2, 25.4, 25.6, 25.8, 26.6, 26.9, 26.7, 26.8, 27.5])]
+    samples = [(t / 2, {"sm_clock_mhz": 1980.0 if t < 10 else 1560.0 + t, "power_w": 690.0, "temperature_c": 50.0 + t})
+               for t in range(20)]
+    report = timing.summarize_sustained(slices, samples, seconds=10.0)
+    assert report["sustained_ms"] == 26.8 and report["sustained_first_half_ms"] == 25.4
+    assert report["sm_clock_mhz"] == 1574.5 and report["temperature_c"] == 64.5 and report["power_w"] == 690.0
+    assert report["sustained_slices"] == 10 and report["sustained_s"] == 10.0
+
+
+def test_gpu_sampler_without_nvidia_smi_samples_nothing(monkeypatch):
+    import timing
+    monkeypatch.setattr(timing.shutil, "which", lambda name: None)
+    with timing.GpuSampler() as sampler:
+        pass
+    assert sampler.rows == [] and timing.summarize_sustained([(0.0, 30.0)], sampler.rows, 1.0) == {
+        "sustained_ms": 30.0, "sustained_first_half_ms": 30.0, "sustained_s": 1.0, "sustained_slices": 1}
+
+
+def test_rows_with_a_sustained_rate_get_its_columns(tmp_path):
+    _row(tmp_path, "reference-compile", 32.0)
+    row = json.loads((tmp_path / "reference-compile.json").read_text())
+    row.update(sustained_ms=33.0, sustained_tokens_per_s=16384 / 33e-3, sm_clock_mhz=1750.0, power_w=697.0,
+               temperature_c=66.0)
+    (tmp_path / "reference-compile.json").write_text(json.dumps(row))
+    _row(tmp_path, "triton-cudagraph", 26.0)
+    lines = results.train_step_table(tmp_path).splitlines()
+    assert lines[0].endswith("| peak GiB | sustained ms/step | sustained tokens/s | SM clock MHz, W, C |")
+    assert lines[2].endswith("| 7.00 | 33.00 | 496,485 | 1750, 697, 66 |")
+    assert lines[3].endswith("| 7.00 | - | - | - |")
+
+
+def test_pair_ratios_and_sustained_probe_lines_are_computed_from_the_runs(tmp_path):
+    ours, ref = results.HEADLINE[0][0], results.HEADLINE[1][0]
+    for name, ours_ms in (("runA", 25.0), ("runB", 26.0)):
+        _row(tmp_path / name, ours, ours_ms)
+        _row(tmp_path / name, ref, 32.0)
+    line = results.pair_ratios_line(tmp_path, ["runA", "runB"])
+    assert "1.280x (`runA`), 1.231x (`runB`); median 1.255x, 1 of 2 at 1.25x or more" in line
+    log = tmp_path / "sustain.log"
+    log.write_text("\n".join(
+        f"{config} tree: 39 slices of 31 steps; ms/step first third {ms + 0.2:.3f}, last third {ms:.3f} (min 1, max 2); "
+        f"last third's SM clock 1600 MHz, power 700 W, temperature 66 C; energy 20 J a step"
+        for config, ms in ((ref, 33.0), (ours, 26.4), (ref, 33.4))) + "\nt=85\n")   # a cut run leaves no line
+    assert results.sustained_probe_line(log).endswith(f"`{ours}` against `{ref}` sustained: 1.258x\n")
