@@ -114,3 +114,32 @@ def test_pair_ratios_and_sustained_probe_lines_are_computed_from_the_runs(tmp_pa
         f"last third's SM clock 1600 MHz, power 700 W, temperature 66 C; energy 20 J a step"
         for config, ms in ((ref, 33.0), (ours, 26.4), (ref, 33.4))) + "\nt=85\n")   # a cut run leaves no line
     assert results.sustained_probe_line(log).endswith(f"`{ours}` against `{ref}` sustained: 1.258x\n")
+
+
+def test_sustained_runs_the_step_back_to_back_in_timed_slices(monkeypatch):
+    """benchmarks/timing.sustained on the CPU: CUDA's events and synchronisation stood in for by the
+    host clock, a 10 ms "step"; the slices cover the duration and the rate is the step's."""
+    import time
+    import torch
+    import timing
+
+    class HostEvent:
+        def __init__(self, enable_timing=False):
+            self.at = None
+
+        def record(self):
+            self.at = time.perf_counter()
+
+        def synchronize(self):
+            pass
+
+        def elapsed_time(self, end):
+            return (end.at - self.at) * 1e3
+
+    monkeypatch.setattr(torch.cuda, "Event", HostEvent)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    monkeypatch.setattr(timing.shutil, "which", lambda name: None)
+    calls = []
+    report = timing.sustained(lambda: (calls.append(1), time.sleep(0.01)), seconds=0.4, slice_s=0.05)
+    assert report["sustained_slices"] >= 4 and len(calls) >= 20
+    assert 9.5 <= report["sustained_ms"] <= 30.0 and report["sustained_s"] == 0.4
