@@ -143,3 +143,17 @@ def test_sustained_runs_the_step_back_to_back_in_timed_slices(monkeypatch):
     report = timing.sustained(lambda: (calls.append(1), time.sleep(0.01)), seconds=0.4, slice_s=0.05)
     assert report["sustained_slices"] >= 4 and len(calls) >= 20
     assert 9.5 <= report["sustained_ms"] <= 30.0 and report["sustained_s"] == 0.4
+
+
+def test_headline_gives_the_sustained_ratio_where_both_rows_have_it(tmp_path):
+    ours, ref = results.HEADLINE[0][0], results.HEADLINE[1][0]
+    for config, ms, sustained_ms in ((ours, 25.0, 26.0), (ref, 32.0, 33.0)):
+        _row(tmp_path / "run", config, ms)
+        _row(tmp_path / "plain", config, ms)
+        path = tmp_path / "run" / f"{config}.json"
+        row = json.loads(path.read_text())
+        row["sustained_tokens_per_s"] = 16384 / (sustained_ms * 1e-3)
+        path.write_text(json.dumps(row))
+    assert f"- `{ours}` against `{ref}`: 1.280x the tokens/s (1.269x sustained), 1.00x the peak memory" in \
+        results.headline(tmp_path / "run", tmp_path / "plain")
+    assert "sustained" not in results.headline(tmp_path / "plain", tmp_path / "plain")
