@@ -72,6 +72,8 @@ PEAK_FLOPS = 989e12                       # H100 SXM, bf16 dense
 # seconds each configuration also runs back to back for its sustained rate (0: not measured);
 # run 192 saw the GPU's temperature settle within ~20 s, the step's time within ~10
 SUSTAIN_S = float(os.environ.get("FASTGPT_BENCH_SUSTAIN_S", "20"))
+
+
 class Config(NamedTuple):
     backend: str                      # fastgpt backend the model runs on
     compile_mode: str | None = None   # torch.compile(model, mode=...) or eager
@@ -221,8 +223,7 @@ def test_train_step(benchmark, name):
     cfg = model.config
     tokens = BATCH * cfg.block_size
     ms = measure(benchmark, step, rounds=10, graph=False, sustain_s=SUSTAIN_S, config=name, backend=backend,
-                 compiled=compiled,
-                 compile_mode=compile_mode, cuda_graph=setup.cuda_graph,
+                 compiled=compiled, compile_mode=compile_mode, cuda_graph=setup.cuda_graph,
                  batch=BATCH, block_size=cfg.block_size, tokens_per_step=tokens)
     extra = benchmark.extra_info
     extra["tokens_per_s"] = tokens / (ms * 1e-3)

@@ -94,8 +94,8 @@ def _nvidia_smi_ids() -> list[str]:
 
 class GpuSampler:
     """nvidia-smi sampling the current GPU every GPU_SAMPLE_PERIOD_MS while the `with` block runs:
-    `rows`, one (seconds since the start, {key: value}) per sample; none where nvidia-smi is missing
-    or answers neither id."""
+    `rows`, one (seconds since the start, counted in sampling periods, {key: value}) per sample; none
+    where nvidia-smi is missing or answers neither id."""
 
     def __enter__(self):
         self.rows, self._process = [], None
