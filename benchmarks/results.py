@@ -222,12 +222,12 @@ TRAIN_STEP_HISTORY = [
      "first, right after the whole GPU test suite and the convergence check on the same GPU."),
     ("run188-train_step-round1", "Run 188 (one H100, session 25, the final code): the headline pair, the "
      "reference first, before the LM head probes of `runs/logs/run188-step.log`."),
+    ("run180-train_step", "Run 180 (one H100, session 24): every configuration on the code before run 186 "
+     "moved the Gluon kernel's turn waits (the MLP forward's epilogue already trimmed)."),
     ("run184-train_step-round1", "Run 184 (one H100, session 24, after the whole GPU test suite and the "
      "convergence check there): the headline pair on the code before run 186's turn waits, fastgpt first; "
      "round 1 of 2 in one call."),
-    ("run180-train_step", "Run 180 (one H100, session 24): every configuration on the code before run 186 "
-     "moved the Gluon kernel's turn waits (the MLP forward's epilogue already trimmed)."),
-    ("run184-train_step-round2", "Run 184, round 2 (the same call and machine as the pair above)."),
+    ("run184-train_step-round2", "Run 184, round 2 (the same call and machine as round 1 above)."),
     ("run185-train_step-round1", "Run 185 (one H100, session 24, a third machine, the code before run 186's "
      "turn waits, after bench_mlp): the headline pair, fastgpt's row first; round 1 of 2 in one call."),
     ("run185-train_step-round2", "Run 185, round 2 (the same call and machine)."),
