@@ -165,11 +165,19 @@ if HAVE_GLUON:
                                          is_pure=True, pack=1)
 
     @gluon.jit
-    def _gelu(x):
-        """gelu_tanh of an fp32 tile: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
-        t = _tanh(x * (0.7978845608028654 + 0.035677408136300125 * (x * x)))
+    def _gelu_parts(x):
+        """(gelu_tanh(x), its tanh t, x^2) of an fp32 tile: gelu_tanh = 0.5 x (1 + tanh(sqrt(2/pi)
+        (x + 0.044715 x^3))); the derivative's code reuses t and x^2."""
+        x2 = x * x
+        t = _tanh(x * (0.7978845608028654 + 0.035677408136300125 * x2))
         half_x = 0.5 * x
-        return half_x + half_x * t
+        return half_x + half_x * t, t, x2
+
+    @gluon.jit
+    def _gelu(x):
+        """gelu_tanh of an fp32 tile."""
+        h, _, _ = _gelu_parts(x)
+        return h
 
     @gluon.jit
     def _gelu_grad(x):
@@ -181,16 +189,13 @@ if HAVE_GLUON:
 
     @gluon.jit
     def _gelu_grad_code(x):
-        """(gelu_tanh(x), gelu_tanh'(x) as GRAD_CODE's uint8 code) of an fp32 tile, one tanh for both
-        (h as _gelu computes it). The level lies in (0.2, 253.9) for every finite x (gelu' in
+        """(gelu_tanh(x), gelu_tanh'(x) as GRAD_CODE's uint8 code) of an fp32 tile, one tanh for both.
+        The level lies in (0.2, 253.9) for every finite x (gelu' in
         [-0.129, 1.129], tanh.approx within ~1e-3), so no clamps: the nearest code is the low byte
         of level + _ROUND_BIAS's encoding (an FADD where a conversion takes the SFU's rate; NaN and
         infinities give code 0). Four FMAs for the level from t, x^2 and h (run 178: each FMA an
         element costs this kernel ~3 us)."""
-        x2 = x * x
-        t = _tanh(x * (0.7978845608028654 + 0.035677408136300125 * x2))
-        half_x = 0.5 * x
-        h = half_x + half_x * t
+        h, t, x2 = _gelu_parts(x)
         level = (_CODE_K0 + _CODE_K1 * t) + (h - h * t) * (_CODE_D0 + _CODE_D1 * x2)
         return h, (level + _ROUND_BIAS).to(gl.int32, bitcast=True).to(gl.uint8)
 
