@@ -477,7 +477,7 @@ def linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     kernel="gluon" runs kernels/mlp_gluon.py's ping-pong kernel where it applies (a Hopper GPU,
     16-bit row-major operands, pre stored), this file's kernel elsewhere."""
     M, N = x.shape[0], weight.shape[0]
-    if kernel == "gluon" and store_pre and mlp_gluon.applies(x, weight, bias) and (not pre_code or N % 16 == 0):
+    if kernel == "gluon" and store_pre and mlp_gluon.applies(x, weight, bias, codes=pre_code):
         h, pre = _empty(x, M, N), (_empty_codes(x, M, N) if pre_code else _empty(x, M, N))
         mlp_gluon.launch_linear_gelu(x, weight, bias, h, pre)
         return h, pre

@@ -167,7 +167,7 @@ if HAVE_GLUON:
     @gluon.jit
     def _gelu_parts(x):
         """(gelu_tanh(x), its tanh t, x^2) of an fp32 tile: gelu_tanh = 0.5 x (1 + tanh(sqrt(2/pi)
-        (x + 0.044715 x^3))); the derivative's code reuses t and x^2."""
+        (x + 0.044715 x^3))); the derivative and its code reuse t and x^2."""
         x2 = x * x
         t = _tanh(x * (0.7978845608028654 + 0.035677408136300125 * x2))
         half_x = 0.5 * x
@@ -182,19 +182,18 @@ if HAVE_GLUON:
     @gluon.jit
     def _gelu_grad(x):
         """d gelu_tanh / dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 0.044715 x^2)."""
-        x2 = x * x
-        t = _tanh(x * (0.7978845608028654 + 0.035677408136300125 * x2))
+        _, t, x2 = _gelu_parts(x)
         du = 0.7978845608028654 + 0.10703222440890038 * x2
         return 0.5 + 0.5 * t + (0.5 * x) * (1.0 - t * t) * du
 
     @gluon.jit
     def _gelu_grad_code(x):
         """(gelu_tanh(x), gelu_tanh'(x) as GRAD_CODE's uint8 code) of an fp32 tile, one tanh for both.
-        The level lies in (0.2, 253.9) for every finite x (gelu' in
-        [-0.129, 1.129], tanh.approx within ~1e-3), so no clamps: the nearest code is the low byte
-        of level + _ROUND_BIAS's encoding (an FADD where a conversion takes the SFU's rate; NaN and
-        infinities give code 0). Four FMAs for the level from t, x^2 and h (run 178: each FMA an
-        element costs this kernel ~3 us)."""
+        The level lies in (0.2, 253.9) for every finite x (gelu' in [-0.129, 1.129], tanh.approx
+        within ~1e-3), so no clamps: the nearest code is the low byte of level + _ROUND_BIAS's
+        encoding (an FADD where a conversion takes the SFU's rate; NaN and infinities give code 0).
+        Four FMAs for the level from t, x^2 and h (run 178: each FMA an element costs this kernel
+        ~3 us)."""
         h, t, x2 = _gelu_parts(x)
         level = (_CODE_K0 + _CODE_K1 * t) + (h - h * t) * (_CODE_D0 + _CODE_D1 * x2)
         return h, (level + _ROUND_BIAS).to(gl.int32, bitcast=True).to(gl.uint8)
@@ -495,9 +494,10 @@ def _operands_apply(a: torch.Tensor, *others: torch.Tensor) -> bool:
             and all(t.dtype == a.dtype and tma_row_major(t) for t in (a, *others)))
 
 
-def applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
-    """Whether linear_gelu can run x (M, K) @ weight (N, K)^T + bias here."""
-    return (_operands_apply(x, weight) and weight.shape[0] % 8 == 0
+def applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, codes: bool = False) -> bool:
+    """Whether linear_gelu can run x (M, K) @ weight (N, K)^T + bias here; with codes, storing
+    gelu'(pre)'s uint8 codes (GRAD_CODE), whose rows TMA addresses only in 16-byte strides."""
+    return (_operands_apply(x, weight) and weight.shape[0] % (16 if codes else 8) == 0
             and (bias is None or (bias.dtype == x.dtype and bias.is_contiguous())))
 
 

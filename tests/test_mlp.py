@@ -744,7 +744,8 @@ def test_gluon_gelu_grad_codes_match_float64(schedule, dtype, M, K, N, bias_grad
     x = torch.randn(M, K, generator=g).to("cuda", dtype)
     w = (torch.randn(N, K, generator=g) * 2 * K ** -0.5).to("cuda", dtype)
     b = (torch.randn(N, generator=g) * 0.5).to("cuda", dtype)
-    assert mlp_gluon.applies(x, w, b)
+    assert mlp_gluon.applies(x, w, b, codes=True)
+    assert not mlp_gluon.applies(x, w[8:], b[8:], codes=True) and mlp_gluon.applies(x, w[8:], b[8:])   # N % 16 == 8
     h, code = kernels.linear_gelu(x, w, b, store_pre=True, pre_code=True, kernel="gluon")
     h_pre, pre = kernels.linear_gelu(x, w, b, store_pre=True, kernel="gluon")
     assert code.dtype == torch.uint8
