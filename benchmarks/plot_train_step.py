@@ -1,6 +1,8 @@
 """Bar chart of the GPT-2 train-step benchmark: tokens/s and peak memory per configuration.
 
-Reads the pytest-benchmark JSON of benchmarks/bench_train_step.py (the extra_info each
+Where the rows carry the sustained rate (bench_train_step.SUSTAIN_S: the step back to back at the
+GPU's power cap), the tokens/s panel shows it beside the short window's, one pair of bars a
+configuration. Reads the pytest-benchmark JSON of benchmarks/bench_train_step.py (the extra_info each
 configuration recorded), or the folder of one-row JSONs that the benchmark writes as each
 configuration finishes (FASTGPT_BENCH_OUT=DIR gives DIR/train_step/), and writes a PNG, the
 device named in the title. Needs matplotlib.
@@ -51,19 +53,34 @@ def plot(data: dict, out: Path) -> None:
     names = [r["config"] for r in results]
     device = results[0].get("device") or data.get("fastgpt", {}).get("device", "unknown device")
     fig, (ax_tok, ax_mem) = plt.subplots(1, 2, figsize=(13, 4.8))
-    panels = ((ax_tok, [r["tokens_per_s"] / 1e3 for r in results], "tokens/s (thousands)", "{:.0f}k"),
-              (ax_mem, [r["peak_mem_gib"] for r in results], "peak memory (GiB)", "{:.1f}"))
+    sustained = all("sustained_tokens_per_s" in r for r in results)
+    x = list(range(len(names)))
+    width = 0.4 if sustained else 0.8
     colors = ["#8c8c8c" if n.startswith("reference") else "#1f77b4" for n in names]
-    for ax, values, label, fmt in panels:
-        bars = ax.bar(names, values, color=colors)
-        ax.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=8)
+    dark = ["#4d4d4d" if n.startswith("reference") else "#0b3c61" for n in names]
+    # (axis, bar offset, values, colours, label in the legend or None, number format)
+    series = [(ax_tok, -width / 2 if sustained else 0.0, [r["tokens_per_s"] / 1e3 for r in results], colors,
+               "0.3 s window" if sustained else None, "{:.0f}k"),
+              (ax_mem, 0.0, [r["peak_mem_gib"] for r in results], colors, None, "{:.1f}")]
+    if sustained:
+        series.append((ax_tok, width / 2, [r["sustained_tokens_per_s"] / 1e3 for r in results], dark,
+                       "sustained (power cap)", "{:.0f}k"))
+    window_bars = None
+    for ax, offset, values, color, label, fmt in series:
+        bars = ax.bar([i + offset for i in x], values, width=width if ax is ax_tok else 0.8, color=color, label=label)
+        ax.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=6 if sustained else 8)
+        window_bars = bars if ax is ax_tok and window_bars is None else window_bars
+    for ax, label in ((ax_tok, "tokens/s (thousands)"), (ax_mem, "peak memory (GiB)")):
         ax.set_ylabel(label)
+        ax.set_xticks(x, names)
         ax.tick_params(axis="x", rotation=40, labelsize=7)
         plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
         ax.grid(axis="y", alpha=0.3)
-    for r, bar in zip(results, ax_tok.patches):
+    if sustained:
+        ax_tok.legend(fontsize=7, loc="upper left")
+    for r, bar in zip(results, window_bars):
         ax_tok.annotate(f"MFU {r['mfu']:.0%}", (bar.get_x() + bar.get_width() / 2, 0),
-                        xytext=(0, 4), textcoords="offset points", ha="center", fontsize=6,
+                        xytext=(0, 4), textcoords="offset points", ha="center", fontsize=5 if sustained else 6,
                         color="white")
     first = results[0]
     save(fig, f"GPT-2 124M train step (batch {first.get('batch', '?')} x block "

@@ -157,38 +157,51 @@ OP_RUNS = [
     ("Embedding backward: the two designs that lost to PyTorch, a program per four table rows "
      "(run 50) and a program per sorted position (run 51)", "run51-embedding.json"),
 ]
-TRAIN_STEP_RUN = "run187-train_step"
-TRAIN_STEP_FOLLOWUP_RUN = "run191-train_step-round1"
-# the headline pair on the final code of sessions 24-25, each device call a freshly started H100: run
-# 187's table, then every pair of runs 188-191 (run 189's right after the whole GPU test suite and
-# the convergence check)
+TRAIN_STEP_RUN = "run195-train_step"
+TRAIN_STEP_FOLLOWUP_RUN = "run196-train_step-round1"
+# the headline pair on the final code of sessions 24-26 (session 25's and 26's changes left the kernels'
+# SASS as it was), each device call a freshly started H100 but run 196 (run 195's machine): run 187's
+# table, every pair of runs 188-191, then session 26's, which also measured the sustained rate
 FINAL_CODE_PAIRS = ["run187-train_step", "run188-train_step-round1", "run189-train_step-round1",
                     "run190-train_step-round1", "run190-train_step-round2", "run191-train_step-round1",
-                    "run191-train_step-round2"]
+                    "run191-train_step-round2", "run193-train_step-round1", "run194-train_step-round1",
+                    "run195-train_step", "run196-train_step-round1"]
 SUSTAINED_PROBE_LOG = "logs/run192-sustain.log"
-TRAIN_STEP_FOLLOWUP_NOTE = """Run 191 (`results/runs/run191-train_step-round1/`, session 25, another H100 of the same kind,
-the same code): the headline pair, fastgpt's row first. Every timing of the pair on this code
-(runs 187-191, five device calls, each on a freshly started H100; `results/runs/run18*-train_step*`
-and `run19*-train_step*`), each in bench_train_step's do_bench window (0.3 s after a warm-up):
+TRAIN_STEP_FOLLOWUP_NOTE = """Run 196 (`results/runs/run196-train_step-round1/`, session 26, run 195's machine after the whole GPU
+test suite and the convergence check): the headline pair, fastgpt's row first. Every timing of
+the pair on this code (runs 187-196; `results/runs/run18*-train_step*` and `run19*-train_step*`),
+in bench_train_step's do_bench window (0.3 s after a warm-up) and, since session 26, sustained
+(20 s back to back, the second half's median):
 """
 SUSTAINED_NOTE = """Sustained. The step holds the H100 at its 700 W power cap (nvidia-smi's "SW power cap" active in
-every sample, runs 191-192), and the 0.3 s window above runs faster than the step keeps up as the
-GPU warms (run 191: 3 s windows slower for both, fastgpt's by more; `runs/logs/run191-clock.log`).
-Run 192 (`results/runs/logs/run192-sustain.log`, one H100, probe `runs/logs/run192-sustain.py`):
-each step run back to back for 40 s, the median of the last third's ~1 s slices, with the SM
-clock, instantaneous power and temperature of the same stretch (tree: the kernels as committed;
-coop: the Gluon kernel's cooperative schedule, a third less operand traffic, slower here too):
+every sample, runs 191-192), where a step's time is its energy over the power the clock is held
+to, and the 0.3 s window runs faster than the step keeps up as the GPU warms, fastgpt's denser
+step by more (run 191, `runs/logs/run191-clock.log`). The sustained columns above are
+bench_train_step's (since session 26); before them, run 192's probe (`results/runs/logs/run192-sustain.log`,
+one H100, `runs/logs/run192-sustain.py`) ran each step back to back for 40 s and took the median
+of the last third's ~1 s slices, with the SM clock, instantaneous power and temperature of the
+same stretch (tree: the kernels as committed; coop: the Gluon kernel's cooperative schedule, a
+third less operand traffic, slower here too). The GPU's temperature goes with the ratio: run 195's
+table ran on a freshly started machine whose second halves were at 53-60 C, run 196's pair (the
+same GPU after the test suite) at 61 C, runs 193-194's pairs (each after minutes of probes) and run
+192's probe at 64-67 C, and the warmer runs give the lower sustained ratios above (different
+machines as well: the two are not separated):
 """
 # fastgpt's graphed steps against each compiled reference: the ratios the README states, computed.
 # *-adamwcopy-* is what fastgpt-train runs without gradient accumulation (since session 8).
 HEADLINE = (("triton-adamwcopy-cudagraph", "cuda-adamwcopy-cudagraph"),
             ("reference-compile", "reference-compile-cudagraphs"))
-README_TRAIN_STEP_LEAD = """Run 187 (`benchmarks/results/runs/run187-train_step/`): one device call on one H100, every
-configuration the issue lists (the eager reference, the reference with torch.compile and with its
-CUDA graphs, fastgpt's triton backend eager and as fastgpt-train's graphed step, the cuda
-backend) on the same GPU one after the other, but fastgpt's triton backend with torch.compile,
-which did not finish within its 100 s there (compilation included; 53.24 ms a step in run 191,
-RESULTS.md). fastgpt's graphed steps run their
+README_TRAIN_STEP_LEAD = """Run 195 (`benchmarks/results/runs/run195-train_step/`, session 26): one device call on one H100,
+every configuration the issue lists (the eager reference, the reference with torch.compile and
+with its CUDA graphs, fastgpt's triton backend eager and as fastgpt-train's graphed step, the cuda
+backend) on the same GPU one after the other, each timed twice: in do_bench's 0.3 s window after
+a warm-up (ms/step, tokens/s, MFU) and sustained, run back to back for 20 s at the GPU's power
+cap, the median ~1 s slice of the second half with the SM clock, board power and temperature
+meanwhile (what a training run gets; see Sustained below). fastgpt's triton backend with
+torch.compile is not in it (compilation alone takes most of a configuration's 100-odd seconds;
+53.24 ms a step in run 191's window, RESULTS.md). The eager `triton` row is host-bound (Python and
+custom-op dispatch set its time): its window and sustained rates disagree there (the table), why
+was not examined. fastgpt's graphed steps run their
 plain GEMMs on the cuBLASLt algorithm timed fastest for each shape (kernels/gemm.py, session 17)
 and replay a graph whose small memsets (cuBLAS's, before most GEMMs) are kernel nodes
 (fastgpt/graph_memsets.py, session 18); each projection into the residual stream adds the stream
@@ -210,6 +223,15 @@ tile's bias load (session 24);
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run194-train_step-round1", "Run 194 (one H100, session 26, the final code): the headline pair with its sustained "
+     "rate, the reference first, after the LM head probes of `runs/logs/run194-ab.log`."),
+    ("run193-train_step-round1", "Run 193 (one H100, session 26, the final code): the headline pair with its sustained "
+     "rate (the first bench_train_step rows with it), fastgpt first, after the GEMM-choice probes of "
+     "`runs/logs/run193-ab.log`."),
+    ("run187-train_step", "Run 187 (one H100, session 24, the final code): the README's table before session 26 "
+     "(every configuration but triton-compile, window timings only)."),
+    ("run191-train_step-round1", "Run 191 (one H100, session 25, the final code): the headline pair, fastgpt's row "
+     "first; round 1 of 2 in one call."),
     ("run191-train_step-round2", "Run 191, round 2 (the same call and machine as the pair above, the reference "
      "first, after the clock probes of `runs/logs/run191-clock.log`)."),
     ("run191-triton-compile", "Run 191 (the same call and machine): `triton-compile`, fastgpt's triton backend "
@@ -344,7 +366,7 @@ TRAIN_STEP_HISTORY = [
      "suite ran on the other; `cuda-cudagraph` then \"cublaslt_forward\"."),
 ]
 SCALING_RUN = "run44-scaling"
-CONVERGENCE_RUN = "run189-convergence.json"
+CONVERGENCE_RUN = "run196-convergence.json"
 SCALING_NOTE = """The val loss column is each run's own: 300 steps of 16k (1 GPU) or 32k (2 GPUs) tokens pass
 over Tiny Shakespeare's 304k training tokens 16 or 32 times, so the 2-GPU run overfits further.
 The loss check compares like with like: the 2-GPU run against one GPU trained on the same global
@@ -379,11 +401,13 @@ torch.compile's reduction in run 160 and is level with it since its loads are pi
 rows here are run 164's, `results/runs/{COLUMN_SUM_RUN}`).
 """
 
-TRAIN_STEP_NOTE = """`results/runs/run187-train_step/*.json`: one row per configuration, written by
+TRAIN_STEP_NOTE = """`results/runs/run195-train_step/*.json`: one row per configuration, written by
 bench_train_step.py as each finished (FASTGPT_BENCH_OUT), all from one device call on one H100
 (torch 2.11.0+cu130, triton 3.6.0), one after the other; their pytest-benchmark JSONs are in
-`pytest/` beside them (`triton-compile` did not finish within its 100 s in run 187: its row is run
-180's, below). `*-cudagraph` is the whole step replayed as one CUDA graph
+`pytest/` beside them (`triton-compile` is not in run 195: its rows are run 191's and run 180's,
+below). Since run 193 each row also has its sustained rate: the step back to back for 20 s, the
+median ~1 s slice of the second half, with the SM clock, power and temperature of that half
+(timing.sustained). `*-cudagraph` is the whole step replayed as one CUDA graph
 (fastgpt.cuda_graph.GraphedTrainStep, fastgpt-train's default on a GPU; for fastgpt's
 backends it also casts the parameters to bf16 in one multi-tensor copy); `*-compile-cudagraphs` is
 torch.compile's own CUDA graphs (mode="reduce-overhead"). Bias gradients: fastgpt's rows take
@@ -451,18 +475,28 @@ def train_step_table(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def pair_ratios_line(runs: Path, folders: list[str]) -> str:
+def pair_ratios_line(runs: Path, folders: list[str], key: str = "tokens_per_s") -> str:
     """HEADLINE's first pair (fastgpt's graphed step against the compiled reference) as the ratio of
-    their tokens/s in each of `folders`, with the median and how many reach the issue's 1.25x."""
+    their `key` (tokens_per_s: the window's; sustained_tokens_per_s) in each of `folders` whose two
+    rows have it, with the median and how many reach the issue's 1.25x; "" where none has it."""
     ours, ref = HEADLINE[0][0], HEADLINE[1][0]
     ratios = []
     for name in folders:
         rows = {r["config"]: r for _, r in train_step_rows(runs / name)}
-        ratios.append((name, rows[ours]["tokens_per_s"] / rows[ref]["tokens_per_s"]))
+        if key in rows[ours] and key in rows[ref]:
+            ratios.append((name, rows[ours][key] / rows[ref][key]))
+    if not ratios:
+        return ""
     values = [ratio for _, ratio in ratios]
-    return (f"- `{ours}` against `{ref}` in {len(ratios)} timings of the pair: "
+    what = "sustained timings" if key.startswith("sustained") else "timings"
+    return (f"- `{ours}` against `{ref}` in {len(ratios)} {what} of the pair: "
             + ", ".join(f"{ratio:.3f}x (`{name}`)" for name, ratio in ratios)
             + f"; median {median(values):.3f}x, {sum(v >= 1.25 for v in values)} of {len(values)} at 1.25x or more\n")
+
+
+def pair_ratios_lines(runs: Path, folders: list[str]) -> str:
+    """pair_ratios_line of the window's rates, then of the sustained rates where runs measured them."""
+    return pair_ratios_line(runs, folders) + pair_ratios_line(runs, folders, "sustained_tokens_per_s")
 
 
 SUSTAINED_LINE = re.compile(r"^(?P<config>\S+) (?P<mode>\w+): .*last third (?P<ms>[\d.]+) .*SM clock (?P<mhz>\d+) MHz, "
@@ -507,8 +541,11 @@ def headline(folder: Path, repeat: Path) -> str:
         lines.append(f"- the same configurations in {repeat.name}: " + ", ".join(moved))
     ours, ref = HEADLINE[0][0], HEADLINE[1][0]
     if ours in again and ref in again:
-        lines.append(f"- there `{ours}` against `{ref}`: {again[ours]['tokens_per_s'] / again[ref]['tokens_per_s']:.3f}x "
-                     f"the tokens/s, {again[ours]['peak_mem_gib'] / again[ref]['peak_mem_gib']:.2f}x the peak memory")
+        a, b = again[ours], again[ref]
+        sustained = f" ({a['sustained_tokens_per_s'] / b['sustained_tokens_per_s']:.3f}x sustained)" \
+            if "sustained_tokens_per_s" in a and "sustained_tokens_per_s" in b else ""
+        lines.append(f"- there `{ours}` against `{ref}`: {a['tokens_per_s'] / b['tokens_per_s']:.3f}x "
+                     f"the tokens/s{sustained}, {a['peak_mem_gib'] / b['peak_mem_gib']:.2f}x the peak memory")
     return "\n".join(lines) + "\n"
 
 
@@ -539,7 +576,7 @@ def readme_train_step_section(runs: Path) -> str:
     return (README_TRAIN_STEP_LEAD + "\n" + train_step_table(runs / TRAIN_STEP_RUN) + "\n"
             + headline(runs / TRAIN_STEP_RUN, runs / TRAIN_STEP_FOLLOWUP_RUN) + "\n"
             + _from_repository_root(TRAIN_STEP_FOLLOWUP_NOTE) + "\n"
-            + pair_ratios_line(runs, FINAL_CODE_PAIRS) + "\n"
+            + pair_ratios_lines(runs, FINAL_CODE_PAIRS) + "\n"
             + train_step_table(runs / TRAIN_STEP_FOLLOWUP_RUN) + "\n"
             + _from_repository_root(SUSTAINED_NOTE) + "\n"
             + sustained_probe_line(runs / SUSTAINED_PROBE_LOG) + "\n"
@@ -554,7 +591,7 @@ def main():
         parts.append(f"## {title}\n\n`results/runs/{name}`\n\n" + render(json.loads((runs / name).read_text())))
     parts.append("## GPT-2 124M training step\n\n" + TRAIN_STEP_NOTE + "\n" + train_step_table(runs / TRAIN_STEP_RUN)
                  + "\n" + headline(runs / TRAIN_STEP_RUN, runs / TRAIN_STEP_FOLLOWUP_RUN)
-                 + "\n" + TRAIN_STEP_FOLLOWUP_NOTE + "\n" + pair_ratios_line(runs, FINAL_CODE_PAIRS)
+                 + "\n" + TRAIN_STEP_FOLLOWUP_NOTE + "\n" + pair_ratios_lines(runs, FINAL_CODE_PAIRS)
                  + "\n" + train_step_table(runs / TRAIN_STEP_FOLLOWUP_RUN)
                  + "\n" + SUSTAINED_NOTE + "\n" + sustained_probe_line(runs / SUSTAINED_PROBE_LOG)
                  + "".join(f"\n### {note}\n\n`results/runs/{name}/`\n\n" + train_step_table(runs / name)

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 import results  # noqa: E402
@@ -157,3 +159,47 @@ def test_headline_gives_the_sustained_ratio_where_both_rows_have_it(tmp_path):
     assert f"- `{ours}` against `{ref}`: 1.280x the tokens/s (1.269x sustained), 1.00x the peak memory" in \
         results.headline(tmp_path / "run", tmp_path / "plain")
     assert "sustained" not in results.headline(tmp_path / "plain", tmp_path / "plain")
+
+
+def test_pair_ratios_lines_add_the_sustained_ratios_of_the_runs_that_measured_them(tmp_path):
+    ours, ref = results.HEADLINE[0][0], results.HEADLINE[1][0]
+    _row(tmp_path / "old", ours, 25.0)
+    _row(tmp_path / "old", ref, 32.0)
+    for config, ms, sustained_ms in ((ours, 25.0, 26.0), (ref, 32.0, 32.5)):
+        _sustained_row(tmp_path / "new", config, ms, sustained_ms)
+    window, sustained = results.pair_ratios_lines(tmp_path, ["old", "new"]).splitlines()
+    assert "in 2 timings of the pair: 1.280x (`old`), 1.280x (`new`)" in window
+    assert sustained.endswith("in 1 sustained timings of the pair: 1.250x (`new`); median 1.250x, 1 of 1 at 1.25x or more")
+    assert results.pair_ratios_line(tmp_path, ["old"], "sustained_tokens_per_s") == ""
+
+
+def _sustained_row(folder: Path, config: str, ms: float, sustained_ms: float) -> None:
+    _row(folder, config, ms)
+    path = folder / f"{config}.json"
+    row = json.loads(path.read_text())
+    row.update(sustained_ms=sustained_ms, sustained_tokens_per_s=16384 / (sustained_ms * 1e-3))
+    path.write_text(json.dumps(row))
+
+
+def _plotted_bars(rows: list[dict], tmp_path: Path, monkeypatch) -> list[float]:
+    """The heights of plot_train_step's tokens/s bars for these rows (the figure caught before saving)."""
+    pytest.importorskip("matplotlib")
+    import plot_train_step
+    caught = {}
+    monkeypatch.setattr(plot_train_step, "save", lambda fig, title, out, **kwargs: caught.update(fig=fig))
+    plot_train_step.plot({"benchmarks": [{"name": f"test_train_step[{r['config']}]", "extra_info": r} for r in rows]},
+                         tmp_path / "plot.png")
+    return [bar.get_height() for bar in caught["fig"].axes[0].patches]
+
+
+def test_plot_shows_the_sustained_rate_beside_the_window_s(tmp_path, monkeypatch):
+    for config, ms, sustained_ms in (("reference-compile", 32.0, 33.0), ("triton-adamwcopy-cudagraph", 25.0, 26.0)):
+        _sustained_row(tmp_path, config, ms, sustained_ms)
+    rows = [json.loads((tmp_path / f"{c}.json").read_text()) for c in ("reference-compile", "triton-adamwcopy-cudagraph")]
+    heights = _plotted_bars(rows, tmp_path, monkeypatch)
+    window = [16384 / (ms * 1e-3) / 1e3 for ms in (32.0, 25.0)]
+    sustained = [16384 / (ms * 1e-3) / 1e3 for ms in (33.0, 26.0)]
+    assert heights == window + sustained
+    for row in rows:
+        del row["sustained_tokens_per_s"]
+    assert _plotted_bars(rows, tmp_path, monkeypatch) == window
