@@ -165,13 +165,13 @@ TRAIN_STEP_FOLLOWUP_RUN = "run196-train_step-round1"
 FINAL_CODE_PAIRS = ["run187-train_step", "run188-train_step-round1", "run189-train_step-round1",
                     "run190-train_step-round1", "run190-train_step-round2", "run191-train_step-round1",
                     "run191-train_step-round2", "run193-train_step-round1", "run194-train_step-round1",
-                    "run195-train_step", "run196-train_step-round1"]
+                    "run195-train_step", "run196-train_step-round1", "run197-train_step-round1"]
 SUSTAINED_PROBE_LOG = "logs/run192-sustain.log"
 TRAIN_STEP_FOLLOWUP_NOTE = """Run 196 (`results/runs/run196-train_step-round1/`, session 26, run 195's machine after the whole GPU
 test suite and the convergence check): the headline pair, fastgpt's row first. Every timing of
-the pair on this code (runs 187-196; `results/runs/run18*-train_step*` and `run19*-train_step*`),
+the pair on this code (runs 187-197; `results/runs/run18*-train_step*` and `run19*-train_step*`),
 in bench_train_step's do_bench window (0.3 s after a warm-up) and, since session 26, sustained
-(20 s back to back, the second half's median):
+(20 s back to back, the second half's median; run 197's 40 s, on a freshly started machine):
 """
 SUSTAINED_NOTE = """Sustained. The step holds the H100 at its 700 W power cap (nvidia-smi's "SW power cap" active in
 every sample, runs 191-192), where a step's time is its energy over the power the clock is held
@@ -181,11 +181,12 @@ bench_train_step's (since session 26); before them, run 192's probe (`results/ru
 one H100, `runs/logs/run192-sustain.py`) ran each step back to back for 40 s and took the median
 of the last third's ~1 s slices, with the SM clock, instantaneous power and temperature of the
 same stretch (tree: the kernels as committed; coop: the Gluon kernel's cooperative schedule, a
-third less operand traffic, slower here too). The GPU's temperature goes with the ratio: run 195's
-table ran on a freshly started machine whose second halves were at 53-60 C, run 196's pair (the
-same GPU after the test suite) at 61 C, runs 193-194's pairs (each after minutes of probes) and run
-192's probe at 64-67 C, and the warmer runs give the lower sustained ratios above (different
-machines as well: the two are not separated):
+third less operand traffic, slower here too). Temperature: run 195's table ran on a freshly
+started machine whose second halves were at 53-60 C, run 196's pair (the same GPU after the test
+suite) at 61 C, runs 193-194's pairs (each after minutes of probes) and run 192's probe at 64-67 C,
+with the lower ratios; but run 197's pair, 40 s a configuration on another fresh machine, settled
+at 62-63 C with one of the higher: machine to machine the sustained ratio moves by ~1%, and how
+much of it is temperature was not separated:
 """
 # fastgpt's graphed steps against each compiled reference: the ratios the README states, computed.
 # *-adamwcopy-* is what fastgpt-train runs without gradient accumulation (since session 8).
@@ -223,6 +224,9 @@ tile's bias load (session 24);
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run197-train_step-round1", "Run 197 (one H100, session 26, the final code, a freshly started machine): the "
+     "headline pair sustained for 40 s a configuration (FASTGPT_BENCH_SUSTAIN_S=40; the second half's median), "
+     "fastgpt first, before the AdamW probe of `runs/logs/run197-ab.log`."),
     ("run194-train_step-round1", "Run 194 (one H100, session 26, the final code): the headline pair with its sustained "
      "rate, the reference first, after the LM head probes of `runs/logs/run194-ab.log`."),
     ("run193-train_step-round1", "Run 193 (one H100, session 26, the final code): the headline pair with its sustained "
