@@ -462,8 +462,10 @@ def train_step_table(folder: Path) -> str:
     # the sustained rate (bench_train_step.SUSTAIN_S) where the run measured it (since session 25)
     with_sustained = any("sustained_ms" in r for _, r in rows)
     gpu_head, gpu_rule = ("GPU | ", "---|") if with_gpu else ("", "")
-    sustained_head, sustained_rule = (" sustained ms/step | sustained tokens/s | SM clock MHz, W, C |", "---|---|---|") \
-        if with_sustained else ("", "")
+    # J/step: the sustained ms times the board power meanwhile (at the power cap the step's time is
+    # its energy over the capped power)
+    sustained_head, sustained_rule = (" sustained ms/step | sustained tokens/s | SM clock MHz, W, C | J/step |",
+                                      "---|---|---|---|") if with_sustained else ("", "")
     lines = [f"| config | {gpu_head}device | ms/step | tokens/s | MFU | peak GiB |{sustained_head}",
              f"|---|{gpu_rule}---|---|---|---|---|{sustained_rule}"]
     for gpu, r in rows:
@@ -471,9 +473,10 @@ def train_step_table(folder: Path) -> str:
         sustained_cells = ""
         if with_sustained and "sustained_ms" in r:
             gpu_state = ", ".join(f"{r[key]:.0f}" if key in r else "?" for key in ("sm_clock_mhz", "power_w", "temperature_c"))
-            sustained_cells = f" {r['sustained_ms']:.2f} | {r['sustained_tokens_per_s']:,.0f} | {gpu_state} |"
+            energy = f"{r['power_w'] * r['sustained_ms'] / 1e3:.2f}" if "power_w" in r else "-"
+            sustained_cells = f" {r['sustained_ms']:.2f} | {r['sustained_tokens_per_s']:,.0f} | {gpu_state} | {energy} |"
         elif with_sustained:
-            sustained_cells = " - | - | - |"
+            sustained_cells = " - | - | - | - |"
         lines.append(f"| {r['config']} | {gpu_cell}{r['device']} | {r['median_ms']:.2f} | {r['tokens_per_s']:,.0f} | "
                      f"{r['mfu']:.1%} | {r['peak_mem_gib']:.2f} |{sustained_cells}")
     return "\n".join(lines) + "\n"

@@ -98,9 +98,9 @@ def test_rows_with_a_sustained_rate_get_its_columns(tmp_path):
     (tmp_path / "reference-compile.json").write_text(json.dumps(row))
     _row(tmp_path, "triton-cudagraph", 26.0)
     lines = results.train_step_table(tmp_path).splitlines()
-    assert lines[0].endswith("| peak GiB | sustained ms/step | sustained tokens/s | SM clock MHz, W, C |")
-    assert lines[2].endswith("| 7.00 | 33.00 | 496,485 | 1750, 697, 66 |")
-    assert lines[3].endswith("| 7.00 | - | - | - |")
+    assert lines[0].endswith("| peak GiB | sustained ms/step | sustained tokens/s | SM clock MHz, W, C | J/step |")
+    assert lines[2].endswith("| 7.00 | 33.00 | 496,485 | 1750, 697, 66 | 23.00 |")     # 697 W x 33 ms
+    assert lines[3].endswith("| 7.00 | - | - | - | - |")
 
 
 def test_pair_ratios_and_sustained_probe_lines_are_computed_from_the_runs(tmp_path):
