@@ -47,37 +47,39 @@ def save(fig, title: str, out: Path, title_size: float | None = None) -> None:
     print(f"wrote {out}")
 
 
+def _bars(ax, x: list[float], values: list[float], width: float, colors: list[str], fmt: str,
+          label: str | None = None, fontsize: int = 8):
+    """One series of bars at positions x, each labelled with its value."""
+    bars = ax.bar(x, values, width=width, color=colors, label=label)
+    ax.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=fontsize)
+    return bars
+
+
 def plot(data: dict, out: Path) -> None:
     plt = pyplot("plot_train_step.py")
     results = rows(data)
     names = [r["config"] for r in results]
     device = results[0].get("device") or data.get("fastgpt", {}).get("device", "unknown device")
     fig, (ax_tok, ax_mem) = plt.subplots(1, 2, figsize=(13, 4.8))
-    sustained = all("sustained_tokens_per_s" in r for r in results)
     x = list(range(len(names)))
-    width = 0.4 if sustained else 0.8
     colors = ["#8c8c8c" if n.startswith("reference") else "#1f77b4" for n in names]
-    dark = ["#4d4d4d" if n.startswith("reference") else "#0b3c61" for n in names]
-    # (axis, bar offset, values, colours, label in the legend or None, number format)
-    series = [(ax_tok, -width / 2 if sustained else 0.0, [r["tokens_per_s"] / 1e3 for r in results], colors,
-               "0.3 s window" if sustained else None, "{:.0f}k"),
-              (ax_mem, 0.0, [r["peak_mem_gib"] for r in results], colors, None, "{:.1f}")]
-    if sustained:
-        series.append((ax_tok, width / 2, [r["sustained_tokens_per_s"] / 1e3 for r in results], dark,
-                       "sustained (power cap)", "{:.0f}k"))
-    window_bars = None
-    for ax, offset, values, color, label, fmt in series:
-        bars = ax.bar([i + offset for i in x], values, width=width if ax is ax_tok else 0.8, color=color, label=label)
-        ax.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=6 if sustained else 8)
-        window_bars = bars if ax is ax_tok and window_bars is None else window_bars
+    tokens = [r["tokens_per_s"] / 1e3 for r in results]
+    sustained = all("sustained_tokens_per_s" in r for r in results)
+    if sustained:    # each configuration's window and sustained rates side by side, the latter darker
+        dark = ["#4d4d4d" if n.startswith("reference") else "#0b3c61" for n in names]
+        window_bars = _bars(ax_tok, [i - 0.2 for i in x], tokens, 0.4, colors, "{:.0f}k", "0.3 s window", 6)
+        _bars(ax_tok, [i + 0.2 for i in x], [r["sustained_tokens_per_s"] / 1e3 for r in results], 0.4, dark,
+              "{:.0f}k", "sustained (power cap)", 6)
+        ax_tok.legend(fontsize=7, loc="upper left")
+    else:
+        window_bars = _bars(ax_tok, x, tokens, 0.8, colors, "{:.0f}k")
+    _bars(ax_mem, x, [r["peak_mem_gib"] for r in results], 0.8, colors, "{:.1f}")
     for ax, label in ((ax_tok, "tokens/s (thousands)"), (ax_mem, "peak memory (GiB)")):
         ax.set_ylabel(label)
         ax.set_xticks(x, names)
         ax.tick_params(axis="x", rotation=40, labelsize=7)
         plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
         ax.grid(axis="y", alpha=0.3)
-    if sustained:
-        ax_tok.legend(fontsize=7, loc="upper left")
     for r, bar in zip(results, window_bars):
         ax_tok.annotate(f"MFU {r['mfu']:.0%}", (bar.get_x() + bar.get_width() / 2, 0),
                         xytext=(0, 4), textcoords="offset points", ha="center", fontsize=5 if sustained else 6,

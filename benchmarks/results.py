@@ -459,7 +459,7 @@ def train_step_rows(folder: Path) -> list[tuple[str | None, dict]]:
 def train_step_table(folder: Path) -> str:
     rows = train_step_rows(folder)
     with_gpu = any(gpu is not None for gpu, _ in rows)
-    # the sustained rate (bench_train_step.SUSTAIN_S) where the run measured it (since session 25)
+    # the sustained rate (bench_train_step.SUSTAIN_S) where the run measured it (since run 193)
     with_sustained = any("sustained_ms" in r for _, r in rows)
     gpu_head, gpu_rule = ("GPU | ", "---|") if with_gpu else ("", "")
     # J/step: the sustained ms times the board power meanwhile (at the power cap the step's time is
