@@ -201,8 +201,9 @@ cap, the median ~1 s slice of the second half with the SM clock, board power and
 meanwhile (what a training run gets; see Sustained below). fastgpt's triton backend with
 torch.compile is not in it (compilation alone takes most of a configuration's 100-odd seconds;
 53.24 ms a step in run 191's window, RESULTS.md). The eager `triton` row is host-bound (Python and
-custom-op dispatch set its time): its window and sustained rates disagree there (the table), why
-was not examined. fastgpt's graphed steps run their
+custom-op dispatch set its time): its window and sustained rates disagree there (the table), and its
+sustained run's second half was faster than its first (`sustained_first_half_ms` in its JSON):
+the host's pace improves over the first tens of seconds of a process; why was not examined. fastgpt's graphed steps run their
 plain GEMMs on the cuBLASLt algorithm timed fastest for each shape (kernels/gemm.py, session 17)
 and replay a graph whose small memsets (cuBLAS's, before most GEMMs) are kernel nodes
 (fastgpt/graph_memsets.py, session 18); each projection into the residual stream adds the stream
