@@ -530,30 +530,28 @@ def sustained_probe_line(path: Path) -> str:
     return "; ".join(cells) + ratio + "\n"
 
 
+def _pair_ratios(a: dict, b: dict) -> str:
+    """Row a against row b: the ratio of their tokens/s (and of their sustained tokens/s where both
+    have it) and of their peak memory."""
+    sustained = f" ({a['sustained_tokens_per_s'] / b['sustained_tokens_per_s']:.3f}x sustained)" \
+        if "sustained_tokens_per_s" in a and "sustained_tokens_per_s" in b else ""
+    return (f"{a['tokens_per_s'] / b['tokens_per_s']:.3f}x the tokens/s{sustained}, "
+            f"{a['peak_mem_gib'] / b['peak_mem_gib']:.2f}x the peak memory")
+
+
 def headline(folder: Path, repeat: Path) -> str:
     """fastgpt's graphed steps against the compiled references of one run, as ratios of tokens/s and
     of peak memory, and how far the configurations timed again in `repeat` moved."""
     rows = {r["config"]: r for _, r in train_step_rows(folder)}
-    lines = []
-    for ours in HEADLINE[0]:
-        for ref in HEADLINE[1]:
-            if ours in rows and ref in rows:
-                a, b = rows[ours], rows[ref]
-                sustained = f" ({a['sustained_tokens_per_s'] / b['sustained_tokens_per_s']:.3f}x sustained)" \
-                    if "sustained_tokens_per_s" in a and "sustained_tokens_per_s" in b else ""
-                lines.append(f"- `{ours}` against `{ref}`: {a['tokens_per_s'] / b['tokens_per_s']:.3f}x the "
-                             f"tokens/s{sustained}, {a['peak_mem_gib'] / b['peak_mem_gib']:.2f}x the peak memory")
+    lines = [f"- `{ours}` against `{ref}`: {_pair_ratios(rows[ours], rows[ref])}"
+             for ours in HEADLINE[0] for ref in HEADLINE[1] if ours in rows and ref in rows]
     again = {r["config"]: r for _, r in train_step_rows(repeat)}
     moved = [f"`{c}` {again[c]['median_ms']:.2f} ms (here {rows[c]['median_ms']:.2f})" for c in again if c in rows]
     if moved:
         lines.append(f"- the same configurations in {repeat.name}: " + ", ".join(moved))
     ours, ref = HEADLINE[0][0], HEADLINE[1][0]
     if ours in again and ref in again:
-        a, b = again[ours], again[ref]
-        sustained = f" ({a['sustained_tokens_per_s'] / b['sustained_tokens_per_s']:.3f}x sustained)" \
-            if "sustained_tokens_per_s" in a and "sustained_tokens_per_s" in b else ""
-        lines.append(f"- there `{ours}` against `{ref}`: {a['tokens_per_s'] / b['tokens_per_s']:.3f}x "
-                     f"the tokens/s{sustained}, {a['peak_mem_gib'] / b['peak_mem_gib']:.2f}x the peak memory")
+        lines.append(f"- there `{ours}` against `{ref}`: {_pair_ratios(again[ours], again[ref])}")
     return "\n".join(lines) + "\n"
 
 
