@@ -47,7 +47,7 @@ step keeps up, by more for the denser step: run 191); and peak_mem_gib
 (torch.cuda.max_memory_allocated over the whole measurement, less what was allocated before the
 configuration began: its weights, AdamW state, activations; benchmarks/timing.peak_memory_gib).
 With FASTGPT_BENCH_OUT set, each configuration also writes <dir>/train_step/<config>.json and
-one markdown row to <dir>/train_step.md.
+rewrites <dir>/train_step.md, the table of every row there (results.train_step_table).
 
     pytest benchmarks/bench_train_step.py --benchmark-only --benchmark-json=out.json
     python benchmarks/plot_train_step.py out.json -o train_step.png
@@ -189,14 +189,8 @@ def write_row(name: str, extra: dict) -> None:
     folder = Path(out) / "train_step"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.json").write_text(json.dumps(row, indent=1) + "\n")
-    table = Path(out) / "train_step.md"
-    if not table.exists():
-        table.write_text("| config | device | ms/step | tokens/s | MFU | peak GiB | sustained ms/step |\n"
-                         "|---|---|---|---|---|---|---|\n")
-    sustained = f"{row['sustained_ms']:.2f}" if "sustained_ms" in row else "-"
-    with table.open("a") as f:
-        f.write(f"| {name} | {row.get('device', '?')} | {row['median_ms']:.2f} | "
-                f"{row['tokens_per_s']:,.0f} | {row['mfu']:.1%} | {row['peak_mem_gib']:.2f} | {sustained} |\n")
+    from results import train_step_table     # results imports this module (CONFIG_ORDER): here, not at the top
+    (Path(out) / "train_step.md").write_text(train_step_table(folder))     # every row so far, as RESULTS.md has them
 
 
 @pytest.fixture(autouse=True)

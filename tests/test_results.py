@@ -14,11 +14,16 @@ import results  # noqa: E402
 from report import replace_section  # noqa: E402
 
 
-def _row(folder: Path, config: str, ms: float) -> None:
+def _row(folder: Path, config: str, ms: float, **extra) -> None:
+    """One configuration's row as bench_train_step writes it, with any further fields."""
     folder.mkdir(parents=True, exist_ok=True)
     row = {"config": config, "device": "GPU X", "median_ms": ms, "tokens_per_s": 16384 / (ms * 1e-3),
-           "mfu": 0.4, "peak_mem_gib": 7.0}
+           "mfu": 0.4, "peak_mem_gib": 7.0, **extra}
     (folder / f"{config}.json").write_text(json.dumps(row))
+
+
+def _sustained_row(folder: Path, config: str, ms: float, sustained_ms: float, **extra) -> None:
+    _row(folder, config, ms, sustained_ms=sustained_ms, sustained_tokens_per_s=16384 / (sustained_ms * 1e-3), **extra)
 
 
 def test_rows_of_two_gpus_get_a_gpu_column_in_config_order(tmp_path):
@@ -91,11 +96,7 @@ def test_gpu_sampler_without_nvidia_smi_samples_nothing(monkeypatch):
 
 
 def test_rows_with_a_sustained_rate_get_its_columns(tmp_path):
-    _row(tmp_path, "reference-compile", 32.0)
-    row = json.loads((tmp_path / "reference-compile.json").read_text())
-    row.update(sustained_ms=33.0, sustained_tokens_per_s=16384 / 33e-3, sm_clock_mhz=1750.0, power_w=697.0,
-               temperature_c=66.0)
-    (tmp_path / "reference-compile.json").write_text(json.dumps(row))
+    _sustained_row(tmp_path, "reference-compile", 32.0, 33.0, sm_clock_mhz=1750.0, power_w=697.0, temperature_c=66.0)
     _row(tmp_path, "triton-cudagraph", 26.0)
     lines = results.train_step_table(tmp_path).splitlines()
     assert lines[0].endswith("| peak GiB | sustained ms/step | sustained tokens/s | SM clock MHz, W, C | J/step |")
@@ -150,12 +151,8 @@ def test_sustained_runs_the_step_back_to_back_in_timed_slices(monkeypatch):
 def test_headline_gives_the_sustained_ratio_where_both_rows_have_it(tmp_path):
     ours, ref = results.HEADLINE[0][0], results.HEADLINE[1][0]
     for config, ms, sustained_ms in ((ours, 25.0, 26.0), (ref, 32.0, 33.0)):
-        _row(tmp_path / "run", config, ms)
+        _sustained_row(tmp_path / "run", config, ms, sustained_ms)
         _row(tmp_path / "plain", config, ms)
-        path = tmp_path / "run" / f"{config}.json"
-        row = json.loads(path.read_text())
-        row["sustained_tokens_per_s"] = 16384 / (sustained_ms * 1e-3)
-        path.write_text(json.dumps(row))
     assert f"- `{ours}` against `{ref}`: 1.280x the tokens/s (1.269x sustained), 1.00x the peak memory" in \
         results.headline(tmp_path / "run", tmp_path / "plain")
     assert "sustained" not in results.headline(tmp_path / "plain", tmp_path / "plain")
@@ -171,14 +168,6 @@ def test_pair_ratios_lines_add_the_sustained_ratios_of_the_runs_that_measured_th
     assert "in 2 timings of the pair: 1.280x (`old`), 1.280x (`new`)" in window
     assert sustained.endswith("in 1 sustained timings of the pair: 1.250x (`new`); median 1.250x, 1 of 1 at 1.25x or more")
     assert results.pair_ratios_line(tmp_path, ["old"], "sustained_tokens_per_s") == ""
-
-
-def _sustained_row(folder: Path, config: str, ms: float, sustained_ms: float) -> None:
-    _row(folder, config, ms)
-    path = folder / f"{config}.json"
-    row = json.loads(path.read_text())
-    row.update(sustained_ms=sustained_ms, sustained_tokens_per_s=16384 / (sustained_ms * 1e-3))
-    path.write_text(json.dumps(row))
 
 
 def _plotted_bars(rows: list[dict], tmp_path: Path, monkeypatch) -> list[float]:
@@ -203,3 +192,20 @@ def test_plot_shows_the_sustained_rate_beside_the_window_s(tmp_path, monkeypatch
     for row in rows:
         del row["sustained_tokens_per_s"]
     assert _plotted_bars(rows, tmp_path, monkeypatch) == window
+
+
+def test_bench_rows_rewrite_the_run_s_markdown_table_as_results_renders_it(tmp_path, monkeypatch):
+    """bench_train_step.write_row: each configuration's JSON row, and train_step.md rewritten from
+    every row so far (results.train_step_table: the same table RESULTS.md shows)."""
+    import bench_train_step
+    monkeypatch.setenv("FASTGPT_BENCH_OUT", str(tmp_path))
+    extra = {"device": "GPU X", "median_ms": 25.0, "tokens_per_s": 16384 / 25e-3, "mfu": 0.5, "peak_mem_gib": 6.7,
+             "sustained_ms": 26.0, "sustained_tokens_per_s": 16384 / 26e-3, "power_w": 700.0, "eager_ms": 25.1}
+    bench_train_step.write_row("triton-adamwcopy-cudagraph", extra)
+    bench_train_step.write_row("reference-compile", {**extra, "median_ms": 32.0, "tokens_per_s": 16384 / 32e-3})
+    row = json.loads((tmp_path / "train_step" / "reference-compile.json").read_text())
+    assert row["config"] == "reference-compile" and "eager_ms" not in row and row["power_w"] == 700.0
+    table = (tmp_path / "train_step.md").read_text()
+    assert table == results.train_step_table(tmp_path / "train_step")
+    assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == \
+        ["reference-compile", "triton-adamwcopy-cudagraph"]
