@@ -159,17 +159,18 @@ OP_RUNS = [
 ]
 TRAIN_STEP_RUN = "run195-train_step"
 TRAIN_STEP_FOLLOWUP_RUN = "run196-train_step-round1"
-# the headline pair on the final code of sessions 24-26 (session 25's and 26's changes left the kernels'
+# the headline pair on the final code of sessions 24-27 (session 25's to 27's changes left the kernels'
 # SASS as it was), each device call a freshly started H100 but run 196 (run 195's machine): run 187's
-# table, every pair of runs 188-191, then session 26's, which also measured the sustained rate
+# table, every pair of runs 188-191, then sessions 26's and 27's, which also measured the sustained rate
 FINAL_CODE_PAIRS = ["run187-train_step", "run188-train_step-round1", "run189-train_step-round1",
                     "run190-train_step-round1", "run190-train_step-round2", "run191-train_step-round1",
                     "run191-train_step-round2", "run193-train_step-round1", "run194-train_step-round1",
-                    "run195-train_step", "run196-train_step-round1", "run197-train_step-round1"]
+                    "run195-train_step", "run196-train_step-round1", "run197-train_step-round1",
+                    "run203-train_step"]
 SUSTAINED_PROBE_LOG = "logs/run192-sustain.log"
 TRAIN_STEP_FOLLOWUP_NOTE = """Run 196 (`results/runs/run196-train_step-round1/`, session 26, run 195's machine after the whole GPU
 test suite and the convergence check): the headline pair, fastgpt's row first. Every timing of
-the pair on this code (runs 187-197; `results/runs/run18*-train_step*` and `run19*-train_step*`),
+the pair on this code (runs 187-203; `results/runs/run18*-train_step*`, `run19*-train_step*`, `run203-train_step`),
 in bench_train_step's do_bench window (0.3 s after a warm-up) and, since session 26, sustained
 (20 s back to back, the second half's median; run 197's 40 s, on a freshly started machine):
 """
@@ -199,8 +200,8 @@ backend) on the same GPU one after the other, each timed twice: in do_bench's 0.
 a warm-up (ms/step, tokens/s, MFU) and sustained, run back to back for 20 s at the GPU's power
 cap, the median ~1 s slice of the second half with the SM clock, board power and temperature
 meanwhile (what a training run gets; see Sustained below). fastgpt's triton backend with
-torch.compile is not in it (compilation alone takes most of a configuration's 100-odd seconds;
-53.24 ms a step in run 191's window, RESULTS.md). The eager `triton` row is host-bound (Python and
+torch.compile is not in it (compilation alone takes most of a configuration's 100-odd seconds);
+its rows are run 191's (window) and run 203's (with the sustained rate) in RESULTS.md. The eager `triton` row is host-bound (Python and
 custom-op dispatch set its time): its window and sustained rates disagree there (the table), and its
 sustained run's second half was faster than its first (`sustained_first_half_ms` in its JSON):
 the host's pace improves over the first tens of seconds of a process; why was not examined. fastgpt's graphed steps run their
@@ -225,6 +226,9 @@ tile's bias load (session 24);
 """
 # earlier train-step tables, kept in RESULTS.md (newest first): (folder, what it was for)
 TRAIN_STEP_HISTORY = [
+    ("run203-train_step", "Run 203 (one H100, session 27, the final code, a freshly started machine): the headline "
+     "pair and `triton-compile` (given 220 s), each with its 20 s sustained rate; the GPU's samples dated by "
+     "nvidia-smi's timestamps (benchmarks/timing.dated_samples) since this run."),
     ("run197-train_step-round1", "Run 197 (one H100, session 26, the final code, a freshly started machine): the "
      "headline pair sustained for 40 s a configuration (FASTGPT_BENCH_SUSTAIN_S=40; the second half's median), "
      "fastgpt first, before the AdamW probe of `runs/logs/run197-ab.log`."),

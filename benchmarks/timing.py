@@ -15,6 +15,7 @@ step loses more. `sustained` runs fn back to back for `sustain_s` seconds in ~1 
 events, one synchronisation a slice) and reports the median slice of the second half, with the
 SM clock, board power and temperature nvidia-smi sampled meanwhile: the rate a training run gets.
 """
+import datetime
 import platform
 import shutil
 import subprocess
@@ -94,8 +95,9 @@ def _nvidia_smi_ids() -> list[str]:
 
 class GpuSampler:
     """nvidia-smi sampling the current GPU every GPU_SAMPLE_PERIOD_MS while the `with` block runs:
-    `rows`, one (seconds since the start, counted in sampling periods, {key: value}) per sample; none
-    where nvidia-smi is missing or answers neither id."""
+    `rows`, one (seconds since the block began, {key: value}) per sample, dated by nvidia-smi's own
+    timestamp of the sample rather than by counting periods (nvidia-smi starts after the block and
+    keeps its period only roughly); none where nvidia-smi is missing or answers neither id."""
 
     def __enter__(self):
         self.rows, self._process = [], None
@@ -110,25 +112,34 @@ class GpuSampler:
             return self
         if not answers(device, fields[1]):
             fields[1] = "power.draw"
-        self._process = subprocess.Popen([smi, "-i", device, f"--query-gpu={','.join(fields)}",
+        self._process = subprocess.Popen([smi, "-i", device, f"--query-gpu=timestamp,{','.join(fields)}",
                                           "--format=csv,noheader,nounits", "-lms", str(GPU_SAMPLE_PERIOD_MS)],
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.started = time.time()
         return self
 
     def __exit__(self, *exc):
         if self._process is None:
             return
         self._process.terminate()
-        lines = self._process.communicate()[0].strip().splitlines()
-        period = GPU_SAMPLE_PERIOD_MS / 1000
-        keys = [key for _, key in GPU_SAMPLE_FIELDS]
-        for i, line in enumerate(lines):
-            try:
-                values = [float(v) for v in line.split(",")]
-            except ValueError:       # "[N/A]" or a line cut by the termination
-                continue
-            if len(values) == len(keys):
-                self.rows.append((i * period, dict(zip(keys, values))))
+        self.rows = dated_samples(self._process.communicate()[0].strip().splitlines(), self.started)
+
+
+def dated_samples(lines: list[str], started: float) -> list[tuple[float, dict]]:
+    """GpuSampler's rows from nvidia-smi's lines ("timestamp, value, ...": the timestamp in local
+    time, as time.time() counts it), dated in seconds since `started` (a time.time())."""
+    keys = [key for _, key in GPU_SAMPLE_FIELDS]
+    rows = []
+    for line in lines:
+        stamp, *fields = line.split(",")
+        try:
+            at = datetime.datetime.strptime(stamp.strip(), "%Y/%m/%d %H:%M:%S.%f").timestamp()
+            values = [float(v) for v in fields]
+        except ValueError:       # "[N/A]" or a line cut by the termination
+            continue
+        if len(values) == len(keys):
+            rows.append((at - started, dict(zip(keys, values))))
+    return rows
 
 
 def summarize_sustained(slices: list[tuple[float, float]], samples: list[tuple[float, dict]],

@@ -2,6 +2,7 @@
 files: a call that timed configurations on two GPUs at once (rows in gpu<N>/) gets a GPU column,
 rows in bench_train_step's order; and the committed README section is what the committed runs give
 (so no number in it was typed by hand or left stale)."""
+import datetime
 import json
 import sys
 from pathlib import Path
@@ -84,6 +85,20 @@ def test_sustained_rate_is_the_second_half_median_with_the_gpu_state_of_that_hal
     assert report["sustained_ms"] == 26.8 and report["sustained_first_half_ms"] == 25.4
     assert report["sm_clock_mhz"] == 1574.5 and report["temperature_c"] == 64.5 and report["power_w"] == 690.0
     assert report["sustained_slices"] == 10 and report["sustained_s"] == 10.0
+
+
+def test_gpu_samples_are_dated_by_their_timestamps():
+    """nvidia-smi's lines dated by their own timestamps from the sampler's start (local time, as
+    time.time() counts), whatever their count; cut or N/A lines dropped."""
+    import timing
+    started = datetime.datetime(2026, 11, 27, 5, 0, 0).timestamp()
+    lines = ["2026/11/27 05:00:00.350, 1980, 300.5, 40",
+             "2026/11/27 05:00:01.600, [N/A], 690.0, 60",
+             "2026/11/27 05:00:02.000, 1560, 699.0, 61",
+             "2026/11/27 05:00:02.2"]
+    rows = timing.dated_samples(lines, started)
+    assert [round(t, 3) for t, _ in rows] == [0.35, 2.0]
+    assert rows[1][1] == {"sm_clock_mhz": 1560.0, "power_w": 699.0, "temperature_c": 61.0}
 
 
 def test_gpu_sampler_without_nvidia_smi_samples_nothing(monkeypatch):
