@@ -182,12 +182,11 @@ bench_train_step's (since session 26); before them, run 192's probe (`results/ru
 one H100, `runs/logs/run192-sustain.py`) ran each step back to back for 40 s and took the median
 of the last third's ~1 s slices, with the SM clock, instantaneous power and temperature of the
 same stretch (tree: the kernels as committed; coop: the Gluon kernel's cooperative schedule, a
-third less operand traffic, slower here too). Temperature: run 195's table ran on a freshly
-started machine whose second halves were at 53-60 C, run 196's pair (the same GPU after the test
-suite) at 61 C, runs 193-194's pairs (each after minutes of probes) and run 192's probe at 64-67 C,
-with the lower ratios; but run 197's pair, 40 s a configuration on another fresh machine, settled
-at 62-63 C with one of the higher: machine to machine the sustained ratio moves by ~1%, and how
-much of it is temperature was not separated:
+third less operand traffic, slower here too). Temperature: each sustained ratio under the table
+above is listed with fastgpt's GPU temperature over its timed half. Runs 195, 197 and 203 ran on
+freshly started machines, run 196 on run 195's after the test suite, runs 193-194 after minutes
+of probes; the ratio does not follow the temperature alone, and how much of the spread is
+temperature, how much the machine, was not separated:
 """
 # fastgpt's graphed steps against each compiled reference: the ratios the README states, computed.
 # *-adamwcopy-* is what fastgpt-train runs without gradient accumulation (since session 8).
@@ -492,17 +491,21 @@ def pair_ratios_line(runs: Path, folders: list[str], key: str = "tokens_per_s") 
     their `key` (tokens_per_s: the window's; sustained_tokens_per_s) in each of `folders` whose two
     rows have it, with the median and how many reach the issue's 1.25x; "" where none has it."""
     ours, ref = HEADLINE[0][0], HEADLINE[1][0]
+    sustained = key.startswith("sustained")
     ratios = []
     for name in folders:
         rows = {r["config"]: r for _, r in train_step_rows(runs / name)}
         if key in rows[ours] and key in rows[ref]:
-            ratios.append((name, rows[ours][key] / rows[ref][key]))
+            # sustained: with fastgpt's GPU temperature over the timed half, where sampled
+            where = f"`{name}`" + (f", {rows[ours]['temperature_c']:.0f} C"
+                                   if sustained and "temperature_c" in rows[ours] else "")
+            ratios.append((where, rows[ours][key] / rows[ref][key]))
     if not ratios:
         return ""
     values = [ratio for _, ratio in ratios]
-    what = "sustained timings" if key.startswith("sustained") else "timings"
+    what = "sustained timings" if sustained else "timings"
     return (f"- `{ours}` against `{ref}` in {len(ratios)} {what} of the pair: "
-            + ", ".join(f"{ratio:.3f}x (`{name}`)" for name, ratio in ratios)
+            + ", ".join(f"{ratio:.3f}x ({where})" for where, ratio in ratios)
             + f"; median {median(values):.3f}x, {sum(v >= 1.25 for v in values)} of {len(values)} at 1.25x or more\n")
 
 

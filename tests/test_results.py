@@ -177,11 +177,12 @@ def test_pair_ratios_lines_add_the_sustained_ratios_of_the_runs_that_measured_th
     ours, ref = results.HEADLINE[0][0], results.HEADLINE[1][0]
     _row(tmp_path / "old", ours, 25.0)
     _row(tmp_path / "old", ref, 32.0)
-    for config, ms, sustained_ms in ((ours, 25.0, 26.0), (ref, 32.0, 32.5)):
-        _sustained_row(tmp_path / "new", config, ms, sustained_ms)
+    for config, ms, sustained_ms, celsius in ((ours, 25.0, 26.0, 61.0), (ref, 32.0, 32.5, 55.0)):
+        _sustained_row(tmp_path / "new", config, ms, sustained_ms, temperature_c=celsius)
     window, sustained = results.pair_ratios_lines(tmp_path, ["old", "new"]).splitlines()
     assert "in 2 timings of the pair: 1.280x (`old`), 1.280x (`new`)" in window
-    assert sustained.endswith("in 1 sustained timings of the pair: 1.250x (`new`); median 1.250x, 1 of 1 at 1.25x or more")
+    assert sustained.endswith("in 1 sustained timings of the pair: 1.250x (`new`, 61 C); median 1.250x, 1 of 1 at 1.25x "
+                              "or more")
     assert results.pair_ratios_line(tmp_path, ["old"], "sustained_tokens_per_s") == ""
 
 
