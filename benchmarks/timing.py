@@ -96,8 +96,9 @@ def _nvidia_smi_ids() -> list[str]:
 class GpuSampler:
     """nvidia-smi sampling the current GPU every GPU_SAMPLE_PERIOD_MS while the `with` block runs:
     `rows`, one (seconds since the block began, {key: value}) per sample, dated by nvidia-smi's own
-    timestamp of the sample rather than by counting periods (nvidia-smi starts after the block and
-    keeps its period only roughly); none where nvidia-smi is missing or answers neither id."""
+    timestamp of the sample rather than by counting periods from the block's start (nvidia-smi's
+    start-up and the pace of its samples are its own); none where nvidia-smi is missing or answers
+    neither id."""
 
     def __enter__(self):
         self.rows, self._process = [], None
