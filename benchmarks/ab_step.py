@@ -29,6 +29,8 @@ import time
 from statistics import median
 from typing import Callable, ContextManager
 
+from timing import joules_per_step, sustained
+
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
@@ -48,15 +50,10 @@ def build_graphed_step(config: str, warmup_calls: int = 5) -> Callable[[], None]
     return step
 
 
-def sustained_report(step: Callable[[], None], seconds: float) -> dict:
-    from timing import sustained
-    return sustained(step, seconds)
-
-
 def compare(variants: list[Variant], rounds: int = 2, seconds: float = 16.0,
             config: str = "triton-adamwcopy-cudagraph", control: bool = True,
             build: Callable[[str], Callable[[], None]] = build_graphed_step,
-            timer: Callable[[Callable[[], None], float], dict] = sustained_report,
+            timer: Callable[[Callable[[], None], float], dict] = sustained,
             print_fn: Callable[[str], None] = print) -> list[dict]:
     """Build every variant's step (each inside its own patched()), then `rounds` rounds of each run
     back to back `seconds` long, in the variants' order; the rows, one a variant a round."""
@@ -75,8 +72,9 @@ def compare(variants: list[Variant], rounds: int = 2, seconds: float = 16.0,
         for variant in variants:
             report = timer(steps[variant.name], seconds)
             row = {"round": r, "variant": variant.name, **report}
-            if "power_w" in report:
-                row["joules_per_step"] = report["power_w"] * report["sustained_ms"] / 1000
+            joules = joules_per_step(report)
+            if joules is not None:
+                row["joules_per_step"] = joules
             rows.append(row)
             print_fn(_row_line(row))
     for line in summary_lines(rows, variants[0].name):

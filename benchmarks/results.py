@@ -14,6 +14,7 @@ from statistics import median
 from bench_train_step import CONFIG_ORDER
 from report import render, replace_section
 from scaling import scaling_table
+from timing import joules_per_step
 
 HERE = Path(__file__).parent
 # Run 160 (session 21): every op benchmark file on the code of that session, one H100, one file each
@@ -477,7 +478,8 @@ def train_step_table(folder: Path) -> str:
         sustained_cells = ""
         if with_sustained and "sustained_ms" in r:
             gpu_state = ", ".join(f"{r[key]:.0f}" if key in r else "?" for key in ("sm_clock_mhz", "power_w", "temperature_c"))
-            energy = f"{r['power_w'] * r['sustained_ms'] / 1e3:.2f}" if "power_w" in r else "-"
+            joules = joules_per_step(r)
+            energy = "-" if joules is None else f"{joules:.2f}"
             sustained_cells = f" {r['sustained_ms']:.2f} | {r['sustained_tokens_per_s']:,.0f} | {gpu_state} | {energy} |"
         elif with_sustained:
             sustained_cells = " - | - | - | - |"

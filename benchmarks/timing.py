@@ -160,6 +160,14 @@ def summarize_sustained(slices: list[tuple[float, float]], samples: list[tuple[f
     return report
 
 
+def joules_per_step(report: dict) -> float | None:
+    """A sustained report's (or a benchmark row's) energy a call: board power times ms a call (at
+    the power cap a step's time is its energy over the capped power); None without both."""
+    if "power_w" not in report or "sustained_ms" not in report:
+        return None
+    return report["power_w"] * report["sustained_ms"] / 1e3
+
+
 def sustained(fn, seconds: float, slice_s: float = 1.0) -> dict:
     """fn (one call: a training step) run back to back for `seconds` in ~slice_s slices; the report
     of summarize_sustained (ms a call once the GPU has settled at its power cap and temperature)."""
