@@ -167,11 +167,12 @@ FINAL_CODE_PAIRS = ["run187-train_step", "run188-train_step-round1", "run189-tra
                     "run190-train_step-round1", "run190-train_step-round2", "run191-train_step-round1",
                     "run191-train_step-round2", "run193-train_step-round1", "run194-train_step-round1",
                     "run195-train_step", "run196-train_step-round1", "run197-train_step-round1",
-                    "run203-train_step"]
+                    "run203-train_step", "run217-train_step"]
 SUSTAINED_PROBE_LOG = "logs/run192-sustain.log"
 TRAIN_STEP_FOLLOWUP_NOTE = """Run 196 (`results/runs/run196-train_step-round1/`, session 26, run 195's machine after the whole GPU
 test suite and the convergence check): the headline pair, fastgpt's row first. Every timing of
-the pair on this code (runs 187-203; `results/runs/run18*-train_step*`, `run19*-train_step*`, `run203-train_step`),
+the pair on this code (runs 187-217; `results/runs/run18*-train_step*`, `run19*-train_step*`, `run203-train_step`,
+`run217-train_step`),
 in bench_train_step's do_bench window (0.3 s after a warm-up) and, since session 26, sustained
 (20 s back to back, the second half's median; run 197's 40 s, on a freshly started machine):
 """
