@@ -280,17 +280,26 @@ if HAVE_GLUON:
         return gl.expand_dims(gl.load(Bias + cols, mask=cols < N, other=0.0).to(gl.float32), 0)
 
     @gluon.jit
-    def _exp_shift_half(acc, row, off_n, M, N, out_desc, c_buf, Shift, RowSums, CAP: gl.constexpr):
+    def _load_shift(Shift, row, M, HALF: gl.constexpr, acc_layout: gl.constexpr):
+        """EXP_SHIFT's per-row shift of rows row.. (HALF of them) in log2 units, in the slice of the
+        accumulator's layout that a (HALF, 1) column broadcasts from. Loaded at the tile's start, so
+        that the K loop hides its latency (run 225: loaded at each half's epilogue, the LM head's exp
+        chunk took 1124-1203 us, at the start 1085-1103)."""
+        LOG2E: gl.constexpr = 1.4426950408889634
+        rows = row + gl.arange(0, HALF, layout=gl.SliceLayout(1, acc_layout))
+        return gl.load(Shift + rows, mask=rows < M, other=0.0) * LOG2E
+
+    @gluon.jit
+    def _exp_shift_half(acc, shift, row, off_n, M, N, out_desc, c_buf, RowSums, CAP: gl.constexpr):
         """EXP_SHIFT epilogue of rows row.. (64 of them): out = exp(min(acc - shift_row, CAP)),
         and each row's sum of out (before rounding; columns past N left out) over the tile's
-        columns into RowSums[row, off_n // BN] (fp32, (M, cdiv(N, BN))). In log2 units: one FMA,
-        a min and ex2 an element."""
+        columns into RowSums[row, off_n // BN] (fp32, (M, cdiv(N, BN))). In log2 units (shift:
+        _load_shift's): one FMA, a min and ex2 an element."""
         HALF: gl.constexpr = out_desc.block_type.shape[0]
         BN: gl.constexpr = out_desc.block_type.shape[1]
         LOG2E: gl.constexpr = 1.4426950408889634
         layout: gl.constexpr = acc.type.layout
         rows = row + gl.arange(0, HALF, layout=gl.SliceLayout(1, layout))
-        shift = gl.load(Shift + rows, mask=rows < M, other=0.0) * LOG2E
         e = gl.exp2(gl.minimum(acc * LOG2E - gl.expand_dims(shift, 1), CAP * LOG2E))
         _store_tile(out_desc, c_buf, e, row, off_n, 1)
         if off_n + BN <= N:
@@ -394,6 +403,9 @@ if HAVE_GLUON:
             pid_m, pid_n = _tile_coords(tile_id, num_pid_m, num_pid_n, 8)
             off_m = pid_m * BM + ROW0
             off_n = pid_n * BN
+            if EXP_SHIFT:   # Bias: the per-row shift
+                shift0 = _load_shift(Bias, off_m, M, HALF, mma_layout)
+                shift1 = _load_shift(Bias, off_m + HALF, M, HALF, mma_layout)
             if GELU_GRAD:   # pre's two half-tiles come into c_bufs while the K loop runs
                 tma.store_wait(0)
                 for h in gl.static_range(2):
@@ -421,9 +433,9 @@ if HAVE_GLUON:
                                      ROW0, HALF, B_NK, not SHARED_TILE, WHICH)
             # epilogue (ping-pong: the other warpgroup's K loop runs meanwhile)
             phase = (idx // STEP) & 1
-            if EXP_SHIFT:   # Bias: the per-row shift; Partials: the row sums
-                _exp_shift_half(acc0, off_m, off_n, M, N, out_desc, c_bufs.index(2 * WHICH), Bias, Partials, CAP)
-                _exp_shift_half(acc1, off_m + HALF, off_n, M, N, out_desc, c_bufs.index(2 * WHICH + 1), Bias,
+            if EXP_SHIFT:   # Partials: the row sums
+                _exp_shift_half(acc0, shift0, off_m, off_n, M, N, out_desc, c_bufs.index(2 * WHICH), Partials, CAP)
+                _exp_shift_half(acc1, shift1, off_m + HALF, off_n, M, N, out_desc, c_bufs.index(2 * WHICH + 1),
                                 Partials, CAP)
             else:
                 _epilogue_half(acc0, 0, out_desc, aux_desc, pre_desc, c_bufs, pre_ready, off_m, off_n, phase,
