@@ -76,6 +76,14 @@ stalled on its tile's bias load (issued after the turn was taken): waiting for t
 load (run 186, min of three): forward 162.4 / 164.4 us with codes, 158.4 / 163.6 with pre, backward
 140.7 / 142.4, the LM head's chunk 1143 / 1155, outputs bitwise equal; the step -0.05 to -0.09 ms
 in three pairs.
+Clock stamps in the kernel (session 29, runs 224-228: %clock64 at each tile's start, K loop start,
+accumulators ready and epilogue issued): the forward's consumers are the critical path (epilogue
+~8000 cycles a tile against a ~7100-7600 K loop, then ~1300-1500 to the next tile's bias), the
+backward's and the exp GEMM's wait ~2900 cycles a tile for their turn (K-loop bound). Loading the
+forward's bias a tile ahead shortened that gap but lengthened the K loop as much (presumably then
+waiting for operand data; not measured) and ran slower (run 225: 172 against 160 us); the exp
+GEMM's shifts loaded at the tile's start, not at each half's epilogue, are kept (run 226: 1081
+against 1151 us).
 
 Limits: Hopper only (wgmma, TMA, setmaxnreg), triton >= 3.6 with Gluon; bf16/fp16 operands and
 outputs, row-major, 16-byte aligned; any M, N, K (TMA zero-fills loads past the edges and clips
