@@ -160,19 +160,29 @@ OP_RUNS = [
 ]
 TRAIN_STEP_RUN = "run195-train_step"
 TRAIN_STEP_FOLLOWUP_RUN = "run196-train_step-round1"
-# the headline pair on the final code of sessions 24-27 (session 25's to 27's changes left the kernels'
+# the headline pair on the code of sessions 24-28 (session 25's to 28's changes left the kernels'
 # SASS as it was), each device call a freshly started H100 but run 196 (run 195's machine): run 187's
-# table, every pair of runs 188-191, then sessions 26's and 27's, which also measured the sustained rate
-FINAL_CODE_PAIRS = ["run187-train_step", "run188-train_step-round1", "run189-train_step-round1",
-                    "run190-train_step-round1", "run190-train_step-round2", "run191-train_step-round1",
-                    "run191-train_step-round2", "run193-train_step-round1", "run194-train_step-round1",
-                    "run195-train_step", "run196-train_step-round1", "run197-train_step-round1",
-                    "run203-train_step", "run217-train_step"]
+# table, every pair of runs 188-191, then sessions 26's to 28's, which also measured the sustained rate
+SESSION24_CODE_PAIRS = ["run187-train_step", "run188-train_step-round1", "run189-train_step-round1",
+                        "run190-train_step-round1", "run190-train_step-round2", "run191-train_step-round1",
+                        "run191-train_step-round2", "run193-train_step-round1", "run194-train_step-round1",
+                        "run195-train_step", "run196-train_step-round1", "run197-train_step-round1",
+                        "run203-train_step", "run217-train_step"]
+# the headline pair on the current code (session 29's kernel change): run 227's two rounds on a freshly
+# started H100, runs 228 and 229 on another (229 on 228's machine)
+CURRENT_CODE_PAIRS = ["run227-train_step-round1", "run227-train_step-round2", "run228-train_step", "run229-train_step"]
+CURRENT_CODE_RUN = "run229-train_step"
+CURRENT_CODE_NOTE = """The current code. Session 29 changed one kernel: the LM head's exp GEMM (kernels/mlp_gluon.py,
+EXP_SHIFT) loads each tile's per-row shift at the tile's start, before its K loop, where it had
+loaded it at the start of each half's epilogue (the exp chunk alone and the step's A/B: run 226,
+`results/runs/logs/run226-ab.log`). Every timing of the pair on it (CURRENT_CODE_PAIRS in
+benchmarks/results.py), then run 229's table:
+"""
 SUSTAINED_PROBE_LOG = "logs/run192-sustain.log"
 TRAIN_STEP_FOLLOWUP_NOTE = """Run 196 (`results/runs/run196-train_step-round1/`, session 26, run 195's machine after the whole GPU
 test suite and the convergence check): the headline pair, fastgpt's row first. Every timing of
-the pair on this code (the `results/runs/` folders named in the lines below, FINAL_CODE_PAIRS in
-benchmarks/results.py), in bench_train_step's do_bench window (0.3 s after a warm-up) and, since
+the pair on the code of sessions 24-28 (the `results/runs/` folders named in the lines below,
+SESSION24_CODE_PAIRS in benchmarks/results.py), in bench_train_step's do_bench window (0.3 s after a warm-up) and, since
 session 26, sustained (20 s back to back, the second half's median; run 197's 40 s, on a freshly
 started machine):
 """
@@ -591,8 +601,11 @@ def readme_train_step_section(runs: Path) -> str:
     """The README's training-step section: the tables, the plot and the convergence line."""
     return (README_TRAIN_STEP_LEAD + "\n" + train_step_table(runs / TRAIN_STEP_RUN) + "\n"
             + headline(runs / TRAIN_STEP_RUN, runs / TRAIN_STEP_FOLLOWUP_RUN) + "\n"
+            + _from_repository_root(CURRENT_CODE_NOTE) + "\n"
+            + pair_ratios_lines(runs, CURRENT_CODE_PAIRS) + "\n"
+            + train_step_table(runs / CURRENT_CODE_RUN) + "\n"
             + _from_repository_root(TRAIN_STEP_FOLLOWUP_NOTE) + "\n"
-            + pair_ratios_lines(runs, FINAL_CODE_PAIRS) + "\n"
+            + pair_ratios_lines(runs, SESSION24_CODE_PAIRS) + "\n"
             + train_step_table(runs / TRAIN_STEP_FOLLOWUP_RUN) + "\n"
             + _from_repository_root(SUSTAINED_NOTE) + "\n"
             + sustained_probe_line(runs / SUSTAINED_PROBE_LOG) + "\n"
@@ -607,7 +620,9 @@ def main():
         parts.append(f"## {title}\n\n`results/runs/{name}`\n\n" + render(json.loads((runs / name).read_text())))
     parts.append("## GPT-2 124M training step\n\n" + TRAIN_STEP_NOTE + "\n" + train_step_table(runs / TRAIN_STEP_RUN)
                  + "\n" + headline(runs / TRAIN_STEP_RUN, runs / TRAIN_STEP_FOLLOWUP_RUN)
-                 + "\n" + TRAIN_STEP_FOLLOWUP_NOTE + "\n" + pair_ratios_lines(runs, FINAL_CODE_PAIRS)
+                 + "\n" + CURRENT_CODE_NOTE + "\n" + pair_ratios_lines(runs, CURRENT_CODE_PAIRS)
+                 + "\n" + train_step_table(runs / CURRENT_CODE_RUN)
+                 + "\n" + TRAIN_STEP_FOLLOWUP_NOTE + "\n" + pair_ratios_lines(runs, SESSION24_CODE_PAIRS)
                  + "\n" + train_step_table(runs / TRAIN_STEP_FOLLOWUP_RUN)
                  + "\n" + SUSTAINED_NOTE + "\n" + sustained_probe_line(runs / SUSTAINED_PROBE_LOG)
                  + "".join(f"\n### {note}\n\n`results/runs/{name}/`\n\n" + train_step_table(runs / name)
