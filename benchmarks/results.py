@@ -182,9 +182,9 @@ SUSTAINED_PROBE_LOG = "logs/run192-sustain.log"
 TRAIN_STEP_FOLLOWUP_NOTE = """Run 196 (`results/runs/run196-train_step-round1/`, session 26, run 195's machine after the whole GPU
 test suite and the convergence check): the headline pair, fastgpt's row first. Every timing of
 the pair on the code of sessions 24-28 (the `results/runs/` folders named in the lines below,
-SESSION24_CODE_PAIRS in benchmarks/results.py), in bench_train_step's do_bench window (0.3 s after a warm-up) and, since
-session 26, sustained (20 s back to back, the second half's median; run 197's 40 s, on a freshly
-started machine):
+SESSION24_CODE_PAIRS in benchmarks/results.py), in bench_train_step's do_bench window (0.3 s
+after a warm-up) and, since session 26, sustained (20 s back to back, the second half's median;
+run 197's 40 s, on a freshly started machine):
 """
 SUSTAINED_NOTE = """Sustained. The step holds the H100 at its 700 W power cap (nvidia-smi's "SW power cap" active in
 every sample, runs 191-192), where a step's time is its energy over the power the clock is held

@@ -291,8 +291,8 @@ if HAVE_GLUON:
     def _load_shift(Shift, row, M, HALF: gl.constexpr, acc_layout: gl.constexpr):
         """EXP_SHIFT's per-row shift of rows row.. (HALF of them) in log2 units, in the slice of the
         accumulator's layout that a (HALF, 1) column broadcasts from. Loaded at the tile's start, so
-        that the K loop hides its latency (run 225: loaded at each half's epilogue, the LM head's exp
-        chunk took 1124-1203 us, at the start 1085-1103)."""
+        that the K loop hides its latency (runs 225-226: the LM head's exp chunk 1081-1094 us median,
+        against 1150-1151 with the shift loaded at each half's epilogue)."""
         LOG2E: gl.constexpr = 1.4426950408889634
         rows = row + gl.arange(0, HALF, layout=gl.SliceLayout(1, acc_layout))
         return gl.load(Shift + rows, mask=rows < M, other=0.0) * LOG2E
