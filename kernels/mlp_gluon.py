@@ -162,6 +162,8 @@ if HAVE_GLUON:
     # 1.5 * 2^23: a float in [2^23, 2^24) has a spacing of 1, so level + _ROUND_BIAS is level rounded
     # to the nearest integer, held in the low bits (here the low byte: level < 256) of its encoding
     _ROUND_BIAS = gl.constexpr(12582912.0)
+    # EXP_SHIFT works in log2 units: exp(a - b) = 2^(a log2(e) - b log2(e))
+    _LOG2E = gl.constexpr(1.4426950408889634)
 
     @gluon.jit
     def _tanh(x):
@@ -293,9 +295,8 @@ if HAVE_GLUON:
         accumulator's layout that a (HALF, 1) column broadcasts from. Loaded at the tile's start, so
         that the K loop hides its latency (runs 225-226: the LM head's exp chunk 1081-1094 us median,
         against 1150-1151 with the shift loaded at each half's epilogue)."""
-        LOG2E: gl.constexpr = 1.4426950408889634
         rows = row + gl.arange(0, HALF, layout=gl.SliceLayout(1, acc_layout))
-        return gl.load(Shift + rows, mask=rows < M, other=0.0) * LOG2E
+        return gl.load(Shift + rows, mask=rows < M, other=0.0) * _LOG2E
 
     @gluon.jit
     def _exp_shift_half(acc, shift, row, off_n, M, N, out_desc, c_buf, RowSums, CAP: gl.constexpr):
@@ -305,10 +306,9 @@ if HAVE_GLUON:
         _load_shift's): one FMA, a min and ex2 an element."""
         HALF: gl.constexpr = out_desc.block_type.shape[0]
         BN: gl.constexpr = out_desc.block_type.shape[1]
-        LOG2E: gl.constexpr = 1.4426950408889634
         layout: gl.constexpr = acc.type.layout
         rows = row + gl.arange(0, HALF, layout=gl.SliceLayout(1, layout))
-        e = gl.exp2(gl.minimum(acc * LOG2E - gl.expand_dims(shift, 1), CAP * LOG2E))
+        e = gl.exp2(gl.minimum(acc * _LOG2E - gl.expand_dims(shift, 1), CAP * _LOG2E))
         _store_tile(out_desc, c_buf, e, row, off_n, 1)
         if off_n + BN <= N:
             sums = gl.sum(e, axis=1)
