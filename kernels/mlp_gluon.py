@@ -83,7 +83,12 @@ backward's and the exp GEMM's wait ~2900 cycles a tile for their turn (K-loop bo
 forward's bias a tile ahead shortened that gap but lengthened the K loop as much (presumably then
 waiting for operand data; not measured) and ran slower (run 225: 172 against 160 us); the exp
 GEMM's shifts loaded at the tile's start, not at each half's epilogue, are kept (run 226: 1081
-against 1151 us).
+against 1151 us). With both halves of the forward's epilogue in one block, ptxas computed both
+halves' GELU and codes before any store; each half in its own block (`row < M`, session 30) ran
+154.8 against 162.9 us (run 231, median of eight alternating rounds, outputs bitwise equal), the
+step -0.15 ms at the cap. Run 230's stamped copy (whose clock reads also kept the halves apart)
+shows the forward then paced by its K loop, which waits ~1500 cycles a tile on its slots' `ready`
+barriers: for operand data.
 
 Limits: Hopper only (wgmma, TMA, setmaxnreg), triton >= 3.6 with Gluon; bf16/fp16 operands and
 outputs, row-major, 16-byte aligned; any M, N, K (TMA zero-fills loads past the edges and clips
@@ -323,7 +328,7 @@ if HAVE_GLUON:
         return buf._reinterpret(gl.uint8, code_desc.block_type.shape, code_desc.layout)
 
     @gluon.jit
-    def _epilogue_half(acc, h: gl.constexpr, out_desc, aux_desc, pre_desc, c_bufs, pre_ready, off_m, off_n, phase,
+    def _epilogue_half(acc, h: gl.constexpr, out_desc, aux_desc, pre_desc, c_bufs, pre_ready, off_m, off_n, M, phase,
                        GELU_GRAD: gl.constexpr, WHICH: gl.constexpr, GRAD_CODE: gl.constexpr):
         """Rows off_m + 64h.. of the tile: acc (64, BN) fp32 (the bias added) -> the output(s)."""
         HALF: gl.constexpr = out_desc.block_type.shape[0]
@@ -332,14 +337,17 @@ if HAVE_GLUON:
         if not GELU_GRAD:
             # the warpgroup's two buffers alternate (pre or its code, h), one store in flight while
             # the next fills (three buffers a warpgroup, so that no store waits for one of its own
-            # tile, measured no faster: run 66)
-            if GRAD_CODE:
-                gelu, code = _gelu_grad_code(acc)
-                _store_tile(aux_desc, _code_buffer(c_bufs.index(2 * WHICH), aux_desc), code, row, off_n, 1)
-            else:
-                gelu = _gelu(acc)
-                _store_tile(aux_desc, c_bufs.index(2 * WHICH), acc, row, off_n, 1)
-            _store_tile(out_desc, c_bufs.index(2 * WHICH + 1), gelu, row, off_n, 1)
+            # tile, measured no faster: run 66). A half whose rows all lie past M is skipped (TMA
+            # would clip its stores); the branch also keeps ptxas from hoisting the second half's
+            # arithmetic above the first half's stores, as it does in one block (offline SASS)
+            if row < M:
+                if GRAD_CODE:
+                    gelu, code = _gelu_grad_code(acc)
+                    _store_tile(aux_desc, _code_buffer(c_bufs.index(2 * WHICH), aux_desc), code, row, off_n, 1)
+                else:
+                    gelu = _gelu(acc)
+                    _store_tile(aux_desc, c_bufs.index(2 * WHICH), acc, row, off_n, 1)
+                _store_tile(out_desc, c_bufs.index(2 * WHICH + 1), gelu, row, off_n, 1)
         else:
             mbarrier.wait(pre_ready.index(2 * WHICH + h), phase)
             if GRAD_CODE:
@@ -446,9 +454,9 @@ if HAVE_GLUON:
                 _exp_shift_half(acc1, shift1, off_m + HALF, off_n, M, N, out_desc, c_bufs.index(2 * WHICH + 1),
                                 Partials, CAP)
             else:
-                _epilogue_half(acc0, 0, out_desc, aux_desc, pre_desc, c_bufs, pre_ready, off_m, off_n, phase,
+                _epilogue_half(acc0, 0, out_desc, aux_desc, pre_desc, c_bufs, pre_ready, off_m, off_n, M, phase,
                                GELU_GRAD, WHICH, GRAD_CODE)
-                _epilogue_half(acc1, 1, out_desc, aux_desc, pre_desc, c_bufs, pre_ready, off_m, off_n, phase,
+                _epilogue_half(acc1, 1, out_desc, aux_desc, pre_desc, c_bufs, pre_ready, off_m, off_n, M, phase,
                                GELU_GRAD, WHICH, GRAD_CODE)
             if BIAS_GRAD:   # TMA zero-fills rows past M: out is 0 there. One partials row per 128 rows
                 sums = _column_sums_async(c_bufs.index(2 * WHICH), c_bufs.index(2 * WHICH + 1))

@@ -1,4 +1,4 @@
-# Session 29, run 230 (prepared; run as: bash benchmarks/results/runs/logs/run230-prepared.sh): the MLP forward's K loop's waits on operand data, stamped, in the tree and with the bias a tile ahead (.run230-kwait.py).
+# Session 30, run 230 (prepared in session 29; run as: bash benchmarks/results/runs/logs/run230.sh): the MLP forward's K loop's waits on operand data, stamped, in the tree and with the bias a tile ahead (.run230-kwait.py).
 set -u
 S=$SECONDS
 export PYTHONUNBUFFERED=1
