@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 from statistics import median
+from typing import Callable
 
 from bench_train_step import CONFIG_ORDER
 from report import render, replace_section
@@ -168,15 +169,25 @@ SESSION24_CODE_PAIRS = ["run187-train_step", "run188-train_step-round1", "run189
                         "run191-train_step-round2", "run193-train_step-round1", "run194-train_step-round1",
                         "run195-train_step", "run196-train_step-round1", "run197-train_step-round1",
                         "run203-train_step", "run217-train_step"]
-# the headline pair on the current code (session 29's kernel change): run 227's two rounds on a freshly
+# the headline pair on the current code (session 30's kernel change): run 232's two rounds on a freshly
+# started H100
+CURRENT_CODE_PAIRS = ["run232-train_step-round1", "run232-train_step-round2"]
+CURRENT_CODE_RUN = "run232-train_step-round1"
+CURRENT_CODE_NOTE = """The current code. Session 30 changed one kernel: the MLP forward's epilogue (kernels/mlp_gluon.py)
+runs each 64-row half in its own block, so that ptxas no longer computes both halves' GELU and
+codes before any store (c_fc's forward alone and the step's A/B at the power cap: run 231,
+`results/runs/logs/run231-ab.log`). Every timing of the pair on it (CURRENT_CODE_PAIRS in
+benchmarks/results.py), then run 232's first round's table:
+"""
+# the headline pair on session 29's code (its exp GEMM change): run 227's two rounds on a freshly
 # started H100, runs 228 and 229 on another (229 on 228's machine)
-CURRENT_CODE_PAIRS = ["run227-train_step-round1", "run227-train_step-round2", "run228-train_step", "run229-train_step"]
-CURRENT_CODE_RUN = "run229-train_step"
-CURRENT_CODE_NOTE = """The current code. Session 29 changed one kernel: the LM head's exp GEMM (kernels/mlp_gluon.py,
-EXP_SHIFT) loads each tile's per-row shift at the tile's start, before its K loop, where it had
-loaded it at the start of each half's epilogue (the exp chunk alone and the step's A/B: run 226,
-`results/runs/logs/run226-ab.log`). Every timing of the pair on it (CURRENT_CODE_PAIRS in
-benchmarks/results.py), then run 229's table:
+SESSION29_CODE_PAIRS = ["run227-train_step-round1", "run227-train_step-round2", "run228-train_step",
+                        "run229-train_step"]
+SESSION29_CODE_RUN = "run229-train_step"
+SESSION29_CODE_NOTE = """Session 29's code: the LM head's exp GEMM (kernels/mlp_gluon.py, EXP_SHIFT) loads each tile's
+per-row shift at the tile's start, before its K loop, where it had loaded it at the start of each
+half's epilogue (the exp chunk alone and the step's A/B: run 226, `results/runs/logs/run226-ab.log`).
+Every timing of the pair on it (SESSION29_CODE_PAIRS in benchmarks/results.py), then run 229's table:
 """
 SUSTAINED_PROBE_LOG = "logs/run192-sustain.log"
 TRAIN_STEP_FOLLOWUP_NOTE = """Run 196 (`results/runs/run196-train_step-round1/`, session 26, run 195's machine after the whole GPU
@@ -186,6 +197,11 @@ SESSION24_CODE_PAIRS in benchmarks/results.py), in bench_train_step's do_bench w
 after a warm-up) and, since session 26, sustained (20 s back to back, the second half's median;
 run 197's 40 s, on a freshly started machine):
 """
+# every code the headline pair was timed on, newest first: (what the code is, the folders of its
+# pairs, the folder whose table follows them)
+CODE_PAIRS = [(CURRENT_CODE_NOTE, CURRENT_CODE_PAIRS, CURRENT_CODE_RUN),
+              (SESSION29_CODE_NOTE, SESSION29_CODE_PAIRS, SESSION29_CODE_RUN),
+              (TRAIN_STEP_FOLLOWUP_NOTE, SESSION24_CODE_PAIRS, TRAIN_STEP_FOLLOWUP_RUN)]
 SUSTAINED_NOTE = """Sustained. The step holds the H100 at its 700 W power cap (nvidia-smi's "SW power cap" active in
 every sample, runs 191-192), where a step's time is its energy over the power the clock is held
 to, and the 0.3 s window runs faster than the step keeps up as the GPU warms, fastgpt's denser
@@ -597,16 +613,17 @@ def scaling_section(folder: Path) -> str:
             + "\n![tokens/s and loss curves, 1 vs 2 GPUs](benchmarks/results/scaling.png)\n")
 
 
+def code_pairs_section(runs: Path, note_text: Callable[[str], str] = lambda note: note) -> str:
+    """For each code in CODE_PAIRS: its note (through note_text), its pairs' ratios, its table."""
+    return "".join(note_text(note) + "\n" + pair_ratios_lines(runs, folders) + "\n"
+                   + train_step_table(runs / table) + "\n" for note, folders, table in CODE_PAIRS)
+
+
 def readme_train_step_section(runs: Path) -> str:
     """The README's training-step section: the tables, the plot and the convergence line."""
     return (README_TRAIN_STEP_LEAD + "\n" + train_step_table(runs / TRAIN_STEP_RUN) + "\n"
             + headline(runs / TRAIN_STEP_RUN, runs / TRAIN_STEP_FOLLOWUP_RUN) + "\n"
-            + _from_repository_root(CURRENT_CODE_NOTE) + "\n"
-            + pair_ratios_lines(runs, CURRENT_CODE_PAIRS) + "\n"
-            + train_step_table(runs / CURRENT_CODE_RUN) + "\n"
-            + _from_repository_root(TRAIN_STEP_FOLLOWUP_NOTE) + "\n"
-            + pair_ratios_lines(runs, SESSION24_CODE_PAIRS) + "\n"
-            + train_step_table(runs / TRAIN_STEP_FOLLOWUP_RUN) + "\n"
+            + code_pairs_section(runs, _from_repository_root)
             + _from_repository_root(SUSTAINED_NOTE) + "\n"
             + sustained_probe_line(runs / SUSTAINED_PROBE_LOG) + "\n"
             + "![tokens/s and peak memory per configuration](benchmarks/results/train_step.png)\n\n"
@@ -620,11 +637,7 @@ def main():
         parts.append(f"## {title}\n\n`results/runs/{name}`\n\n" + render(json.loads((runs / name).read_text())))
     parts.append("## GPT-2 124M training step\n\n" + TRAIN_STEP_NOTE + "\n" + train_step_table(runs / TRAIN_STEP_RUN)
                  + "\n" + headline(runs / TRAIN_STEP_RUN, runs / TRAIN_STEP_FOLLOWUP_RUN)
-                 + "\n" + CURRENT_CODE_NOTE + "\n" + pair_ratios_lines(runs, CURRENT_CODE_PAIRS)
-                 + "\n" + train_step_table(runs / CURRENT_CODE_RUN)
-                 + "\n" + TRAIN_STEP_FOLLOWUP_NOTE + "\n" + pair_ratios_lines(runs, SESSION24_CODE_PAIRS)
-                 + "\n" + train_step_table(runs / TRAIN_STEP_FOLLOWUP_RUN)
-                 + "\n" + SUSTAINED_NOTE + "\n" + sustained_probe_line(runs / SUSTAINED_PROBE_LOG)
+                 + "\n" + code_pairs_section(runs) + SUSTAINED_NOTE + "\n" + sustained_probe_line(runs / SUSTAINED_PROBE_LOG)
                  + "".join(f"\n### {note}\n\n`results/runs/{name}/`\n\n" + train_step_table(runs / name)
                            for name, note in TRAIN_STEP_HISTORY))
     parts.append("## Convergence: fastgpt (triton) against the reference (torch), bf16\n\n"
