@@ -20,6 +20,10 @@ lines:
 
 Each round prints one line a variant (ms a step, SM clock, board power, temperature, energy a
 step); the summary gives each variant's median and its difference to the first's.
+
+The kernels a change touches are timed beside the step: compare_kernels alternates timers (each
+a kernel's launch as CUDA-graph replays, timing.replay_timer) over rounds and prints the paired
+differences; from run 236 on probes take it and replay_timer rather than copies of their own.
 """
 from __future__ import annotations
 
@@ -80,6 +84,33 @@ def compare(variants: list[Variant], rounds: int = 2, seconds: float = 16.0,
     for line in summary_lines(rows, variants[0].name):
         print_fn(line)
     return rows
+
+
+def compare_kernels(timers: dict[str, Callable[[], float]], rounds: int = 8, baseline: str | None = None,
+                    print_fn: Callable[[str], None] = print) -> dict[str, list[float]]:
+    """The kernels' A/B beside the step's: each timer (microseconds a call, timing.replay_timer's) once
+    a round, the rounds in the timers' order and its reverse by turns, so that a drift of the GPU's
+    clock within a round falls on every side alike; then each timer's times with their min and
+    median, and each other timer's differences to `baseline` (the last timer by default) round by
+    round with their median. Returns the times by name."""
+    names = list(timers)
+    baseline = names[-1] if baseline is None else baseline
+    if baseline not in timers:
+        raise ValueError(f"compare_kernels: no timer named {baseline!r}")
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            times[name].append(timers[name]())
+    width = max(map(len, names))
+    for name, ts in times.items():
+        print_fn(f"RESULT {name:{width}s} " + " ".join(f"{t:7.1f}" for t in ts)
+                 + f"   min {min(ts):.1f} median {median(ts):.1f} us")
+    for name in names:
+        if name != baseline:
+            diffs = [a - b for a, b in zip(times[name], times[baseline])]
+            print_fn(f"RESULT paired ({name} - {baseline}) " + " ".join(f"{d:+6.1f}" for d in diffs)
+                     + f"   median {median(diffs):+.1f} us")
+    return times
 
 
 def _row_line(row: dict) -> str:

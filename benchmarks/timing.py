@@ -76,6 +76,18 @@ def _capture(fn):
     return graph
 
 
+def replay_timer(fn, calls: int = 10, rep_ms: int = 300):
+    """A timer of fn as CUDA-graph replays (the training step's graph has no launch gaps either):
+    fn is called once, then `calls` calls of it are captured in one graph; each call of the timer
+    returns do_bench's median replay (after a warm-up, over rep_ms) in microseconds a call of fn.
+    The kernel A/Bs of benchmarks/ab_step.compare_kernels take these."""
+    import triton.testing
+    fn()
+    torch.cuda.synchronize()
+    graph = _capture(lambda: [fn() for _ in range(calls)])
+    return lambda: triton.testing.do_bench(graph.replay, warmup=50, rep=rep_ms, return_mode="median") / calls * 1e3
+
+
 # nvidia-smi's fields sampled beside sustained timing (power.draw.instant: drivers >= 530; older ones
 # get power.draw, a 1 s average), and the keys they are reported under
 GPU_SAMPLE_FIELDS = (("clocks.sm", "sm_clock_mhz"), ("power.draw.instant", "power_w"), ("temperature.gpu", "temperature_c"))
