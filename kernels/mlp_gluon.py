@@ -88,7 +88,10 @@ halves' GELU and codes before any store; each half in its own block (`row < M`, 
 154.8 against 162.9 us (run 231, median of eight alternating rounds, outputs bitwise equal), the
 step -0.15 ms at the cap. Run 230's stamped copy (whose clock reads also kept the halves apart)
 shows the forward then paced by its K loop, which waits ~1500 cycles a tile on its slots' `ready`
-barriers: for operand data.
+barriers: for operand data, not for want of slots (a sixth, for one output buffer a warpgroup,
+was no faster: run 233). The epilogue still costs the K loop beside it cycles: without the codes
+the forward takes 137 us, with one plain output 130 (cuBLAS's time), at equal clocks (runs
+237-238).
 
 Limits: Hopper only (wgmma, TMA, setmaxnreg), triton >= 3.6 with Gluon; bf16/fp16 operands and
 outputs, row-major, 16-byte aligned; any M, N, K (TMA zero-fills loads past the edges and clips
