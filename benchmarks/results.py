@@ -637,7 +637,8 @@ def main():
         parts.append(f"## {title}\n\n`results/runs/{name}`\n\n" + render(json.loads((runs / name).read_text())))
     parts.append("## GPT-2 124M training step\n\n" + TRAIN_STEP_NOTE + "\n" + train_step_table(runs / TRAIN_STEP_RUN)
                  + "\n" + headline(runs / TRAIN_STEP_RUN, runs / TRAIN_STEP_FOLLOWUP_RUN)
-                 + "\n" + code_pairs_section(runs) + SUSTAINED_NOTE + "\n" + sustained_probe_line(runs / SUSTAINED_PROBE_LOG)
+                 + "\n" + code_pairs_section(runs)
+                 + SUSTAINED_NOTE + "\n" + sustained_probe_line(runs / SUSTAINED_PROBE_LOG)
                  + "".join(f"\n### {note}\n\n`results/runs/{name}/`\n\n" + train_step_table(runs / name)
                            for name, note in TRAIN_STEP_HISTORY))
     parts.append("## Convergence: fastgpt (triton) against the reference (torch), bf16\n\n"

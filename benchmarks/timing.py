@@ -85,7 +85,8 @@ def replay_timer(fn, calls: int = 10, rep_ms: int = 300):
     fn()
     torch.cuda.synchronize()
     graph = _capture(lambda: [fn() for _ in range(calls)])
-    return lambda: triton.testing.do_bench(graph.replay, warmup=50, rep=rep_ms, return_mode="median") / calls * 1e3
+    return lambda: (triton.testing.do_bench(graph.replay, warmup=50, rep=rep_ms, return_mode="median")
+                    / calls * 1e3)
 
 
 # nvidia-smi's fields sampled beside sustained timing (power.draw.instant: drivers >= 530; older ones
