@@ -170,8 +170,10 @@ SESSION24_CODE_PAIRS = ["run187-train_step", "run188-train_step-round1", "run189
                         "run195-train_step", "run196-train_step-round1", "run197-train_step-round1",
                         "run203-train_step", "run217-train_step"]
 # the headline pair on the current code (session 30's kernel change): run 232's two rounds on a freshly
-# started H100, run 234 on another (after the GPU test suite), run 236 on a third (the reference first)
-CURRENT_CODE_PAIRS = ["run232-train_step-round1", "run232-train_step-round2", "run234-train_step", "run236-train_step"]
+# started H100, run 234 on another (after the GPU test suite), run 236 on a third (the reference first), run
+# 240 on a fourth
+CURRENT_CODE_PAIRS = ["run232-train_step-round1", "run232-train_step-round2", "run234-train_step", "run236-train_step",
+                      "run240-train_step"]
 CURRENT_CODE_RUN = "run232-train_step-round1"
 CURRENT_CODE_NOTE = """The current code. Session 30 changed one kernel: the MLP forward's epilogue (kernels/mlp_gluon.py)
 runs each 64-row half in its own block, so that ptxas no longer computes both halves' GELU and
