@@ -335,7 +335,6 @@ if HAVE_GLUON:
                        GELU_GRAD: gl.constexpr, WHICH: gl.constexpr, GRAD_CODE: gl.constexpr):
         """Rows off_m + 64h.. of the tile: acc (64, BN) fp32 (the bias added) -> the output(s)."""
         HALF: gl.constexpr = out_desc.block_type.shape[0]
-        c_buf = c_bufs.index(2 * WHICH + h)
         row = off_m + h * HALF
         if not GELU_GRAD:
             # the warpgroup's two buffers alternate (pre or its code, h), one store in flight while
@@ -351,7 +350,8 @@ if HAVE_GLUON:
                     gelu = _gelu(acc)
                     _store_tile(aux_desc, c_bufs.index(2 * WHICH), acc, row, off_n, 1)
                 _store_tile(out_desc, c_bufs.index(2 * WHICH + 1), gelu, row, off_n, 1)
-        else:
+        else:   # this half's pre (or codes) came into its own buffer during the K loop
+            c_buf = c_bufs.index(2 * WHICH + h)
             mbarrier.wait(pre_ready.index(2 * WHICH + h), phase)
             if GRAD_CODE:
                 code = _code_buffer(c_buf, pre_desc).load(acc.type.layout)
